@@ -1,0 +1,1 @@
+"""he-accel benchmarks: throughput of every backend and peer, measured side by side."""
