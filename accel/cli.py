@@ -1,0 +1,126 @@
+"""The ``he-accel`` command: ``demo`` (a checked end-to-end run) and ``bench`` (throughput)."""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+
+import numpy as np
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from accel import EncryptedVector, ObfuscatorPool, generate_keypair, get_backend
+
+    be = get_backend(args.backend)
+    print(f"he-accel demo: backend {be.describe()}, {args.bits}-bit key, {args.size} values")
+    t = time.perf_counter()
+    pk, sk = generate_keypair(args.bits)
+    print(f"  keygen                {time.perf_counter() - t:8.2f} s   {pk!r}")
+    rng = np.random.default_rng()  # plaintext data only; obfuscators come from secrets
+    x = rng.normal(size=args.size)
+    y = rng.normal(size=args.size)
+    X = rng.normal(size=(args.size, args.cols))
+    ok = True
+
+    def step(name: str, fn, count: int):
+        t0 = time.perf_counter()
+        out = fn()
+        dt = time.perf_counter() - t0
+        print(f"  {name:<20}{dt:8.2f} s   {count / dt:12,.1f} /s")
+        return out
+
+    ex = step("encrypt", lambda: EncryptedVector.encrypt(pk, x, backend=be), args.size)
+    ey = step("encrypt (CRT)", lambda: EncryptedVector.encrypt(pk, y, backend=be, private_key=sk), args.size)
+    with ObfuscatorPool(pk, be, capacity=args.size, private_key=sk, start=False) as pool:
+        pool.fill()
+        step("encrypt (pooled r^n)", lambda: EncryptedVector.encrypt(pk, y, backend=be, obfuscators=pool), args.size)
+    s = step("add", lambda: ex + ey, args.size)
+    a = step("axpy 2.5*x + y", lambda: ex * 2.5 + ey, args.size)
+    tot = step("sum", lambda: ex.sum(), args.size)
+    mv = step(f"matvec ({args.cols} cols)", lambda: ex.dot(X), args.size * args.cols)
+    dec = step("decrypt", lambda: s.decrypt(sk), args.size)
+    checks = {
+        "x + y": (dec, x + y),
+        "2.5 x + y": (a.decrypt(sk), 2.5 * x + y),
+        "sum x": (tot.decrypt(sk), np.array([x.sum()])),
+        "x^T X": (mv.decrypt(sk), x @ X),
+    }
+    for name, (got, want) in checks.items():
+        good = np.allclose(got, want, rtol=1e-9, atol=1e-9)
+        ok &= good
+        print(f"  check {name:<12} {'ok' if good else 'MISMATCH'} (max abs err {np.max(np.abs(got - want)):.2e})")
+    print("demo:", "all results match" if ok else "FAILED")
+    return 0 if ok else 1
+
+
+def _bench(args: argparse.Namespace) -> int:
+    from bench.ops import ALL_OPS, DEFAULT_OPS, make_backend, records, run_ops, table
+
+    ops = DEFAULT_OPS if args.ops == "default" else ALL_OPS if args.ops == "all" else args.ops.split(",")
+    unknown = set(ops) - set(ALL_OPS)
+    if unknown:
+        print(f"unknown ops: {', '.join(sorted(unknown))}; choose from {', '.join(ALL_OPS)}", file=sys.stderr)
+        return 2
+    be = make_backend(args.backend, args.workers)
+    recs = []
+    try:
+        for bits in [int(b) for b in args.bits.split(",")]:
+            print(f"== {bits}-bit key, batch {args.batch}, {be.describe()}", file=sys.stderr, flush=True)
+            ms = run_ops(be, bits, args.batch, args.repeats, ops,
+                         progress=lambda op: print(f"   measuring {op} ...", file=sys.stderr, flush=True))
+            recs += records(ms, be, bits, args.repeats)
+    finally:
+        be.close()
+    print(table(recs))
+    by = {(r["key_bits"], r["op"]): r["ops_per_s"] for r in recs}
+    for bits in sorted({r["key_bits"] for r in recs}):
+        unit, enc = by.get((bits, "powmod_1core")), by.get((bits, "encrypt"))
+        if unit and enc:
+            workers = getattr(be, "workers", 1)
+            print(f"{bits}: encrypt = {enc / unit:.2f} x single-core powmod(r, n, n^2) "
+                  f"on {workers} workers ({enc / unit / workers:.2f} per worker)")
+        crt, nocrt = by.get((bits, "decrypt")), by.get((bits, "decrypt_nocrt"))
+        if crt and nocrt:
+            print(f"{bits}: CRT decrypt = {crt / nocrt:.2f} x non-CRT decrypt")
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump(recs, fh, indent=1)
+        print(f"wrote {len(recs)} records to {args.json}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="he-accel", description=__doc__)
+    p.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    d = sub.add_parser("demo", help="keygen, encrypt, homomorphic sums and a matvec, decrypt, check")
+    d.add_argument("--backend", default="auto", choices=["cpu", "gpu", "auto"])
+    d.add_argument("--bits", type=int, default=2048)
+    d.add_argument("--size", type=int, default=1000, help="vector length")
+    d.add_argument("--cols", type=int, default=4, help="matrix columns for the matvec")
+    d.set_defaults(func=_demo)
+
+    b = sub.add_parser("bench", help="throughput of the raw batch ops, with a correctness check per batch")
+    b.add_argument("--backend", default="cpu", choices=["cpu", "gpu", "auto"])
+    b.add_argument("--bits", default="2048", help="comma-separated key sizes")
+    b.add_argument("--batch", type=int, default=2000)
+    b.add_argument("--repeats", type=int, default=3)
+    b.add_argument("--workers", type=int, default=None, help="CPU worker processes (default: all cores)")
+    b.add_argument("--ops", default="default", help="comma-separated ops, 'default' or 'all'")
+    b.add_argument("--json", metavar="PATH", help="write the records as JSON")
+    b.set_defaults(func=_bench)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
