@@ -42,7 +42,7 @@ class EncryptedVector:
 
     def __init__(self, public_key: PublicKey, ciphertexts: Any, exponents: Any = 0, *,
                  codec: FixedPointCodec | None = None, backend: "Backend | None" = None,
-                 public_exponents: bool = True):
+                 public_exponents: bool = True, mantissa_bits: Any = None):
         if not isinstance(public_key, PublicKey):
             raise TypeError("public_key must be a PublicKey")
         self.public_key = public_key
@@ -57,13 +57,34 @@ class EncryptedVector:
         if public_exponents:
             e = self.codec.from_public_exponent(e)
         self._exp = np.array(np.broadcast_to(e, (count,)), dtype=np.int64)
+        # Upper bound on |mantissa| in bits per element, or None when unknown (ciphertexts
+        # from elsewhere). Every op propagates it, so an overflow is refused before it wraps.
+        self._bits = (None if mantissa_bits is None
+                      else np.array(np.broadcast_to(np.asarray(mantissa_bits, dtype=np.int64), (count,))))
 
     @classmethod
-    def _make(cls, template: "EncryptedVector", blob: bytes, exp: np.ndarray) -> "EncryptedVector":
+    def _make(cls, template: "EncryptedVector", blob: bytes, exp: np.ndarray,
+              bits: np.ndarray | None) -> "EncryptedVector":
         v = cls.__new__(cls)
         v.public_key, v.codec, v.backend = template.public_key, template.codec, template.backend
         v._blob, v._exp = blob, np.asarray(exp, dtype=np.int64)
+        v._bits = None if bits is None else np.asarray(bits, dtype=np.int64)
+        v._check_bound()
         return v
+
+    @property
+    def _bit_limit(self) -> int:
+        # |m| < 2^bits <= max_int + 1 guarantees |m| <= max_int
+        return (self.codec.max_int + 1).bit_length() - 1
+
+    def _check_bound(self) -> None:
+        if self._bits is not None and len(self._bits) and int(self._bits.max()) > self._bit_limit:
+            i = int(self._bits.argmax())
+            raise PlaintextOverflowError(
+                f"element {i} could reach {int(self._bits[i])} bits, beyond the key's max_int "
+                f"({self._bit_limit} bits): the result would wrap. Use a larger key, coarser "
+                "precision, or operands of closer magnitude"
+            )
 
     # -- construction ------------------------------------------------------------------------
     @classmethod
@@ -83,7 +104,9 @@ class EncryptedVector:
         ms = b"".join(m.to_bytes(public_key.plaintext_width, "little") for m in enc.encodings)
         blob = backend.raw_encrypt(public_key, ms, rng=rng, obfuscators=obfuscators,
                                    private_key=private_key)
-        return cls(public_key, blob, enc.exponents, codec=codec, backend=backend, public_exponents=False)
+        bits = _bit_lengths(codec.signed_mantissas(enc.encodings))
+        return cls(public_key, blob, enc.exponents, codec=codec, backend=backend, public_exponents=False,
+                   mantissa_bits=bits)
 
     # -- views -------------------------------------------------------------------------------
     def __len__(self) -> int:
@@ -115,7 +138,7 @@ class EncryptedVector:
         idx = np.atleast_1d(idx)
         mv = memoryview(self._blob)
         blob = b"".join(mv[i * w : (i + 1) * w] for i in idx.tolist())
-        return self._make(self, blob, self._exp[idx])
+        return self._make(self, blob, self._exp[idx], None if self._bits is None else self._bits[idx])
 
     @classmethod
     def concat(cls, parts: list["EncryptedVector"]) -> "EncryptedVector":
@@ -123,12 +146,16 @@ class EncryptedVector:
             raise ValueError("nothing to concatenate")
         for p in parts[1:]:
             parts[0]._check_compatible(p)
-        return cls._make(parts[0], b"".join(p._blob for p in parts), np.concatenate([p._exp for p in parts]))
+        bits = (None if any(p._bits is None for p in parts)
+                else np.concatenate([p._bits for p in parts]))
+        return cls._make(parts[0], b"".join(p._blob for p in parts),
+                         np.concatenate([p._exp for p in parts]), bits)
 
     def __reduce__(self):
         # Ciphertexts, exponents and the codec's parameters; no backend or device handles.
         return (_rebuild, (self.public_key.n, self._blob, self._exp.tobytes(),
-                           self.codec.convention.value, self.codec.max_int))
+                           self.codec.convention.value, self.codec.max_int,
+                           None if self._bits is None else self._bits.tobytes()))
 
     # -- helpers -----------------------------------------------------------------------------
     def _check_compatible(self, other: "EncryptedVector") -> None:
@@ -137,6 +164,9 @@ class EncryptedVector:
         if other.codec != self.codec:
             raise ValueError("the two encrypted vectors use different encodings")
 
+    def _lowered_bits(self, target: np.ndarray) -> np.ndarray | None:
+        return None if self._bits is None else self._bits + LOG2_BASE * (self._exp - target)
+
     def _lowered_to(self, target: np.ndarray) -> bytes:
         """Ciphertexts re-expressed at exponents ``target`` <= current: c^(16^(e - t))."""
         diff = self._exp - target
@@ -144,6 +174,11 @@ class EncryptedVector:
             return self._blob
         if (diff < 0).any():
             raise ValueError("can only lower exponents")
+        bits = self._lowered_bits(target)
+        if bits is not None and int(bits.max()) > self._bit_limit:
+            raise PlaintextOverflowError(
+                f"aligning exponents would need {int(bits.max())}-bit mantissas, beyond the key's "
+                f"max_int ({self._bit_limit} bits): the operands' magnitudes are too far apart")
         ks = [BASE**d for d in diff.tolist()]
         if max(ks) >= self.public_key.n:
             raise PlaintextOverflowError("aligning the exponents needs a factor of 16^d >= n")
@@ -168,8 +203,10 @@ class EncryptedVector:
             if len(other) != len(self):
                 raise ValueError(f"length mismatch: {len(self)} vs {len(other)}")
             t = np.minimum(self._exp, other._exp)
+            a, b = self._lowered_bits(t), other._lowered_bits(t)
+            bits = None if a is None or b is None else np.maximum(a, b) + 1
             out = self.backend.raw_add(self.public_key, self._lowered_to(t), other._lowered_to(t))
-            return self._make(self, out, t)
+            return self._make(self, out, t, bits)
         mants, e = self._plain(other)
         t = np.minimum(self._exp, e)
         n, max_int = self.public_key.n, self.codec.max_int
@@ -179,8 +216,10 @@ class EncryptedVector:
             if abs(m) > max_int:
                 raise PlaintextOverflowError(f"operand[{i}] overflows max_int once aligned to the vector's exponent")
             ms.append(m % n)
+        a = self._lowered_bits(t)
+        bits = None if a is None else np.maximum(a, _bit_lengths(mants) + LOG2_BASE * (e - t)) + 1
         out = self.backend.raw_add_plain(self.public_key, self._lowered_to(t), ms)
-        return self._make(self, out, t)
+        return self._make(self, out, t, bits)
 
     __radd__ = __add__
 
@@ -199,8 +238,12 @@ class EncryptedVector:
         if isinstance(other, EncryptedVector):
             raise TypeError("Paillier cannot multiply two ciphertexts; multiply by plaintexts")
         mants, e = self._plain(other)
+        bits = None if self._bits is None else self._bits + _bit_lengths(mants)
+        if bits is not None and len(bits) and int(bits.max()) > self._bit_limit:
+            raise PlaintextOverflowError(
+                f"the product could reach {int(bits.max())} bits, beyond the key's max_int ({self._bit_limit} bits)")
         out = self.backend.raw_mul(self.public_key, self._blob, mants)
-        return self._make(self, out, self._exp + e)
+        return self._make(self, out, self._exp + e, bits)
 
     __rmul__ = __mul__
 
@@ -211,10 +254,12 @@ class EncryptedVector:
         """The encrypted sum, as a vector of length 1 (E(0) = ciphertext 1 when empty)."""
         if len(self) == 0:
             return self._make(self, (1).to_bytes(self.public_key.ciphertext_width, "little"),
-                              np.zeros(1, dtype=np.int64))
+                              np.zeros(1, dtype=np.int64), np.zeros(1, dtype=np.int64))
         t = np.full(len(self), self._exp.min())
+        a = self._lowered_bits(t)
+        bits = None if a is None else a.max(keepdims=True) + _ceil_log2(len(self))
         out = self.backend.raw_sum(self.public_key, self._lowered_to(t))
-        return self._make(self, out, t[:1])
+        return self._make(self, out, t[:1], bits)
 
     def dot(self, X: Any, *, precision: float | None = None) -> "EncryptedVector":
         """E(v^T X): X of shape (len,) gives length 1, of shape (len, C) gives length C.
@@ -235,8 +280,18 @@ class EncryptedVector:
         else:
             raise TypeError(f"cannot multiply by a matrix of dtype {X.dtype}")
         t = np.full(len(self), self._exp.min() if len(self) else 0)
+        a = self._lowered_bits(t)
+        bits = None
+        if a is not None:
+            xbits = max((abs(int(v)).bit_length() for v in np.asarray(mant).ravel().tolist()), default=0)
+            top = int(a.max()) if len(a) else 0
+            bits = np.full(X.shape[1], top + xbits + _ceil_log2(max(1, len(self))), dtype=np.int64)
+            if len(bits) and int(bits[0]) > self._bit_limit:
+                raise PlaintextOverflowError(
+                    f"the matrix product could reach {int(bits[0])} bits, beyond the key's max_int "
+                    f"({self._bit_limit} bits): use a coarser precision or a larger key")
         out = self.backend.raw_matvec(self.public_key, self._lowered_to(t), mant)
-        return self._make(self, out, np.full(X.shape[1], (t[0] if len(t) else 0) + ex, dtype=np.int64))
+        return self._make(self, out, np.full(X.shape[1], (t[0] if len(t) else 0) + ex, dtype=np.int64), bits)
 
     def _encode_matrix(self, X: np.ndarray, precision: float | None) -> tuple[Any, int]:
         if not np.all(np.isfinite(X)):
@@ -268,7 +323,7 @@ class EncryptedVector:
     def rerandomize(self, *, rng: RandomSource | None = None, obfuscators: Any = None) -> "EncryptedVector":
         """Fresh ciphertexts of the same values (do this before sending results to a peer)."""
         out = self.backend.raw_rerandomize(self.public_key, self._blob, rng=rng, obfuscators=obfuscators)
-        return self._make(self, out, self._exp)
+        return self._make(self, out, self._exp, self._bits)
 
     # -- decryption --------------------------------------------------------------------------
     def _raw_plain(self, private_key: PrivateKey) -> list[int]:
@@ -288,7 +343,17 @@ class EncryptedVector:
         return self.codec.decode_exact(self._raw_plain(private_key), self._exp)
 
 
-def _rebuild(n: int, blob: bytes, exp: bytes, convention: str, max_int: int) -> EncryptedVector:
+def _bit_lengths(mants: list[int]) -> np.ndarray:
+    return np.array([abs(m).bit_length() for m in mants], dtype=np.int64)
+
+
+def _ceil_log2(k: int) -> int:
+    return max(0, (k - 1).bit_length())
+
+
+def _rebuild(n: int, blob: bytes, exp: bytes, convention: str, max_int: int,
+             bits: bytes | None = None) -> EncryptedVector:
     pk = PublicKey(n)
     codec = FixedPointCodec(pk, convention, max_int)
-    return EncryptedVector(pk, blob, np.frombuffer(exp, dtype=np.int64), codec=codec, public_exponents=False)
+    return EncryptedVector(pk, blob, np.frombuffer(exp, dtype=np.int64), codec=codec, public_exponents=False,
+                           mantissa_bits=None if bits is None else np.frombuffer(bits, dtype=np.int64))

@@ -154,12 +154,17 @@ class FixedPointCodec:
         if not np.all(np.isfinite(x)):
             bad = int(np.flatnonzero(~np.isfinite(x))[0])
             raise ValueError(f"value[{bad}] is not finite ({x[bad]})")
+        flushed = None
         if self.convention is Convention.FATE1:
-            x = np.where(np.abs(x) < 1e-200, 0.0, x)  # FATE 1.x flushes tiny values to 0
+            # FATE 1.x replaces |x| < 1e-200 by the int 0, which then gets exponent 0.
+            flushed = np.abs(x) < 1e-200
+            x = np.where(flushed, 0.0, x)
         if forced is not None:
             e = np.full(x.size, forced, dtype=np.int64)
         else:
             e = self._float_exponents(np.frexp(x)[1].astype(np.int64))
+            if flushed is not None:
+                e = np.where(flushed, 0, e)
         if cap is not None:
             e = np.minimum(e, cap)
         with np.errstate(over="ignore", under="ignore"):
