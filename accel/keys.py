@@ -8,7 +8,6 @@ from __future__ import annotations
 import base64
 import json
 import secrets
-from dataclasses import dataclass
 from functools import cached_property
 from typing import Any, Protocol
 
