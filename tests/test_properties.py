@@ -64,15 +64,18 @@ def test_encoded_vector_arithmetic_matches_numpy(inline_backend, pairs, k):
         total = ex + ey
     except PlaintextOverflowError:
         # Refused, not wrapped: legitimate only when aligning the exponents cannot fit max_int.
+        # A float's mantissa at its natural exponent has at most 56 bits; the sum adds one.
         gap = int(np.max(np.abs(ex.exponents - ey.exponents)))
-        assert 4 * gap + 54 > ex._bit_limit
+        assert 4 * gap + 56 + 1 > ex._bit_limit
         return
     np.testing.assert_allclose(total.decrypt(sk), x + y, rtol=1e-12, atol=1e-9)
     np.testing.assert_allclose((ex * k).decrypt(sk), x * k, rtol=1e-12, atol=1e-9)
     try:
         dot = ex.dot(y)
     except PlaintextOverflowError:
+        # aligned x (<= 56 + 4 * spread bits) times y's shared-exponent encoding (<= 56 bits),
+        # summed over <= 8 rows (+3 bits)
         spread = int(ex.exponents.max() - ex.exponents.min())
-        assert 4 * spread + 2 * 54 + 3 > ex._bit_limit
+        assert 4 * spread + 56 + 56 + 3 > ex._bit_limit
         return
     np.testing.assert_allclose(dot.decrypt(sk), [x @ y], rtol=1e-9, atol=1e-3)
