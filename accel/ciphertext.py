@@ -17,7 +17,7 @@ import numpy as np
 from .backends.base import KeyMismatchError
 from .encoding import BASE, LOG2_BASE, Convention, FixedPointCodec, PlaintextOverflowError
 from .keys import PrivateKey, PublicKey, RandomSource
-from .packing import blob_to_ints, blob_to_limbs, to_blob
+from .packing import blob_to_ints, blob_to_limbs, ints_to_blob, to_blob
 
 if TYPE_CHECKING:
     from .backends.base import Backend
@@ -54,6 +54,8 @@ class EncryptedVector:
         self._blob = blob
         count = len(blob) // public_key.ciphertext_width
         e = np.asarray(exponents, dtype=np.int64)
+        if e.ndim > 1 or e.ndim == 1 and e.size not in (1, count):
+            raise ValueError(f"{e.size} exponents for {count} ciphertexts: give one, or one per ciphertext")
         if public_exponents:
             e = self.codec.from_public_exponent(e)
         self._exp = np.array(np.broadcast_to(e, (count,)), dtype=np.int64)
@@ -101,10 +103,10 @@ class EncryptedVector:
         codec = codec or FixedPointCodec(public_key, convention)
         backend = backend or _default_backend()
         enc = codec.encode(values, precision=precision, exponent=exponent)
-        ms = b"".join(m.to_bytes(public_key.plaintext_width, "little") for m in enc.encodings)
+        ms = ints_to_blob(enc.encodings, public_key.plaintext_width, "plaintext")
         blob = backend.raw_encrypt(public_key, ms, rng=rng, obfuscators=obfuscators,
                                    private_key=private_key)
-        bits = _bit_lengths(codec.signed_mantissas(enc.encodings))
+        bits = _bit_lengths(enc.mantissas)
         return cls(public_key, blob, enc.exponents, codec=codec, backend=backend, public_exponents=False,
                    mantissa_bits=bits)
 
@@ -190,8 +192,7 @@ class EncryptedVector:
         if arr.ndim > 1 or arr.ndim == 1 and arr.size not in (1, len(self)):
             raise ValueError(f"operand of shape {arr.shape} does not match a vector of length {len(self)}")
         enc = self.codec.encode(arr)
-        mants = self.codec.signed_mantissas(enc.encodings)
-        e = enc.exponents
+        mants, e = enc.mantissas, enc.exponents
         if len(mants) == 1 and len(self) != 1:
             mants, e = mants * len(self), np.repeat(e, len(self))
         return mants, e

@@ -53,10 +53,12 @@ class Convention(str, enum.Enum):
 
 @dataclass(frozen=True)
 class EncodedBatch:
-    """Plaintext encodings in [0, n) and their exponents (internal sign, int64)."""
+    """Plaintext encodings in [0, n), their signed mantissas, and their exponents (internal
+    sign, int64)."""
 
     encodings: list[int]
     exponents: np.ndarray
+    mantissas: list[int]
 
     def __len__(self) -> int:
         return len(self.encodings)
@@ -185,7 +187,7 @@ class FixedPointCodec:
                 mants.append(self._exact_int(int(v), k))
             elif isinstance(v, Real):
                 one = self._encode_floats(np.array([float(v)]), forced, cap)
-                mants.append(self._signed(one.encodings[0]))
+                mants.append(one.mantissas[0])
                 k = int(one.exponents[0])
             else:
                 raise TypeError(f"value[{i}] has type {type(v).__name__}; expected int or float")
@@ -211,16 +213,9 @@ class FixedPointCodec:
                     f"({self.max_int.bit_length()} bits)"
                 )
             out.append(m % n)
-        return EncodedBatch(out, np.asarray(e, dtype=np.int64))
+        return EncodedBatch(out, np.asarray(e, dtype=np.int64), list(mants))
 
     # -- decode ------------------------------------------------------------------------------
-    def _signed(self, v: int) -> int:
-        if v <= self.max_int:
-            return v
-        if v >= self.n - self.max_int:
-            return v - self.n
-        raise DecodeOverflowError("the encoding is in the overflow band")
-
     def signed_mantissas(self, encodings: list[int]) -> list[int]:
         n, max_int, low = self.n, self.max_int, self.n - self.max_int
         out = []

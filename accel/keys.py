@@ -61,11 +61,9 @@ def _limb_bytes(bits: int) -> int:
 class PublicKey:
     """A Paillier public key (n, g = n + 1).
 
-    Cached per-modulus constants: ``nsquare``, gmpy2 copies of both, ``max_int`` and the
-    fixed widths used when numbers travel packed (see :mod:`accel.packing`).
+    Cached per-modulus constants: ``nsquare``, ``max_int`` and the fixed widths used when
+    numbers travel packed (see :mod:`accel.packing`).
     """
-
-    __slots__ = ("n", "nsquare", "g", "max_int", "_mpz_n", "_mpz_nsquare", "__dict__")
 
     def __init__(self, n: int):
         if isinstance(n, bool) or not isinstance(n, (int, type(mpz(0)))):
@@ -77,8 +75,6 @@ class PublicKey:
         self.nsquare = n * n
         self.g = n + 1
         self.max_int = n // 3 - 1
-        self._mpz_n = mpz(n)
-        self._mpz_nsquare = mpz(self.nsquare)
 
     @property
     def bits(self) -> int:

@@ -110,6 +110,7 @@ def test_ints_edges_and_max_int(codecs):
     enc = c.encode(np.array(vals, dtype=object))
     assert c.decode_exact(enc.encodings, enc.exponents) == vals
     assert enc.encodings[2] == c.n - 1  # negatives are stored as n + x
+    assert enc.mantissas == vals and c.signed_mantissas(enc.encodings) == vals
     with pytest.raises(PlaintextOverflowError, match="max_int"):
         c.encode(np.array([1, c.max_int + 1], dtype=object))
     with pytest.raises(PlaintextOverflowError):

@@ -146,6 +146,8 @@ def test_mismatched_keys_and_shapes_are_refused(inline_backend, key1024, key2048
         v.dot(np.ones((3, 2)))
     with pytest.raises(TypeError):
         v * v
+    with pytest.raises(ValueError, match="exponents for 2 ciphertexts"):
+        EncryptedVector(pk, v.ciphertexts, [0, 0, 0], backend=inline_backend)
     with pytest.raises(ValueError, match="encodings"):
         v + EncryptedVector.encrypt(pk, [1.0, 2.0], backend=inline_backend, convention="fate2")
 
