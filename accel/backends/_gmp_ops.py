@@ -99,6 +99,20 @@ def obfuscators_crt_blob(zp_blob: bytes, zq_blob: bytes, p: int, q: int, pw: int
     return write(obfuscators_crt(zp_blob, zq_blob, p, q, pw), cw)
 
 
+def encrypt_djn(ms_blob: bytes | None, rs_blob: bytes, n: int, hs: int, pw: int, cw: int,
+                offset: int = 0) -> bytes:
+    """c = (1 + m n) * hs^r mod n^2 (or hs^r alone without plaintexts); r secret: powmod_sec."""
+    n, hs = mpz(n), mpz(hs)
+    n2 = n * n
+    ps = gmpy2.powmod_sec
+    obf = [ps(hs, r, n2) for r in read(rs_blob, pw)]
+    if ms_blob is None:
+        return write(obf, cw)
+    ms = read(ms_blob, pw)
+    _check_plain(ms, n, offset)
+    return write([(1 + m * n) * x % n2 for m, x in zip(ms, obf)], cw)
+
+
 def encrypt_with(ms_blob: bytes, obf_blob: bytes | None, n: int, pw: int, cw: int, offset: int = 0) -> bytes:
     """c = (1 + m n) * x mod n^2 with precomputed obfuscators x (or none: x = 1, insecure)."""
     n = mpz(n)

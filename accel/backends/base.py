@@ -21,6 +21,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from ..djn import DjnKey
 from ..keys import PrivateKey, PublicKey, RandomSource, default_rng
 from ..packing import from_blob, to_blob
 
@@ -35,6 +36,14 @@ def _need_public(pk: Any) -> PublicKey:
     if not isinstance(pk, PublicKey):
         raise TypeError(f"expected a PublicKey, got {type(pk).__name__}")
     return pk
+
+
+def _need_djn(pk: PublicKey, djn: Any) -> DjnKey:
+    if not isinstance(djn, DjnKey):
+        raise TypeError(f"djn must be a DjnKey, got {type(djn).__name__}")
+    if djn.public_key != pk:
+        raise KeyMismatchError("the DJN parameters belong to another public key")
+    return djn
 
 
 def _need_private(sk: Any) -> PrivateKey:
@@ -105,6 +114,11 @@ class Backend(abc.ABC):
             return draw_units(rng, sk.p, count, w), draw_units(rng, sk.q, count, w)
         return (draw_units(rng, pk.n, count, w),)
 
+    def _draw_djn(self, djn: DjnKey, count: int, rng) -> bytes:
+        """DJN exponents r packed at the plaintext width (r < 2^exponent_bits <= 2^(8 width))."""
+        w = djn.public_key.plaintext_width
+        return b"".join(r.to_bytes(w, "little") for r in djn.draw_exponents(count, rng or self.rng))
+
     @staticmethod
     def _check_private_matches(pk: PublicKey, sk: Any) -> PrivateKey:
         sk = _need_private(sk)
@@ -113,7 +127,7 @@ class Backend(abc.ABC):
         return sk
 
     def obfuscators(self, pk: PublicKey, count: int, *, rng: RandomSource | None = None,
-                    private_key: PrivateKey | None = None) -> bytes:
+                    private_key: PrivateKey | None = None, djn: DjnKey | None = None) -> bytes:
         """``count`` fresh obfuscators r^n mod n^2 as a ciphertext-width blob (each for one use).
 
         With the matching ``private_key`` they come from the CRT path (same distribution,
@@ -124,6 +138,8 @@ class Backend(abc.ABC):
             raise ValueError("count must be >= 0")
         if count == 0:
             return b""
+        if djn is not None:
+            return self._encrypt_djn(pk, _need_djn(pk, djn), None, self._draw_djn(djn, count, rng))
         inputs = self._draw_obfuscator_inputs(pk, count, rng, private_key)
         if private_key is not None:
             return self._obfuscators_crt(private_key, *inputs)
@@ -132,13 +148,15 @@ class Backend(abc.ABC):
     # -- the raw batch API -------------------------------------------------------------------
     def raw_encrypt(self, pk: PublicKey, ms: Batch, *, obfuscate: bool = True,
                     rng: RandomSource | None = None, obfuscators: Any = None,
-                    private_key: PrivateKey | None = None) -> Batch:
+                    private_key: PrivateKey | None = None, djn: DjnKey | None = None) -> Batch:
         """c_i = (1 + m_i n) r_i^n mod n^2 with a fresh r_i per value.
 
         ``obfuscators``: an :class:`accel.ObfuscatorPool` (or anything with ``take(count)``
         returning a ciphertext-width blob) supplying precomputed r^n, each used once.
-        ``private_key``: the key holder's fast path, r^n by CRT. ``obfuscate=False`` returns
-        the deterministic (1 + m n) mod n^2: insecure on its own, for callers that obfuscate later.
+        ``private_key``: the key holder's fast path, r^n by CRT. ``djn``: opt-in DJN fast
+        encryption with hs^r (see :mod:`accel.djn` for its extra assumption). ``obfuscate=False``
+        returns the deterministic (1 + m n) mod n^2: insecure on its own, for callers that
+        obfuscate later.
         """
         pk = _need_public(pk)
         ms_blob, packing = to_blob(ms, pk.plaintext_width, "plaintext")
@@ -148,6 +166,8 @@ class Backend(abc.ABC):
         elif obfuscators is not None:
             obf = obfuscators.take(count)
             out = self._encrypt_with(pk, ms_blob, obf)
+        elif djn is not None:
+            out = self._encrypt_djn(pk, _need_djn(pk, djn), ms_blob, self._draw_djn(djn, count, rng))
         elif private_key is not None:
             sk = self._check_private_matches(pk, private_key)
             zp, zq = self._draw_obfuscator_inputs(pk, count, rng, sk)
@@ -251,6 +271,10 @@ class Backend(abc.ABC):
 
     @abc.abstractmethod
     def _encrypt_with(self, pk: PublicKey, ms: bytes, obf: bytes | None) -> bytes: ...
+
+    @abc.abstractmethod
+    def _encrypt_djn(self, pk: PublicKey, djn: DjnKey, ms: bytes | None, rs: bytes) -> bytes:
+        """(1 + m n) hs^r mod n^2 per element, or hs^r alone when ``ms`` is None."""
 
     @abc.abstractmethod
     def _obfuscators(self, pk: PublicKey, rs: bytes) -> bytes: ...

@@ -92,15 +92,15 @@ class CpuBackend(Backend):
 
     def _map(self, fn: Callable[..., bytes], count: int, min_parallel: int,
              chunked: list[tuple[bytes, int]], extra_chunked: list[list[Any]] | None = None,
-             args: tuple = ()) -> list[bytes]:
+             args: tuple = (), lead: tuple = ()) -> list[bytes]:
         """Run ``fn(*chunk_blobs, *chunk_lists, *args, offset=...)`` over chunks; results in order.
 
         ``chunked``: (blob, width) pairs split by element; ``extra_chunked``: plain lists split
-        the same way (scalars, matrix rows).
+        the same way (scalars, matrix rows); ``lead``: fixed arguments placed first.
         """
         size = self._chunk_size(count, min_parallel)
         if size is None:
-            return [fn(*(b for b, _ in chunked), *(extra_chunked or []), *args, offset=0)]
+            return [fn(*lead, *(b for b, _ in chunked), *(extra_chunked or []), *args, offset=0)]
         starts = list(range(0, count, size))
         pieces = [split_blob(b, w, size) for b, w in chunked]
         pool = self._pool()
@@ -108,7 +108,7 @@ class CpuBackend(Backend):
         for k, start in enumerate(starts):
             blobs = [p[k][1] for p in pieces]
             lists = [lst[start : start + size] for lst in (extra_chunked or [])]
-            futures.append(pool.submit(fn, *blobs, *lists, *args, offset=start))
+            futures.append(pool.submit(fn, *lead, *blobs, *lists, *args, offset=start))
         self.tasks_submitted += len(futures)
         return [f.result() for f in futures]
 
@@ -134,6 +134,15 @@ class CpuBackend(Backend):
                                       args=(None, pk.n, pw, cw)))
         return b"".join(self._map(ops.encrypt_with, count, LIGHT_MIN_PARALLEL, [(ms, pw), (obf, cw)],
                                   args=(pk.n, pw, cw)))
+
+    def _encrypt_djn(self, pk: PublicKey, djn, ms: bytes | None, rs: bytes) -> bytes:
+        pw, cw = pk.plaintext_width, pk.ciphertext_width
+        count = len(rs) // pw
+        if ms is None:
+            return b"".join(self._map(ops.encrypt_djn, count, HEAVY_MIN_PARALLEL, [(rs, pw)],
+                                      args=(pk.n, djn.hs, pw, cw), lead=(None,)))
+        return b"".join(self._map(ops.encrypt_djn, count, HEAVY_MIN_PARALLEL, [(ms, pw), (rs, pw)],
+                                  args=(pk.n, djn.hs, pw, cw)))
 
     def _obfuscators(self, pk: PublicKey, rs: bytes) -> bytes:
         pw, cw = pk.plaintext_width, pk.ciphertext_width

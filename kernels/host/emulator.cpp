@@ -1,0 +1,94 @@
+// The kernels compiled with g++ as a shared library, for testing their arithmetic on the CPU
+// (CI has nvcc but no GPU). Exports, for every __global__ kernel K, a launcher
+//     extern "C" void emu_K(unsigned grid, unsigned block, void** args)
+// that takes its arguments the way cuLaunchKernel does and runs every (block, thread) pair,
+// blocks spread over host threads. Also exports the Montgomery primitives for direct tests.
+// Built and loaded by accel/gpu/emulator.py.
+#include <thread>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#include "../paillier_encrypt.cu"
+#include "../paillier_decrypt.cu"
+#include "../homomorphic.cu"
+#include "../reduce.cu"
+#include "../matvec.cu"
+#include "../modexp.cu"
+#include "../djn.cu"
+
+namespace {
+
+template <typename... A, std::size_t... I>
+void call_with(void (*kernel)(A...), void** args, std::index_sequence<I...>) {
+  kernel(*static_cast<std::remove_reference_t<A>*>(args[I])...);
+}
+
+template <typename... A>
+void launch(void (*kernel)(A...), unsigned grid, unsigned block, void** args) {
+  unsigned workers = std::thread::hardware_concurrency();
+  if (workers == 0) workers = 1;
+  if (workers > grid) workers = grid;
+  auto run = [=](unsigned first) {
+    gridDim.x = grid;
+    blockDim.x = block;
+    for (unsigned b = first; b < grid; b += workers) {
+      blockIdx.x = b;
+      for (unsigned t = 0; t < block; t++) {
+        threadIdx.x = t;
+        call_with(kernel, args, std::index_sequence_for<A...>{});
+      }
+    }
+  };
+  std::vector<std::thread> pool;
+  for (unsigned w = 1; w < workers; w++) pool.emplace_back(run, w);
+  if (workers) run(0);
+  for (auto& th : pool) th.join();
+}
+
+}  // namespace
+
+#define EMU_EXPORT(name) \
+  extern "C" void emu_##name(unsigned g, unsigned b, void** a) { launch(name, g, b, a); }
+
+#define EMU_PAILLIER(LP)                                                                    \
+  EMU_EXPORT(paillier_encrypt_##LP) EMU_EXPORT(paillier_obfuscate_##LP)                     \
+  EMU_EXPORT(paillier_rerandomize_##LP) EMU_EXPORT(paillier_encrypt_with_##LP)              \
+  EMU_EXPORT(paillier_crt_obfuscate_##LP) EMU_EXPORT(paillier_crt_encrypt_##LP)             \
+  EMU_EXPORT(paillier_decrypt_##LP) EMU_EXPORT(he_add_##LP) EMU_EXPORT(he_add_plain_##LP)   \
+  EMU_EXPORT(he_mul_scalar_##LP) EMU_EXPORT(he_product_##LP) EMU_EXPORT(matvec_tables_##LP) \
+  EMU_EXPORT(matvec_partial_##LP) EMU_EXPORT(matvec_finish_##LP) EMU_EXPORT(djn_table_##LP) \
+  EMU_EXPORT(djn_encrypt_##LP)                                                              \
+  extern "C" unsigned emu_sizeof_pub_rec_##LP() { return sizeof(hea::pub_rec<LP>) / 4; }    \
+  extern "C" unsigned emu_sizeof_crt_rec_##LP() { return sizeof(hea::crt_rec<LP>) / 4; }
+
+HEA_FOR_EACH_KEY_CLASS(EMU_PAILLIER)
+
+// Primitives, one call per element, for direct differential tests against gmpy2.
+#define EMU_PRIMITIVES(L)                                                                           \
+  EMU_EXPORT(powmod_##L)                                                                            \
+  extern "C" void emu_mont_mul_##L(limb_t* r, const limb_t* a, const limb_t* b, const limb_t* mod) { \
+    hea::mont_mul<L>(r, a, b, *reinterpret_cast<const hea::mod_rec<L>*>(mod));                     \
+  }                                                                                                 \
+  extern "C" void emu_reduce_to_mont_##L(limb_t* r, const limb_t* x, int xl, const limb_t* mod) {   \
+    hea::reduce_to_mont<L>(r, x, xl, *reinterpret_cast<const hea::mod_rec<L>*>(mod));              \
+  }                                                                                                 \
+  extern "C" int emu_mod_inverse_##L(limb_t* r, const limb_t* a, const limb_t* mod) {              \
+    return hea::mod_inverse<L>(r, a, *reinterpret_cast<const hea::mod_rec<L>*>(mod));              \
+  }                                                                                                 \
+  extern "C" void emu_mod_add_##L(limb_t* r, const limb_t* a, const limb_t* b, const limb_t* mod) { \
+    hea::mod_add<L>(r, a, b, *reinterpret_cast<const hea::mod_rec<L>*>(mod));                      \
+  }                                                                                                 \
+  extern "C" void emu_mod_sub_##L(limb_t* r, const limb_t* a, const limb_t* b, const limb_t* mod) { \
+    hea::mod_sub<L>(r, a, b, *reinterpret_cast<const hea::mod_rec<L>*>(mod));                      \
+  }                                                                                                 \
+  extern "C" void emu_mul_low_##L(limb_t* r, const limb_t* a, const limb_t* b) {                   \
+    hea::mp_mul_low<L>(r, a, b);                                                                    \
+  }
+
+EMU_PRIMITIVES(32)
+EMU_PRIMITIVES(64)
+EMU_PRIMITIVES(96)
+EMU_PRIMITIVES(128)
+EMU_PRIMITIVES(192)
+EMU_PRIMITIVES(256)
