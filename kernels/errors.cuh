@@ -20,6 +20,7 @@ enum error_code_t : limb_t {
   ERR_NOT_INVERTIBLE = 3,    // no inverse modulo the modulus (negative scalar or exponent)
   ERR_MODULUS_EVEN = 4,      // Montgomery arithmetic needs an odd modulus
   ERR_INPUT_RANGE = 5,       // generic input >= modulus
+  ERR_SECOND_RANGE = 6,      // the second ciphertext operand == 0 or >= n^2
 };
 
 HEA_FN void report_error(unsigned long long* err, unsigned long long index, limb_t code) {

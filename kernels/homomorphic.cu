@@ -18,7 +18,7 @@ using namespace hea;
     HEA_FOR_EACH_ELEMENT(i, count) {                                                                \
       limb_t a[2 * LP], b[2 * LP];                                                                  \
       if (!load_ciphertext<LP>(a, as + i * cs, cs, K, i, err)) continue;                            \
-      if (!load_ciphertext<LP>(b, bs + i * cs, cs, K, i, err)) continue;                            \
+      if (!load_ciphertext<LP>(b, bs + i * cs, cs, K, i, err, ERR_SECOND_RANGE)) continue;          \
       to_mont<2 * LP>(a, a, K.n2);                                                                  \
       mont_mul<2 * LP>(a, a, b, K.n2);                                                              \
       mp_store<2 * LP>(out + i * cs, a, cs);                                                        \

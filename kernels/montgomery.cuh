@@ -17,13 +17,15 @@ template <int L> struct mod_rec {
 // r = a * b * R^-1 mod m (CIOS). requires: m odd, a < R, b < m (so a*b < m*R); r < m.
 // Constant time: no data-dependent branch; the final subtraction is a masked select.
 // r may alias a or b. Squaring uses this too (a dedicated squaring is a tuning item).
-template <int L> HEA_FN void mont_mul(limb_t* r, const limb_t* a, const limb_t* b,
+template <int L> HEA_BIG_FN void mont_mul(limb_t* r, const limb_t* a, const limb_t* b,
                                       const mod_rec<L>& M) {
   limb_t t[L + 2];
   for (int i = 0; i < L + 2; i++) t[i] = 0;
+  HEA_UNROLL(1)
   for (int i = 0; i < L; i++) {
     limb_t bi = b[i];
     uint64_t c = 0;
+    HEA_UNROLL(8)
     for (int j = 0; j < L; j++) {
       c += (uint64_t)a[j] * bi + t[j];
       t[j] = (limb_t)c;
@@ -34,6 +36,7 @@ template <int L> HEA_FN void mont_mul(limb_t* r, const limb_t* a, const limb_t* 
     t[L + 1] = (limb_t)(c >> 32);
     limb_t u = t[0] * M.minv;
     c = ((uint64_t)u * M.m[0] + t[0]) >> 32;
+    HEA_UNROLL(8)
     for (int j = 1; j < L; j++) {
       c += (uint64_t)u * M.m[j] + t[j];
       t[j - 1] = (limb_t)c;
@@ -87,7 +90,7 @@ template <int L> HEA_FN void mod_sub(limb_t* r, const limb_t* a, const limb_t* b
 
 // Montgomery form of X mod m for X of `xl` limbs at x (any size): Horner over L-limb chunks,
 // acc <- acc*R + chunk*R. Used to reduce ciphertexts mod p^2 and arbitrary powmod bases.
-template <int L> HEA_FN void reduce_to_mont(limb_t* r, const limb_t* x, int xl, const mod_rec<L>& M) {
+template <int L> HEA_BIG_FN void reduce_to_mont(limb_t* r, const limb_t* x, int xl, const mod_rec<L>& M) {
   int chunks = (xl + L - 1) / L;
   limb_t acc[L], y[L];
   for (int i = 0; i < L; i++) acc[i] = 0;
@@ -105,7 +108,7 @@ template <int L> HEA_FN void reduce_to_mont(limb_t* r, const limb_t* x, int xl, 
 
 // r = a^-1 mod m by the binary extended Euclid; returns false when gcd(a, m) != 1.
 // Variable time: for public values only (ciphertexts, public bases). requires a < m, m odd.
-template <int L> HEA_FN bool mod_inverse(limb_t* r, const limb_t* a, const mod_rec<L>& M) {
+template <int L> HEA_BIG_FN bool mod_inverse(limb_t* r, const limb_t* a, const mod_rec<L>& M) {
   limb_t u[L], v[L], x1[L], x2[L];
   mp_copy<L>(u, a);
   mp_copy<L>(v, M.m);
@@ -145,7 +148,7 @@ template <int L> HEA_FN bool mod_inverse(limb_t* r, const limb_t* a, const mod_r
 
 // r = base^e in Montgomery form, base in Montgomery form, e of `el` limbs with at most `ebits`
 // significant bits. PUBLIC exponent: starts at its top window and indexes the table directly.
-template <int L> HEA_FN void mont_pow_public(limb_t* r, const limb_t* base_m, const limb_t* e, int el,
+template <int L> HEA_BIG_FN void mont_pow_public(limb_t* r, const limb_t* base_m, const limb_t* e, int el,
                                              int ebits, const mod_rec<L>& M) {
   const int W = HEA_WINDOW, T = 1 << W;
   limb_t table[T][L];
@@ -166,7 +169,7 @@ template <int L> HEA_FN void mont_pow_public(limb_t* r, const limb_t* base_m, co
 // Same result for a SECRET exponent (decryption, CRT obfuscators, DJN): a fixed number of
 // windows (from the public bound ebits), a multiplication in every window, and a table read
 // that touches every entry and keeps one by mask. No branch or address depends on e.
-template <int L> HEA_FN void mont_pow_secret(limb_t* r, const limb_t* base_m, const limb_t* e, int el,
+template <int L> HEA_BIG_FN void mont_pow_secret(limb_t* r, const limb_t* base_m, const limb_t* e, int el,
                                              int ebits, const mod_rec<L>& M) {
   const int W = HEA_WINDOW, T = 1 << W;
   limb_t table[T][L];

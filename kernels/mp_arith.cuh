@@ -7,6 +7,12 @@
 
 #if defined(__CUDACC__)
 #define HEA_FN __host__ __device__ __forceinline__
+// Big routines (a Montgomery multiplication over 64-256 limbs) are called, not inlined: their
+// operands live in local memory either way, and inlining every call site multiplies code size
+// and compile time (minutes per size class) for no gain.
+#define HEA_BIG_FN __host__ __device__ __noinline__
+#define HEA_PRAGMA(x) _Pragma(#x)
+#define HEA_UNROLL(n) HEA_PRAGMA(unroll n)
 #if defined(__CUDACC_RTC__)
 typedef unsigned int uint32_t;
 typedef unsigned long long uint64_t;
@@ -16,6 +22,8 @@ typedef unsigned long long uint64_t;
 #else
 #include "host/cuda_shim.hpp"
 #define HEA_FN inline
+#define HEA_BIG_FN inline
+#define HEA_UNROLL(n)
 #endif
 
 typedef uint32_t limb_t;

@@ -42,11 +42,12 @@ template <int LP> HEA_FN bool load_plaintext(limb_t* m, const limb_t* src, int s
 
 // Load a ciphertext and check 0 < c < n^2.
 template <int LP> HEA_FN bool load_ciphertext(limb_t* c, const limb_t* src, int stride, const pub_rec<LP>& K,
-                                              unsigned long long index, unsigned long long* err) {
+                                              unsigned long long index, unsigned long long* err,
+                                              limb_t code = ERR_CIPHERTEXT_RANGE) {
   bool fits = mp_fits<2 * LP>(src, stride);
   mp_load<2 * LP>(c, src, stride);
   if (!fits || mp_is_zero<2 * LP>(c) || mp_cmp<2 * LP>(c, K.n2.m) >= 0) {
-    report_error(err, index, ERR_CIPHERTEXT_RANGE);
+    report_error(err, index, code);
     return false;
   }
   return true;

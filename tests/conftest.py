@@ -49,9 +49,32 @@ def pool_backend():
     be.close()
 
 
-@pytest.fixture(params=["inline", "pool"])
-def backend(request, inline_backend, pool_backend):
-    return inline_backend if request.param == "inline" else pool_backend
+@pytest.fixture(scope="session")
+def emulated_gpu_backend(inline_backend):
+    """The GPU backend on the kernels compiled for the CPU (accel.gpu.emulator)."""
+    from accel.backends.gpu import GpuBackend
+
+    be = GpuBackend(runtime="emulated", fallback=inline_backend)
+    yield be
+    be.close()
+
+
+@pytest.fixture(scope="session")
+def emulated_gpu_split_backend(inline_backend):
+    """Two emulated devices, pieces of at most 3 elements: exercises splitting and offsets."""
+    from accel.backends.gpu import GpuBackend
+    from accel.gpu.emulator import EmulatedRuntime
+
+    be = GpuBackend(runtime=[EmulatedRuntime(0), EmulatedRuntime(1)], fallback=inline_backend,
+                    max_batch=3, min_per_device=2)
+    yield be
+    be.close()
+
+
+@pytest.fixture(params=["inline", "pool", "gpu-emulated", "gpu-emulated-split"])
+def backend(request, inline_backend, pool_backend, emulated_gpu_backend, emulated_gpu_split_backend):
+    return {"inline": inline_backend, "pool": pool_backend, "gpu-emulated": emulated_gpu_backend,
+            "gpu-emulated-split": emulated_gpu_split_backend}[request.param]
 
 
 @pytest.fixture

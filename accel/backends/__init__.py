@@ -27,11 +27,12 @@ _auto_logged = False
 
 
 def _make_gpu(**kwargs: Any) -> Backend:
+    from .gpu import GpuBackend  # noqa: PLC0415
+
     try:
-        from .gpu import GpuBackend  # noqa: PLC0415 (optional dependency)
-    except ImportError as e:
+        return GpuBackend(**kwargs)
+    except Exception as e:  # noqa: BLE001 - no CuPy, no driver, no device: all mean "not here"
         raise BackendUnavailableError(f"the GPU backend is not available: {e}") from None
-    return GpuBackend(**kwargs)
 
 
 def get_backend(name: str = "cpu", **kwargs: Any) -> Backend:

@@ -91,6 +91,7 @@ class GpuBackend(Backend):
         fallback: the backend that takes over when a device fails (default: a CpuBackend made
             on first need and closed with this one).
         max_batch: most elements per launch.
+        min_per_device: batches are shared among devices only in pieces at least this large.
         rng: randomness source (default: the OS CSPRNG).
     """
 
@@ -98,13 +99,14 @@ class GpuBackend(Backend):
 
     def __init__(self, devices: Sequence[int] | None = None, *, runtime: Any = None,
                  fallback: Backend | None = None, max_batch: int = DEFAULT_MAX_BATCH,
-                 rng: RandomSource | None = None):
+                 min_per_device: int = MIN_PER_DEVICE, rng: RandomSource | None = None):
         super().__init__(rng=rng)
         try:
             self.runtimes = _make_runtimes(runtime, devices)
         except ImportError as e:
             raise ImportError(f"CuPy is not installed: {e}") from e
         self.max_batch = max(1, int(max_batch))
+        self.min_per_device = max(1, int(min_per_device))
         self._fallback = fallback
         self._own_fallback = fallback is None
         self._lock = threading.Lock()
@@ -194,7 +196,7 @@ class GpuBackend(Backend):
 
     def _pieces(self, count: int, bytes_per_element: int) -> list[tuple[KernelRuntime, int, int]]:
         """(runtime, start, stop) pieces: devices share large batches; each piece fits memory."""
-        n_dev = max(1, min(len(self.runtimes), count // MIN_PER_DEVICE))
+        n_dev = max(1, min(len(self.runtimes), count // self.min_per_device))
         per_dev = -(-count // n_dev)
         out = []
         for d in range(n_dev):
@@ -441,7 +443,7 @@ class GpuBackend(Backend):
 
     def _add(self, pk, a, b):
         cw = pk.ciphertext_width
-        names = {}
+        names = {E.CIPHERTEXT_RANGE: "ciphertext a"}
         return self._elementwise(len(a) // cw, [(a, cw), (b, cw)], cw,
                                  lambda rt, d, s: self._d_add(rt, pk, d[0], d[1], s, names),
                                  lambda: self.fallback._add(pk, a, b))
@@ -468,7 +470,7 @@ class GpuBackend(Backend):
         cw = pk.ciphertext_width
         if len(obf) != len(cs):
             raise ValueError(f"got {len(obf) // cw} obfuscators for {len(cs) // cw} ciphertexts")
-        names = {E.CIPHERTEXT_RANGE: "ciphertext"}
+        names = {E.CIPHERTEXT_RANGE: "ciphertext", E.SECOND_RANGE: "obfuscator"}
         return self._elementwise(len(cs) // cw, [(cs, cw), (obf, cw)], cw,
                                  lambda rt, d, s: self._d_add(rt, pk, d[0], d[1], s, names),
                                  lambda: self.fallback._rerandomize_with(pk, cs, obf))
@@ -670,7 +672,8 @@ class GpuBackend(Backend):
                 obf = self._obfuscators_crt(private_key, zp, zq)
             obf_d = rt.upload(_limbs(obf, cw))
             return self._dev_or_fallback(
-                rt, lambda: self._d_add(rt, pk, cs, obf_d),
+                rt, lambda: self._d_add(rt, pk, cs, obf_d, 0, {E.CIPHERTEXT_RANGE: "ciphertext",
+                                                               E.SECOND_RANGE: "obfuscator"}),
                 lambda c: _limbs(self.fallback._rerandomize_with(pk, c.tobytes(), obf), cw), [cs])
         (rs,) = self._draw_obfuscator_inputs(pk, count, rng, None)
         return self._dev_or_fallback(

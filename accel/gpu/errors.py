@@ -9,6 +9,7 @@ CIPHERTEXT_RANGE = 2
 NOT_INVERTIBLE = 3
 MODULUS_EVEN = 4
 INPUT_RANGE = 5
+SECOND_RANGE = 6
 
 
 def raise_for(word: int, offset: int = 0, names: dict[int, str] | None = None) -> None:
@@ -23,6 +24,8 @@ def raise_for(word: int, offset: int = 0, names: dict[int, str] | None = None) -
     names = names or {}
     if code == PLAINTEXT_RANGE:
         raise ValueError(f"{names.get(code, 'plaintext')}[{index}] is out of range: must be < n")
+    if code == SECOND_RANGE:
+        raise ValueError(f"{names.get(code, 'ciphertext b')}[{index}] is out of range: must be in [1, n^2)")
     if code == CIPHERTEXT_RANGE:
         raise ValueError(f"{names.get(code, 'ciphertext')}[{index}] is out of range: must be in [1, n^2)")
     if code == NOT_INVERTIBLE:
