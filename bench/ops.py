@@ -27,8 +27,11 @@ import gmpy2
 from accel import CpuBackend, ObfuscatorPool, PrivateKey, PublicKey, generate_keypair, get_backend
 from accel.backends.base import Backend
 
-ALL_OPS = ["powmod_1core", "encrypt", "encrypt_crt", "encrypt_pooled", "decrypt", "decrypt_nocrt",
-           "add", "add_plain", "mul", "sum", "matvec", "rerandomize"]
+ALL_OPS = ["powmod_1core", "encrypt", "encrypt_crt", "encrypt_djn", "encrypt_pooled", "decrypt",
+           "decrypt_nocrt", "add", "add_plain", "mul", "sum", "matvec", "rerandomize",
+           "encrypt_device", "encrypt_djn_device", "decrypt_device", "add_device", "mul_device"]
+#: Ops on device-resident batches (GPU backend only): no host conversion inside the timing.
+DEVICE_OPS = ["encrypt_device", "encrypt_djn_device", "decrypt_device", "add_device", "mul_device"]
 DEFAULT_OPS = ["powmod_1core", "encrypt", "encrypt_crt", "decrypt", "decrypt_nocrt", "add", "mul",
                "sum", "matvec"]
 
@@ -51,7 +54,8 @@ def cpu_name() -> str:
 def device_name(backend: Backend) -> str:
     if backend.name == "cpu":
         return f"{cpu_name()} x{os.cpu_count()} cores"
-    return str(backend.describe().get("device", backend.name))
+    devs = backend.describe().get("devices") or [{}]
+    return ", ".join(str(d.get("name", d.get("runtime", backend.name))) for d in devs)
 
 
 def git_commit() -> str:
@@ -149,6 +153,21 @@ def run_ops(backend: Backend, bits: int, batch: int, repeats: int, ops: list[str
             backend.raw_encrypt(pk, ms[:warm], private_key=sk)
             times, out = _timed(lambda: backend.raw_encrypt(pk, ms, private_key=sk), repeats)
             check(op, out, lambda i: ms[i])
+        elif op == "encrypt_djn":
+            from accel.djn import DjnKey
+
+            djn = DjnKey.generate(pk)
+            backend.raw_encrypt(pk, ms[:warm], djn=djn)
+            times, out = _timed(lambda: backend.raw_encrypt(pk, ms, djn=djn), repeats)
+            check(op, out, lambda i: ms[i])
+            results.append(Measurement(op, batch, times, f"DJN hs^r, |r| = {djn.exponent_bits} bits"))
+            continue
+        elif op in DEVICE_OPS:
+            if not hasattr(backend, "to_device"):
+                continue
+            times, note = _device_op(op, backend, pk, sk, ms, cs, cs2, repeats, check)
+            results.append(Measurement(op, batch, times, note))
+            continue
         elif op == "encrypt_pooled":
             # Online cost only: the pool is filled before each timed run.
             pool = ObfuscatorPool(pk, backend, capacity=batch, private_key=sk, start=False)
@@ -207,6 +226,39 @@ def run_ops(backend: Backend, bits: int, batch: int, repeats: int, ops: list[str
             raise ValueError(f"unknown op {op!r}; choose from {', '.join(ALL_OPS)}")
         results.append(Measurement(op, batch, times))
     return results
+
+
+def _device_op(op, backend, pk, sk, ms, cs, cs2, repeats, check):
+    """Time one op on device-resident batches (copies excluded), then check a sample on the host."""
+    from accel.packing import limbs_to_ints
+
+    m_dev = backend.to_device(ms, pk.plaintext_width)
+    c_dev = backend.to_device(cs, pk.ciphertext_width)
+    c2_dev = backend.to_device(cs2, pk.ciphertext_width)
+    batch = len(ms)
+    if op == "encrypt_device":
+        fn, want = (lambda: backend.raw_encrypt(pk, m_dev)), (lambda i: ms[i])
+    elif op == "encrypt_djn_device":
+        from accel.djn import DjnKey
+
+        djn = DjnKey.generate(pk)
+        fn, want = (lambda: backend.raw_encrypt(pk, m_dev, djn=djn)), (lambda i: ms[i])
+    elif op == "decrypt_device":
+        fn, want = (lambda: backend.raw_decrypt(sk, c_dev)), None
+    elif op == "add_device":
+        fn, want = (lambda: backend.raw_add(pk, c_dev, c2_dev)), (lambda i: ms[i] + ms[batch - 1 - i])
+    else:
+        ks = [secrets.randbelow(1 << 64) - (1 << 63) for _ in range(batch)]
+        fn, want = (lambda: backend.raw_mul(pk, c_dev, ks)), (lambda i: ms[i] * ks[i])
+    fn()  # warm-up: kernel compilation, key records, tables
+    times, out = _timed(fn, repeats)
+    host = limbs_to_ints(backend.to_host(out))
+    if want is None:
+        if host != ms:
+            raise BenchCheckError(f"{op}: wrong result")
+    else:
+        check(op, host, want)
+    return times, "device-resident in and out (no host conversion timed)"
 
 
 def records(measurements: list[Measurement], backend: Backend, bits: int, repeats: int) -> list[dict[str, Any]]:
