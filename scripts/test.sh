@@ -1,11 +1,31 @@
 #!/usr/bin/env bash
-# Set up a virtual environment with the test extra and run the test suite.
-#   ./scripts/test.sh [pytest args...]
-set -euo pipefail
+# Set up a virtual environment with the test extra and run the test suite; alongside it, compile
+# every CUDA kernel with nvcc for sm_80 and sm_90 (no GPU needed). Both must pass.
+#   ./scripts/test.sh [pytest args...]      HEA_SKIP_NVCC=1 skips the (slow) compile check locally
+set -uo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
-[ -x .venv/bin/python ] || "$PY" -m venv .venv
-.venv/bin/python -m pip install -q --upgrade pip
-.venv/bin/python -m pip install -q -e '.[test]'
+[ -x .venv/bin/python ] || "$PY" -m venv .venv || exit 1
+.venv/bin/python -m pip install -q --upgrade pip || exit 1
+.venv/bin/python -m pip install -q -e '.[test]' || exit 1
+mkdir -p build
+compile_pid=
+if [ -n "${HEA_SKIP_NVCC:-}" ] && [ -z "${CI:-}" ]; then
+  echo "NOTE: HEA_SKIP_NVCC set: the nvcc compile check of kernels/*.cu did not run"
+elif command -v "${NVCC:-nvcc}" >/dev/null; then
+  ./scripts/compile_kernels.sh build/cubin >build/compile.log 2>&1 &
+  compile_pid=$!
+else
+  echo "nvcc not found: the kernel compile check cannot run (CI requires it)" >&2
+  [ -z "${CI:-}" ] || exit 1
+fi
 # GPU tests need a device; CI has none, so they are deselected here and run with -m gpu there.
-exec .venv/bin/python -m pytest -m "not gpu" "$@"
+# The GPU backend's logic and every kernel still run here, through the g++ build (emulator).
+.venv/bin/python -m pytest -m "not gpu" "$@"
+rc=$?
+if [ -n "$compile_pid" ]; then
+  wait "$compile_pid"; crc=$?
+  cat build/compile.log
+  [ $crc -eq 0 ] || { echo "kernel compile check FAILED" >&2; rc=1; }
+fi
+exit $rc
