@@ -10,6 +10,8 @@ runs the same sources compiled with g++, for tests without a GPU.
 from __future__ import annotations
 
 import abc
+import functools
+import hashlib
 import re
 import threading
 from typing import Any
@@ -35,6 +37,17 @@ _NAME = re.compile(r"^(?P<family>[a-z_]+?)_(?P<size>\d+)$")
 
 #: Threads per block. One thread per element; tuning (threads per number) is future work.
 BLOCK = 128
+
+
+@functools.lru_cache(maxsize=1)
+def sources_digest() -> str:
+    """Hash of every kernel source and header. CuPy's disk cache keys on the code string only,
+    not on included headers, so this goes into the code to invalidate stale binaries."""
+    h = hashlib.sha256()
+    for p in sorted(source_dir().glob("*.cu*")):
+        h.update(p.name.encode())
+        h.update(p.read_bytes())
+    return h.hexdigest()[:16]
 
 
 class DeviceFailure(RuntimeError):
@@ -152,7 +165,8 @@ class CupyRuntime(KernelRuntime):
                 mod = self._modules.get(key)
                 if mod is None:
                     with self._dev():
-                        mod = self._cp.RawModule(code=path.read_text(), options=options)
+                        code = f"// he-accel kernel sources {sources_digest()}\n" + path.read_text()
+                        mod = self._cp.RawModule(code=code, options=options)
                     self._modules[key] = mod
                 with self._dev():
                     fn = mod.get_function(kernel)
