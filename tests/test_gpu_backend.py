@@ -201,3 +201,22 @@ def test_closed_gpu_backend_refuses_fallback():
     be.close()
     with pytest.raises(RuntimeError, match="closed"):
         be.fallback
+
+
+def test_private_key_records_are_wiped_after_use(key1024, inline_backend):
+    pk, sk = key1024
+    uploads = []
+
+    class Recording(EmulatedRuntime):
+        def upload(self, host):
+            dev = super().upload(host)
+            uploads.append(dev)
+            return dev
+
+    gpu = GpuBackend(runtime=Recording(), fallback=inline_backend)
+    cs = gpu.raw_encrypt(pk, [5, 6], private_key=sk)
+    assert gpu.raw_decrypt(sk, cs) == [5, 6]
+    from accel.gpu.limbs import crt_rec_size, key_class
+
+    records = [u for u in uploads if u.data.ndim == 1 and len(u.data) == crt_rec_size(key_class(pk, sk))]
+    assert len(records) == 2 and all(not r.data.any() for r in records)

@@ -273,27 +273,33 @@ class GpuBackend(Backend):
     def _d_crt(self, rt, sk, ms, zp, zq, offset=0):
         pk = sk.public_key
         lp = key_class(pk, sk)
-        key = rt.upload(crt_rec(sk, lp))  # secret: per call, dropped with this frame
-        count = zp.shape[0]
-        out = rt.empty((count, pk.ciphertext_width // 4))
-        cs_ = np.int32(out.shape[1])
-        if ms is None:
-            self._launch(rt, f"paillier_crt_obfuscate_{lp}", count,
-                         [out, zp, zq, np.uint64(count), key, np.int32(zp.shape[1]), cs_], offset=offset)
-        else:
-            self._launch(rt, f"paillier_crt_encrypt_{lp}", count,
-                         [out, ms, zp, zq, np.uint64(count), key, np.int32(ms.shape[1]), cs_], offset=offset)
-        return out
+        key = rt.upload(crt_rec(sk, lp))  # secret: per call, wiped before its memory is reused
+        try:
+            count = zp.shape[0]
+            out = rt.empty((count, pk.ciphertext_width // 4))
+            cs_ = np.int32(out.shape[1])
+            if ms is None:
+                self._launch(rt, f"paillier_crt_obfuscate_{lp}", count,
+                             [out, zp, zq, np.uint64(count), key, np.int32(zp.shape[1]), cs_], offset=offset)
+            else:
+                self._launch(rt, f"paillier_crt_encrypt_{lp}", count,
+                             [out, ms, zp, zq, np.uint64(count), key, np.int32(ms.shape[1]), cs_], offset=offset)
+            return out
+        finally:
+            rt.wipe(key)
 
     def _d_decrypt(self, rt, sk, cs, offset=0):
         pk = sk.public_key
         lp = key_class(pk, sk)
         key = rt.upload(crt_rec(sk, lp))
-        out = rt.empty((cs.shape[0], pk.plaintext_width // 4))
-        self._launch(rt, f"paillier_decrypt_{lp}", cs.shape[0],
-                     [out, cs, np.uint64(cs.shape[0]), key, np.int32(out.shape[1]), np.int32(cs.shape[1])],
-                     offset=offset)
-        return out
+        try:
+            out = rt.empty((cs.shape[0], pk.plaintext_width // 4))
+            self._launch(rt, f"paillier_decrypt_{lp}", cs.shape[0],
+                         [out, cs, np.uint64(cs.shape[0]), key, np.int32(out.shape[1]), np.int32(cs.shape[1])],
+                         offset=offset)
+            return out
+        finally:
+            rt.wipe(key)
 
     def _d_add(self, rt, pk, a, b, offset=0, names=None):
         lp, key = self._pub(rt, pk)

@@ -145,6 +145,9 @@ class EmulatedRuntime(KernelRuntime):
     def empty(self, shape, dtype=np.uint32) -> EmulatedArray:
         return EmulatedArray(np.zeros(shape, dtype=dtype))
 
+    def wipe(self, dev: EmulatedArray) -> None:
+        dev.data.fill(0)
+
     def free_bytes(self) -> int | None:
         return self.memory_bytes
 

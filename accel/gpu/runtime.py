@@ -92,6 +92,10 @@ class KernelRuntime(abc.ABC):
     def synchronize(self) -> None:
         """Wait for queued work (no-op where launches are synchronous)."""
 
+    @abc.abstractmethod
+    def wipe(self, dev: Any) -> None:
+        """Overwrite a device array with zeros (secret key records, before their memory is reused)."""
+
     def free_bytes(self) -> int | None:
         """Free device memory, when known (batches are split to fit)."""
         return None
@@ -146,6 +150,11 @@ class CupyRuntime(KernelRuntime):
     def empty(self, shape, dtype=np.uint32):
         with self._dev():
             return self._cp.empty(shape, dtype=dtype)
+
+    def wipe(self, dev: Any) -> None:
+        with self._dev():
+            dev.fill(0)
+            self._cp.cuda.get_current_stream().synchronize()
 
     def free_bytes(self) -> int | None:
         with self._dev():
