@@ -61,11 +61,12 @@ def emulated_gpu_backend(inline_backend):
 
 @pytest.fixture(scope="session")
 def emulated_gpu_split_backend(inline_backend):
-    """Two emulated devices, pieces of at most 3 elements: exercises splitting and offsets."""
+    """Two emulated devices (one with two streams), pieces of at most 3 elements: exercises
+    splitting, concurrent pieces and error offsets."""
     from accel.backends.gpu import GpuBackend
     from accel.gpu.emulator import EmulatedRuntime
 
-    be = GpuBackend(runtime=[EmulatedRuntime(0), EmulatedRuntime(1)], fallback=inline_backend,
+    be = GpuBackend(runtime=[EmulatedRuntime(0, streams=2), EmulatedRuntime(1)], fallback=inline_backend,
                     max_batch=3, min_per_device=2)
     yield be
     be.close()

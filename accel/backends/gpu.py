@@ -204,8 +204,10 @@ class GpuBackend(Backend):
             lo, hi = d * per_dev, min(count, (d + 1) * per_dev)
             cap = self.max_batch
             free = rt.free_bytes()
-            if free is not None:
-                cap = max(1, min(cap, int(free * 0.5) // max(1, bytes_per_element)))
+            if free is not None:  # half the free memory, shared by the pieces in flight
+                cap = max(1, min(cap, int(free * 0.5) // rt.streams // max(1, bytes_per_element)))
+            if rt.streams > 1 and hi - lo >= self.min_per_device:  # a piece per stream
+                cap = min(cap, -(-(hi - lo) // rt.streams))
             for s in range(lo, hi, cap):
                 out.append((rt, s, min(hi, s + cap)))
         if len(out) > n_dev:
@@ -227,8 +229,12 @@ class GpuBackend(Backend):
                 devs = [None if b is None else rt.upload(_limbs(b[s * w : e * w], w)) for b, w in inputs]
                 return rt.download(device_fn(rt, devs, s)).tobytes()
 
-            if len({id(p[0]) for p in pieces}) > 1:
-                with ThreadPoolExecutor(len(self.runtimes)) as ex:
+            # One host thread per stream of every device used: pieces on different streams
+            # overlap their copies with each other's kernels, devices run side by side.
+            used = {id(p[0]): p[0] for p in pieces}.values()
+            workers = min(len(pieces), sum(rt.streams for rt in used))
+            if workers > 1:
+                with ThreadPoolExecutor(workers) as ex:
                     parts = list(ex.map(run, pieces))
             else:
                 parts = [run(p) for p in pieces]

@@ -126,8 +126,10 @@ class EmulatedRuntime(KernelRuntime):
 
     name = "emulated"
 
-    def __init__(self, device_id: int = 0, *, fail_after: int | None = None, memory_bytes: int | None = None):
+    def __init__(self, device_id: int = 0, *, fail_after: int | None = None, memory_bytes: int | None = None,
+                 streams: int = 1):
         self.device_id = device_id
+        self.streams = max(1, int(streams))
         self._lib = load()
         self.fail_after = fail_after
         self.memory_bytes = memory_bytes

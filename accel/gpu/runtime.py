@@ -72,6 +72,9 @@ class KernelRuntime(abc.ABC):
 
     name = "abstract"
     device_id = 0
+    #: Pieces of one batch that may run at once on this device (one stream each): while one
+    #: piece computes, the next one's copies proceed.
+    streams = 1
 
     @abc.abstractmethod
     def is_device(self, x: Any) -> bool: ...
@@ -113,11 +116,13 @@ class CupyRuntime(KernelRuntime):
 
     name = "cupy"
 
-    def __init__(self, device_id: int = 0):
+    def __init__(self, device_id: int = 0, *, streams: int = 2):
         import cupy  # noqa: PLC0415 (optional dependency)
 
         self._cp = cupy
         self.device_id = int(device_id)
+        self.streams = max(1, int(streams))
+        self._local = threading.local()
         if self.device_id >= cupy.cuda.runtime.getDeviceCount():
             raise RuntimeError(f"no CUDA device {self.device_id}")
         self._modules: dict[tuple[str, tuple[str, ...]], Any] = {}
@@ -139,22 +144,31 @@ class CupyRuntime(KernelRuntime):
     def _dev(self):
         return self._cp.cuda.Device(self.device_id)
 
+    def _stream(self):
+        """This host thread's stream on this device: threads working on pieces of one batch
+        each have their own, so copies of one piece overlap the kernels of another."""
+        s = getattr(self._local, "stream", None)
+        if s is None:
+            with self._dev():
+                s = self._local.stream = self._cp.cuda.Stream(non_blocking=True)
+        return s
+
     def upload(self, host: np.ndarray) -> Any:
-        with self._dev():
+        with self._dev(), self._stream():
             return self._cp.asarray(host)
 
     def download(self, dev: Any) -> np.ndarray:
-        with self._dev():
-            return self._cp.asnumpy(dev)
+        with self._dev(), self._stream() as s:
+            return self._cp.asnumpy(dev, stream=s)
 
     def empty(self, shape, dtype=np.uint32):
-        with self._dev():
+        with self._dev(), self._stream():
             return self._cp.empty(shape, dtype=dtype)
 
     def wipe(self, dev: Any) -> None:
-        with self._dev():
+        with self._dev(), self._stream() as s:
             dev.fill(0)
-            self._cp.cuda.get_current_stream().synchronize()
+            s.synchronize()
 
     def free_bytes(self) -> int | None:
         with self._dev():
@@ -185,12 +199,12 @@ class CupyRuntime(KernelRuntime):
     def launch(self, kernel: str, threads: int, args: list[Any]) -> None:
         fn = self.function(kernel)
         cp = self._cp
-        with self._dev():
+        with self._dev(), self._stream():
             if self._null is None:
                 self._null = cp.zeros(1, dtype=np.uint32)
             real = [self._null if a is None else a for a in args]
             try:
-                fn((self.grid_for(threads),), (BLOCK,), tuple(real))
+                fn((self.grid_for(threads),), (BLOCK,), tuple(real))  # on this thread's stream
             except cp.cuda.memory.OutOfMemoryError as e:
                 raise DeviceFailure(f"out of device memory: {e}") from e
             except cp.cuda.driver.CUDADriverError as e:
