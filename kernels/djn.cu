@@ -23,11 +23,7 @@ using namespace hea;
       limb_t base[2 * LP];                                                                          \
       mp_copy<2 * LP>(base, hs_m);                                                                  \
       for (unsigned long long s = 0; s < W * k; s++) mont_mul<2 * LP>(base, base, base, K.n2);      \
-      limb_t* row = table + k * T * (2 * LP);                                                       \
-      mont_one<2 * LP>(row, K.n2);                                                                  \
-      mp_copy<2 * LP>(row + 2 * LP, base);                                                          \
-      for (int d = 2; d < T; d++)                                                                   \
-        mont_mul<2 * LP>(row + d * 2 * LP, row + (d - 1) * 2 * LP, base, K.n2);                     \
+      window_table<2 * LP>(table + k * T * (2 * LP), base, K.n2);                                   \
     }                                                                                               \
   }                                                                                                 \
   extern "C" __global__ void djn_encrypt_##LP(limb_t* out, const limb_t* ms, int has_m,             \
@@ -41,13 +37,8 @@ using namespace hea;
       const limb_t* r = rs + i * rstride;                                                           \
       mont_one<2 * LP>(acc, K.n2);                                                                  \
       for (int k = 0; k < windows; k++) {                                                           \
-        limb_t d = mp_window(r, rstride, k * W, W);                                                 \
-        const limb_t* row = table + (unsigned long long)k * T * (2 * LP);                           \
-        for (int l = 0; l < 2 * LP; l++) pick[l] = 0;                                               \
-        for (int t = 0; t < T; t++) {                                                               \
-          limb_t mask = 0u - (limb_t)(t == (int)d);                                                 \
-          for (int l = 0; l < 2 * LP; l++) pick[l] |= row[t * 2 * LP + l] & mask;                   \
-        }                                                                                           \
+        select_entry<2 * LP>(pick, table + (unsigned long long)k * T * (2 * LP),                    \
+                             mp_window(r, rstride, k * W, W));                                      \
         mont_mul<2 * LP>(acc, acc, pick, K.n2);                                                     \
       }                                                                                             \
       if (has_m) {                                                                                  \

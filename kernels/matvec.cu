@@ -21,12 +21,9 @@ using namespace hea;
     const int T = 1 << HEA_WINDOW;                                                                  \
     HEA_FOR_EACH_ELEMENT(i, rows) {                                                                 \
       limb_t c[2 * LP];                                                                             \
-      limb_t* tab = tables + i * T * (2 * LP);                                                      \
       if (!load_ciphertext<LP>(c, cts + i * cs, cs, K, i, err)) continue;                           \
-      mont_one<2 * LP>(tab, K.n2);                                                                  \
-      to_mont<2 * LP>(tab + 2 * LP, c, K.n2);                                                       \
-      for (int d = 2; d < T; d++)                                                                   \
-        mont_mul<2 * LP>(tab + d * 2 * LP, tab + (d - 1) * 2 * LP, tab + 2 * LP, K.n2);             \
+      to_mont<2 * LP>(c, c, K.n2);                                                                  \
+      window_table<2 * LP>(tables + i * T * (2 * LP), c, K.n2);                                     \
     }                                                                                               \
   }                                                                                                 \
   extern "C" __global__ void matvec_partial_##LP(limb_t* pos, limb_t* neg, const limb_t* tables,    \

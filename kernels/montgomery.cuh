@@ -146,47 +146,54 @@ template <int L> HEA_BIG_FN bool mod_inverse(limb_t* r, const limb_t* a, const m
 #define HEA_WINDOW 4
 #endif
 
+// table[d] = base^d in Montgomery form for d < 2^HEA_WINDOW; entries of L limbs, contiguous
+// (local arrays here; device-resident rows in matvec and DJN).
+template <int L> HEA_FN void window_table(limb_t* table, const limb_t* base_m, const mod_rec<L>& M) {
+  const int T = 1 << HEA_WINDOW;
+  mont_one<L>(table, M);
+  mp_copy<L>(table + L, base_m);
+  for (int d = 2; d < T; d++) mont_mul<L>(table + d * L, table + (d - 1) * L, base_m, M);
+}
+
+// pick = table[d] for a SECRET d: reads every entry and keeps one by mask, so the address
+// pattern does not depend on d (the compare compiles to a predicated select, no branch).
+template <int L> HEA_FN void select_entry(limb_t* pick, const limb_t* table, limb_t d) {
+  const int T = 1 << HEA_WINDOW;
+  for (int i = 0; i < L; i++) pick[i] = 0;
+  for (int t = 0; t < T; t++) {
+    limb_t mask = 0u - (limb_t)(t == (int)d);
+    for (int i = 0; i < L; i++) pick[i] |= table[t * L + i] & mask;
+  }
+}
+
 // r = base^e in Montgomery form, base in Montgomery form, e of `el` limbs with at most `ebits`
 // significant bits. PUBLIC exponent: starts at its top window and indexes the table directly.
 template <int L> HEA_BIG_FN void mont_pow_public(limb_t* r, const limb_t* base_m, const limb_t* e, int el,
-                                             int ebits, const mod_rec<L>& M) {
+                                                 int ebits, const mod_rec<L>& M) {
   const int W = HEA_WINDOW, T = 1 << W;
-  limb_t table[T][L];
-  mont_one<L>(table[0], M);
-  mp_copy<L>(table[1], base_m);
-  for (int i = 2; i < T; i++) mont_mul<L>(table[i], table[i - 1], base_m, M);
-  limb_t acc[L];
-  mp_copy<L>(acc, table[0]);
-  int windows = (ebits + W - 1) / W;
-  for (int k = windows - 1; k >= 0; k--) {
+  limb_t table[T * L], acc[L];
+  window_table<L>(table, base_m, M);
+  mp_copy<L>(acc, table);
+  for (int k = (ebits + W - 1) / W - 1; k >= 0; k--) {
     for (int s = 0; s < W; s++) mont_mul<L>(acc, acc, acc, M);
     limb_t d = mp_window(e, el, k * W, W);
-    if (d) mont_mul<L>(acc, acc, table[d], M);
+    if (d) mont_mul<L>(acc, acc, table + d * L, M);
   }
   mp_copy<L>(r, acc);
 }
 
-// Same result for a SECRET exponent (decryption, CRT obfuscators, DJN): a fixed number of
-// windows (from the public bound ebits), a multiplication in every window, and a table read
-// that touches every entry and keeps one by mask. No branch or address depends on e.
+// Same result for a SECRET exponent (decryption, CRT obfuscators): a fixed number of windows
+// (from the public bound ebits), a multiplication in every window, masked table reads.
+// No branch or address depends on e.
 template <int L> HEA_BIG_FN void mont_pow_secret(limb_t* r, const limb_t* base_m, const limb_t* e, int el,
-                                             int ebits, const mod_rec<L>& M) {
+                                                 int ebits, const mod_rec<L>& M) {
   const int W = HEA_WINDOW, T = 1 << W;
-  limb_t table[T][L];
-  mont_one<L>(table[0], M);
-  mp_copy<L>(table[1], base_m);
-  for (int i = 2; i < T; i++) mont_mul<L>(table[i], table[i - 1], base_m, M);
-  limb_t acc[L], pick[L];
-  mp_copy<L>(acc, table[0]);
-  int windows = (ebits + W - 1) / W;
-  for (int k = windows - 1; k >= 0; k--) {
+  limb_t table[T * L], acc[L], pick[L];
+  window_table<L>(table, base_m, M);
+  mp_copy<L>(acc, table);
+  for (int k = (ebits + W - 1) / W - 1; k >= 0; k--) {
     for (int s = 0; s < W; s++) mont_mul<L>(acc, acc, acc, M);
-    limb_t d = mp_window(e, el, k * W, W);
-    for (int i = 0; i < L; i++) pick[i] = 0;
-    for (int t = 0; t < T; t++) {
-      limb_t mask = 0u - (limb_t)(t == (int)d);  // compiles to a predicated select, no branch
-      for (int i = 0; i < L; i++) pick[i] |= table[t][i] & mask;
-    }
+    select_entry<L>(pick, table, mp_window(e, el, k * W, W));
     mont_mul<L>(acc, acc, pick, M);
   }
   mp_copy<L>(r, acc);
