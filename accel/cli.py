@@ -1,4 +1,5 @@
-"""The ``he-accel`` command: ``demo`` (a checked end-to-end run) and ``bench`` (throughput)."""
+"""The ``he-accel`` command: ``serve`` (the gRPC offload service), ``demo`` (a checked
+end-to-end run, in process or through a service it starts) and ``bench`` (throughput)."""
 from __future__ import annotations
 
 import argparse
@@ -91,6 +92,38 @@ def _bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def _serve(args: argparse.Namespace) -> int:
+    import signal  # noqa: PLC0415
+    import threading  # noqa: PLC0415
+
+    try:
+        from service.server import HeAccelServer, config_from_args  # noqa: PLC0415
+    except ImportError as e:
+        print(f"the service needs the 'service' extra (pip install 'he-accel[service]'): {e}", file=sys.stderr)
+        return 2
+    config = config_from_args(args)
+    server = HeAccelServer(config).start()
+    print(f"he-accel serving on port {server.port} (backend {server.backend.name})"
+          + (f", metrics on port {server.metrics_port}" if server.metrics_port else ""), flush=True)
+    done = threading.Event()
+
+    def shutdown(signum, frame):  # noqa: ARG001
+        done.set()
+
+    signal.signal(signal.SIGTERM, shutdown)
+    signal.signal(signal.SIGINT, shutdown)
+    done.wait()
+    print("he-accel: shutting down (finishing in-flight requests)", flush=True)
+    server.stop()
+    return 0
+
+
+def _service_demo(args: argparse.Namespace) -> int:
+    from bench.service_demo import run  # noqa: PLC0415
+
+    return run(backend=args.backend, bits=args.bits, size=args.size, cols=args.cols)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="he-accel", description=__doc__)
     p.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
@@ -102,6 +135,31 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--size", type=int, default=1000, help="vector length")
     d.add_argument("--cols", type=int, default=4, help="matrix columns for the matvec")
     d.set_defaults(func=_demo)
+
+    s = sub.add_parser("serve", help="run the gRPC offload service (flags override HEA_* env vars)")
+    s.add_argument("--address", help="HOST:PORT to listen on (HEA_ADDRESS, default 127.0.0.1:50051)")
+    s.add_argument("--metrics-port", type=int, help="Prometheus endpoint port (HEA_METRICS_PORT; -1: none)")
+    s.add_argument("--backend", choices=["cpu", "gpu", "auto"], help="HEA_BACKEND, default auto")
+    s.add_argument("--devices", help="GPU ordinals, comma-separated (HEA_DEVICES)")
+    s.add_argument("--workers", type=int, help="batch workers (HEA_WORKERS; default one per GPU, else 1)")
+    s.add_argument("--max-batch", type=int, help="elements per coalesced call (HEA_MAX_BATCH, 65536)")
+    s.add_argument("--max-delay-ms", type=float, help="batching delay bound (HEA_MAX_DELAY_MS, 2)")
+    s.add_argument("--max-queue", type=int, help="queued elements before RESOURCE_EXHAUSTED (HEA_MAX_QUEUE)")
+    s.add_argument("--max-request", type=int, help="elements per request (HEA_MAX_REQUEST, 1048576)")
+    s.add_argument("--max-message-bytes", type=int, help="gRPC message size limit (HEA_MAX_MESSAGE_BYTES)")
+    s.add_argument("--tls-cert", help="PEM certificate (HEA_TLS_CERT)")
+    s.add_argument("--tls-key", help="PEM private key (HEA_TLS_KEY)")
+    s.add_argument("--client-ca", help="PEM CA for client certificates: enables mTLS (HEA_CLIENT_CA)")
+    s.add_argument("--tokens-file", help="identity=token lines (HEA_TOKENS_FILE; HEA_TOKENS inline)")
+    s.add_argument("--min-key-bits", type=int, help="smallest key accepted (HEA_MIN_KEY_BITS, 1024)")
+    s.set_defaults(func=_serve)
+
+    sd = sub.add_parser("service-demo", help="start the service, run a client round trip, print metrics")
+    sd.add_argument("--backend", default="auto", choices=["cpu", "gpu", "auto"])
+    sd.add_argument("--bits", type=int, default=2048)
+    sd.add_argument("--size", type=int, default=1000)
+    sd.add_argument("--cols", type=int, default=4)
+    sd.set_defaults(func=_service_demo)
 
     b = sub.add_parser("bench", help="throughput of the raw batch ops, with a correctness check per batch")
     b.add_argument("--backend", default="cpu", choices=["cpu", "gpu", "auto"])
