@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
-# Set up a virtual environment and run the main job: a checked end-to-end demo.
-#   ./scripts/demo.sh [he-accel demo args...]
+# Set up a virtual environment and run the main job: start the gRPC offload service (GPU if
+# present, else the CPU fallback), run a real client round trip against it (keygen, encrypt,
+# sums, matvec, decrypt, all checked) and print a metrics snapshot.
+#   ./scripts/demo.sh [he-accel service-demo args...]    e.g. --bits 1024 --size 200
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip
-.venv/bin/python -m pip install -q -e .
-exec .venv/bin/he-accel demo "$@"
+.venv/bin/python -m pip install -q -e '.[service]'
+exec .venv/bin/he-accel service-demo "$@"

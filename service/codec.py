@@ -47,24 +47,24 @@ def first_zero(blob: bytes, width: int) -> int:
     return int(bad[0]) if bad.size else -1
 
 
-def plaintexts(blob: bytes, n: int, width: int, what: str = "plaintexts") -> int:
+def plaintexts(blob: bytes, n: int, width: int, what: str = "plaintext") -> int:
     """Check a plaintext blob (each value in [0, n)); return its count."""
     count = count_of(blob, width, what)
     i = first_not_below(blob, width, n)
     if i >= 0:
-        raise InvalidArgument(f"{what}[{i}] is out of range: plaintexts must be in [0, n)")
+        raise InvalidArgument(f"{what}[{i}] is out of range: must be < n")
     return count
 
 
-def ciphertexts(blob: bytes, nsquare: int, width: int, what: str = "ciphertexts") -> int:
+def ciphertexts(blob: bytes, nsquare: int, width: int, what: str = "ciphertext") -> int:
     """Check a ciphertext blob (each value in [1, n^2)); return its count."""
     count = count_of(blob, width, what)
     i = first_zero(blob, width)
     if i >= 0:
-        raise InvalidArgument(f"{what}[{i}] is 0: ciphertexts must be in [1, n^2)")
+        raise InvalidArgument(f"{what}[{i}] is out of range: must be in [1, n^2)")
     i = first_not_below(blob, width, nsquare)
     if i >= 0:
-        raise InvalidArgument(f"{what}[{i}] is out of range: ciphertexts must be in [1, n^2)")
+        raise InvalidArgument(f"{what}[{i}] is out of range: must be in [1, n^2)")
     return count
 
 

@@ -218,8 +218,8 @@ class ComputeServicer(pb_grpc.ComputeServiceServicer):
             count = codec.ciphertexts(req.ciphertexts, pk.nsquare, cw)
             job = Job(("decrypt", kid), count, (req.ciphertexts,), lambda cs: be.raw_decrypt(sk, cs), pw, op)
         elif op == "add":
-            count = codec.ciphertexts(req.a, pk.nsquare, cw, "a")
-            if codec.ciphertexts(req.b, pk.nsquare, cw, "b") != count:
+            count = codec.ciphertexts(req.a, pk.nsquare, cw, "ciphertext a")
+            if codec.ciphertexts(req.b, pk.nsquare, cw, "ciphertext b") != count:
                 raise InvalidArgument(f"length mismatch: {count} vs {len(req.b) // cw} ciphertexts")
             job = Job(("add", kid), count, (req.a, req.b), lambda a, b: be.raw_add(pk, a, b), cw, op)
         elif op == "add_plain":
@@ -231,7 +231,7 @@ class ComputeServicer(pb_grpc.ComputeServiceServicer):
         elif op == "mul":
             count = codec.ciphertexts(req.ciphertexts, pk.nsquare, cw)
             self._limit(count)
-            ks = self._scalars(req.scalars, pk, "scalars")
+            ks = self._scalars(req.scalars, pk, "scalar")
             if len(ks) != count:
                 raise InvalidArgument(f"length mismatch: {count} ciphertexts, {len(ks)} scalars")
             job = Job(("mul", kid), count, (req.ciphertexts, ks), lambda c, k: be.raw_mul(pk, c, k), cw, op)
@@ -276,10 +276,10 @@ class ComputeServicer(pb_grpc.ComputeServiceServicer):
         self._limit(count)
         i = codec.first_not_below(req.bases, width, mod)
         if i >= 0:
-            raise InvalidArgument(f"bases[{i}] is out of range: bases must be < modulus")
+            raise InvalidArgument(f"base[{i}] is out of range: must be < the modulus")
         e = req.exponents
         exps = codec.signed(e.magnitudes, e.width or width, e.negative, 1 << (8 * codec.MAX_SIGNED_WIDTH),
-                            "exponents")
+                            "exponent")
         if len(exps) != count:
             raise InvalidArgument(f"length mismatch: {count} bases, {len(exps)} exponents")
         be = self.s.backend

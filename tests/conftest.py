@@ -72,10 +72,32 @@ def emulated_gpu_split_backend(inline_backend):
     be.close()
 
 
-@pytest.fixture(params=["inline", "pool", "gpu-emulated", "gpu-emulated-split"])
-def backend(request, inline_backend, pool_backend, emulated_gpu_backend, emulated_gpu_split_backend):
-    return {"inline": inline_backend, "pool": pool_backend, "gpu-emulated": emulated_gpu_backend,
-            "gpu-emulated-split": emulated_gpu_split_backend}[request.param]
+@pytest.fixture(scope="session")
+def service_server(pool_backend):
+    """An in-process he-accel service on a free loopback port (CPU backend, test key sizes)."""
+    from service.server import HeAccelServer, ServerConfig
+
+    srv = HeAccelServer(ServerConfig(address="127.0.0.1:0", min_key_bits=256, max_delay_ms=1.0),
+                        backend=pool_backend).start()
+    yield srv
+    srv.stop(5)
+
+
+@pytest.fixture(scope="session")
+def remote_backend(service_server):
+    """The remote backend against ``service_server``; tiny chunks so that streams are exercised."""
+    from accel.backends.remote import RemoteBackend
+
+    be = RemoteBackend(f"127.0.0.1:{service_server.port}", chunk_bytes=1500, timeout=60)
+    yield be
+    be.close()
+
+
+@pytest.fixture(params=["inline", "pool", "gpu-emulated", "gpu-emulated-split", "remote"])
+def backend(request):
+    name = {"inline": "inline_backend", "pool": "pool_backend", "gpu-emulated": "emulated_gpu_backend",
+            "gpu-emulated-split": "emulated_gpu_split_backend", "remote": "remote_backend"}[request.param]
+    return request.getfixturevalue(name)
 
 
 @pytest.fixture
