@@ -29,7 +29,7 @@ from accel.keys import PrivateKey, PublicKey
 from accel.packing import blob_to_ints, ints_to_blob
 
 from . import codec
-from .errors import ServiceError, from_status
+from .errors import InvalidArgument, ServiceError, from_status
 from .proto.heaccel.v1 import heaccel_pb2 as pb
 from .proto.heaccel.v1 import heaccel_pb2_grpc as pb_grpc
 
@@ -150,11 +150,11 @@ class _Planner:
         for name, (blob, width) in fields.items():
             c = codec.count_of(blob, width, name)
             if count is not None and c != count:
-                raise ValueError(f"length mismatch: {count} vs {c} elements")
+                raise InvalidArgument(f"length mismatch: {count} vs {c} elements")
             count = c
         count = count or 0
         if scalars is not None and len(scalars[1]) != count:
-            raise ValueError(f"length mismatch: {count} elements, {len(scalars[1])} scalars")
+            raise InvalidArgument(f"length mismatch: {count} elements, {len(scalars[1])} scalars")
         per_el = sum(w for _, w in fields.values()) + (pk.plaintext_width if scalars else 0)
         reqs = []
         msg = getattr(pb, _REQUEST_TYPE[rpc])
@@ -176,7 +176,7 @@ class _Planner:
         cw = pk.ciphertext_width
         count = codec.count_of(cs, cw, "ciphertexts")
         if len(rows) != count:
-            raise ValueError(f"X has {len(rows)} rows but there are {count} ciphertexts")
+            raise InvalidArgument(f"X has {len(rows)} rows but there are {count} ciphertexts")
         reqs = []
         for lo, hi in _chunks(count, self._per_chunk(cw + columns * 8)):
             flat = [v for r in rows[lo:hi] for v in r]

@@ -241,7 +241,7 @@ class ComputeServicer(pb_grpc.ComputeServiceServicer):
         elif op == "matvec":
             rows = codec.ciphertexts(req.ciphertexts, pk.nsquare, cw)
             cols = req.columns
-            self._limit(rows * max(cols, 1))
+            self._limit(max(rows * max(cols, 1), cols))
             entries = self._scalars(req.matrix, pk, "matrix")
             if len(entries) != rows * cols:
                 raise InvalidArgument(f"matrix has {len(entries)} entries; {rows} rows x {cols} columns expected")
