@@ -21,8 +21,19 @@ else
 fi
 # GPU tests need a device; CI has none, so they are deselected here and run with -m gpu there.
 # The GPU backend's logic and every kernel still run here, through the g++ build (emulator).
-.venv/bin/python -m pytest -m "not gpu" "$@"
+.venv/bin/python -m pytest -m "not gpu and not compat" "$@"
 rc=$?
+# The client and server again under FATE 2.x's pins (grpcio 1.62.1, protobuf 4.24.4, numpy<2),
+# in a second venv; also checks that the checked-in gRPC stubs are what grpcio-tools 1.62.1 writes.
+if [ -z "${HEA_SKIP_COMPAT:-}" ] || [ -n "${CI:-}" ]; then
+  [ -x .venv-compat/bin/python ] || "$PY" -m venv .venv-compat || exit 1
+  .venv-compat/bin/python -m pip install -q "grpcio==1.62.1" "protobuf==4.24.4" "grpcio-tools==1.62.1" \
+    "grpcio-health-checking==1.62.1" "grpcio-reflection==1.62.1" "numpy<2" gmpy2 prometheus-client \
+    pytest hypothesis cryptography && .venv-compat/bin/python -m pip install -q --no-deps -e . || exit 1
+  .venv-compat/bin/python -m pytest -m compat tests/test_service_compat.py || rc=1
+else
+  echo "NOTE: HEA_SKIP_COMPAT set: the FATE-pinned (grpcio 1.62.1) client/server check did not run"
+fi
 if [ -n "$compile_pid" ]; then
   wait "$compile_pid"; crc=$?
   cat build/compile.log
