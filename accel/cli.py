@@ -118,6 +118,28 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _health(args: argparse.Namespace) -> int:
+    """Exit 0 when the service at --address answers grpc.health.v1 SERVING (Docker HEALTHCHECK)."""
+    import grpc  # noqa: PLC0415
+    from grpc_health.v1 import health_pb2, health_pb2_grpc  # noqa: PLC0415
+
+    try:
+        if args.tls:
+            ca = open(args.ca, "rb").read() if args.ca else None
+            channel = grpc.secure_channel(args.address, grpc.ssl_channel_credentials(ca))
+        else:
+            channel = grpc.insecure_channel(args.address)
+        with channel:
+            resp = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service=args.service),
+                                                             timeout=args.timeout)
+    except grpc.RpcError as e:
+        print(f"unhealthy: {e.code().name}", file=sys.stderr)
+        return 1
+    status = health_pb2.HealthCheckResponse.ServingStatus.Name(resp.status)
+    print(status)
+    return 0 if resp.status == health_pb2.HealthCheckResponse.SERVING else 1
+
+
 def _service_demo(args: argparse.Namespace) -> int:
     from bench.service_demo import run  # noqa: PLC0415
 
@@ -153,6 +175,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--tokens-file", help="identity=token lines (HEA_TOKENS_FILE; HEA_TOKENS inline)")
     s.add_argument("--min-key-bits", type=int, help="smallest key accepted (HEA_MIN_KEY_BITS, 1024)")
     s.set_defaults(func=_serve)
+
+    h = sub.add_parser("health", help="probe a running service through grpc.health.v1 (exit 0 if SERVING)")
+    h.add_argument("--address", default="127.0.0.1:50051")
+    h.add_argument("--service", default="", help="service name ('' = the whole server)")
+    h.add_argument("--tls", action="store_true", help="connect with TLS")
+    h.add_argument("--ca", help="PEM CA to verify the server with")
+    h.add_argument("--timeout", type=float, default=5.0)
+    h.set_defaults(func=_health)
 
     sd = sub.add_parser("service-demo", help="start the service, run a client round trip, print metrics")
     sd.add_argument("--backend", default="auto", choices=["cpu", "gpu", "auto"])
