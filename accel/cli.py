@@ -166,6 +166,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--workers", type=int, help="batch workers (HEA_WORKERS; default one per GPU, else 1)")
     s.add_argument("--max-batch", type=int, help="elements per coalesced call (HEA_MAX_BATCH, 65536)")
     s.add_argument("--max-delay-ms", type=float, help="batching delay bound (HEA_MAX_DELAY_MS, 2)")
+    s.add_argument("--preferred-batch", type=int, help="a batch this large skips the wait (HEA_PREFERRED_BATCH, 512)")
     s.add_argument("--max-queue", type=int, help="queued elements before RESOURCE_EXHAUSTED (HEA_MAX_QUEUE)")
     s.add_argument("--max-request", type=int, help="elements per request (HEA_MAX_REQUEST, 1048576)")
     s.add_argument("--max-message-bytes", type=int, help="gRPC message size limit (HEA_MAX_MESSAGE_BYTES)")

@@ -1,5 +1,4 @@
-"""he-accel's gRPC offload service (key registry, batch ops, metrics).
-
-The package is reserved here so the distribution layout is fixed; the service itself is
-built on top of :mod:`accel` and lands with its own issue.
+"""he-accel's gRPC offload service: key registry, batch compute with dynamic batching,
+health, reflection and Prometheus metrics (:mod:`service.server`), and its clients
+(:mod:`service.client`). ``he-accel serve`` runs it; ``get_backend("remote")`` uses it.
 """

@@ -2,7 +2,8 @@
 
 Each request becomes a :class:`Job` with a coalescing ``group`` (op, key, mode...). Workers
 (one per GPU, or as configured) take the oldest group, wait at most ``max_delay`` from its
-first job's arrival for more jobs of that group (up to ``max_batch`` elements), concatenate
+first job's arrival for more jobs of that group (up to ``max_batch`` elements; a group that
+already holds ``preferred_batch`` elements runs at once, as waiting buys it little), concatenate
 their inputs, run one backend call and split the result. The queue is bounded in elements:
 a submit that would overflow it raises :class:`ResourceExhausted` (back-pressure). Jobs whose
 caller has gone (deadline, cancellation) are dropped before they run. If a merged call fails,
@@ -58,11 +59,13 @@ class BatchObserver:
 
 class DynamicBatcher:
     def __init__(self, *, workers: int = 1, max_batch: int = 65536, max_delay: float = 0.002,
-                 max_queue_elements: int = 1 << 22, observer: BatchObserver | None = None):
+                 max_queue_elements: int = 1 << 22, preferred_batch: int = 512,
+                 observer: BatchObserver | None = None):
         if workers < 1 or max_batch < 1 or max_delay < 0 or max_queue_elements < 1:
             raise ValueError("workers, max_batch and max_queue_elements must be >= 1, max_delay >= 0")
         self.max_batch = max_batch
         self.max_delay = max_delay
+        self.preferred_batch = min(preferred_batch, max_batch)
         self.max_queue_elements = max_queue_elements
         self.observer = observer or BatchObserver()
         self._groups: collections.OrderedDict[Hashable, collections.deque[Job]] = collections.OrderedDict()
@@ -123,7 +126,7 @@ class DynamicBatcher:
                     while not self._closing:
                         total = sum(j.count for j in jobs)
                         left = deadline - time.monotonic()
-                        if total >= self.max_batch or left <= 0:
+                        if total >= self.preferred_batch or left <= 0:
                             break
                         self._cond.wait(left)
                 batch = [jobs.popleft()]

@@ -62,6 +62,7 @@ class ServerConfig:
     workers: int | None = None               # batch workers; default one per GPU, else 1
     max_batch: int = 65536                   # elements per coalesced backend call
     max_delay_ms: float = 2.0                # how long a batch waits for company
+    preferred_batch: int = 512               # a batch this large runs without waiting
     max_queue_elements: int = 1 << 21        # back-pressure bound (RESOURCE_EXHAUSTED beyond)
     max_request_elements: int = 1 << 20      # larger requests must stream in chunks
     max_message_bytes: int = 256 << 20
@@ -438,7 +439,7 @@ class HeAccelServer:
         workers = c.workers or max(1, len(getattr(backend, "devices", []) or []))
         self.batcher = DynamicBatcher(workers=workers, max_batch=c.max_batch, max_delay=c.max_delay_ms / 1000,
                                       max_queue_elements=max(c.max_queue_elements, c.max_request_elements),
-                                      observer=self.metrics)
+                                      preferred_batch=c.preferred_batch, observer=self.metrics)
         opts = [
             ("grpc.max_receive_message_length", c.max_message_bytes),
             ("grpc.max_send_message_length", c.max_message_bytes),
@@ -548,6 +549,7 @@ def config_from_args(args: Any, env: dict[str, str] | None = None) -> ServerConf
         workers=pick("workers", "HEA_WORKERS", None, int),
         max_batch=pick("max_batch", "HEA_MAX_BATCH", 65536, int),
         max_delay_ms=pick("max_delay_ms", "HEA_MAX_DELAY_MS", 2.0, float),
+        preferred_batch=pick("preferred_batch", "HEA_PREFERRED_BATCH", 512, int),
         max_queue_elements=pick("max_queue", "HEA_MAX_QUEUE", 1 << 21, int),
         max_request_elements=pick("max_request", "HEA_MAX_REQUEST", 1 << 20, int),
         max_message_bytes=pick("max_message_bytes", "HEA_MAX_MESSAGE_BYTES", 256 << 20, int),
