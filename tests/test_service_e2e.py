@@ -369,7 +369,9 @@ def test_server_killed_and_restarted_mid_run(key):
 
     t = threading.Thread(target=client_loop)
     t.start()
-    time.sleep(1.0)
+    deadline = time.monotonic() + 60
+    while len(results) < 3 and time.monotonic() < deadline and not errors:
+        time.sleep(0.05)                                     # some work done before the kill
     proc.kill()                                              # no goodbye: SIGKILL mid-run
     proc.wait()
     first.__exit__(None, None, None)
