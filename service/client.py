@@ -202,9 +202,9 @@ _REQUEST_TYPE = {"Encrypt": "EncryptRequest", "Decrypt": "DecryptRequest", "Add"
 
 def _resolve_targets(targets: str | Sequence[str]) -> tuple[str, str | None]:
     """A gRPC target for one address or a round-robin list; also the first host name (for TLS)."""
-    if isinstance(targets, str):
-        targets = [t.strip() for t in targets.split(",") if t.strip()] if "," in targets and "://" not in targets \
-            and not targets.startswith(("ipv4:", "ipv6:", "dns:", "unix:")) else [targets]
+    if isinstance(targets, str):  # "a:1,b:2" is a list; a gRPC URI ("ipv4:...", "dns:...") stays whole
+        uri = targets.startswith(("ipv4:", "ipv6:", "dns:", "unix:")) or "://" in targets
+        targets = [targets] if uri else [t.strip() for t in targets.split(",") if t.strip()]
     targets = list(targets)
     if not targets:
         raise ValueError("no target given")
@@ -268,6 +268,13 @@ class _Base:
         self.backoff = backoff
         self.max_backoff = max_backoff
         self.planner = _Planner(chunk_bytes)
+
+    def _retry_or_raise(self, e: grpc.RpcError, attempt: int) -> float:
+        """Seconds to back off before retrying ``e`` (only UNAVAILABLE, within ``retries``);
+        raises the typed exception otherwise."""
+        if e.code() != grpc.StatusCode.UNAVAILABLE or attempt >= self.retries:
+            raise self._error(e) from None
+        return self._delay(attempt)
 
     def _delay(self, attempt: int) -> float:
         return min(self.max_backoff, self.backoff * (2 ** attempt)) * (0.5 + random.random() / 2)
@@ -337,10 +344,8 @@ class HeAccelClient(_Base):
             try:
                 return method(request, timeout=self.timeout, metadata=self._metadata)
             except grpc.RpcError as e:
-                if e.code() != grpc.StatusCode.UNAVAILABLE or attempt == self.retries:
-                    raise self._error(e) from None
-            time.sleep(self._delay(attempt))
-        raise AssertionError("unreachable")
+                time.sleep(self._retry_or_raise(e, attempt))
+        raise AssertionError("unreachable: the last attempt raises")
 
     def _run(self, plan: _Plan) -> Any:
         if len(plan.requests) == 1:
@@ -358,9 +363,7 @@ class HeAccelClient(_Base):
                     results.append(resp.data)
                     attempt = 0
             except grpc.RpcError as e:
-                if e.code() != grpc.StatusCode.UNAVAILABLE or attempt >= self.retries:
-                    raise self._error(e) from None
-                time.sleep(self._delay(attempt))
+                time.sleep(self._retry_or_raise(e, attempt))
                 attempt += 1
         return plan.finish(results)
 
@@ -452,10 +455,8 @@ class AsyncHeAccelClient(_Base):
             try:
                 return await method(request, timeout=self.timeout, metadata=self._metadata)
             except grpc.RpcError as e:
-                if e.code() != grpc.StatusCode.UNAVAILABLE or attempt == self.retries:
-                    raise self._error(e) from None
-            await asyncio.sleep(self._delay(attempt))
-        raise AssertionError("unreachable")
+                await asyncio.sleep(self._retry_or_raise(e, attempt))
+        raise AssertionError("unreachable: the last attempt raises")
 
     async def _run(self, plan: _Plan) -> Any:
         if len(plan.requests) == 1:
@@ -473,9 +474,7 @@ class AsyncHeAccelClient(_Base):
                     results.append(resp.data)
                     attempt = 0
             except grpc.RpcError as e:
-                if e.code() != grpc.StatusCode.UNAVAILABLE or attempt >= self.retries:
-                    raise self._error(e) from None
-                await asyncio.sleep(self._delay(attempt))
+                await asyncio.sleep(self._retry_or_raise(e, attempt))
                 attempt += 1
         return plan.finish(results)
 

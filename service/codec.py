@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from accel.packing import ints_to_limbs
+
 from .errors import InvalidArgument
 
 MAX_SIGNED_WIDTH = 1024  # bytes per signed magnitude (8192-bit powmod exponents)
@@ -19,10 +21,6 @@ def count_of(blob: bytes, width: int, what: str) -> int:
     return len(blob) // width
 
 
-def _limbs(value: int, n_limbs: int) -> np.ndarray:
-    return np.frombuffer(value.to_bytes(4 * n_limbs, "little"), dtype="<u4")
-
-
 def first_not_below(blob: bytes, width: int, bound: int) -> int:
     """Index of the first number in ``blob`` that is >= ``bound``, or -1 (width % 4 == 0)."""
     if not blob:
@@ -31,7 +29,7 @@ def first_not_below(blob: bytes, width: int, bound: int) -> int:
         return -1
     n_limbs = width // 4
     rows = np.frombuffer(blob, dtype="<u4").reshape(-1, n_limbs)[:, ::-1]
-    top = _limbs(bound, n_limbs)[::-1]
+    top = ints_to_limbs([bound], n_limbs)[0, ::-1]
     differs = rows != top
     first = differs.argmax(axis=1)
     below = differs.any(axis=1) & (rows[np.arange(rows.shape[0]), first] < top[first])

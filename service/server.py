@@ -77,6 +77,17 @@ class ServerConfig:
     grace_seconds: float = 30.0
 
 
+def as_service_error(e: BaseException, op: str) -> ServiceError:
+    """The status a failure maps to: typed errors keep theirs; the library's ValueError and
+    TypeError are always the caller's input; anything else is a bug, logged, never fatal."""
+    if isinstance(e, ServiceError):
+        return e
+    if isinstance(e, (ValueError, TypeError)):
+        return InvalidArgument(str(e))
+    log.error("internal error in %s", op, exc_info=e)
+    return Internal(f"internal error in {op}; see the server log")
+
+
 class _Guard:
     """Runs one RPC body: identity, metrics, status mapping. Never lets an exception escape
     except through ``context.abort``."""
@@ -92,13 +103,8 @@ class _Guard:
         try:
             identity = s.auth.identify(context)
             response, bits, elements = body(identity)
-        except ServiceError as e:
-            err = e
-        except (ValueError, TypeError) as e:  # the library's validation: always the caller's input
-            err = InvalidArgument(str(e))
-        except Exception:  # noqa: BLE001 - a bug must not take the server down
-            log.exception("internal error in %s", op)
-            err = Internal(f"internal error in {op}; see the server log")
+        except Exception as e:  # noqa: BLE001 - every failure becomes a status
+            err = as_service_error(e, op)
         finally:
             s.metrics.inflight.dec()
         code = "OK" if err is None else err.code.name
@@ -364,10 +370,8 @@ class ComputeServicer(pb_grpc.ComputeServiceServicer):
                         job, bits = self.plan(op, getattr(req, op), ident)
                         fut = s.batcher.submit(job)
                         item = (req.sequence, op, bits, job, fut, None)
-                    except ServiceError as e:
-                        item = (req.sequence, op, None, None, None, e)
-                    except (ValueError, TypeError) as e:
-                        item = (req.sequence, op, None, None, None, InvalidArgument(str(e)))
+                    except Exception as e:  # noqa: BLE001 - answered in order with its status
+                        item = (req.sequence, op, None, None, None, as_service_error(e, op or "stream"))
                     if not put(item):
                         return
             except Exception as e:  # noqa: BLE001 - the client went away mid-stream
@@ -390,13 +394,8 @@ class ComputeServicer(pb_grpc.ComputeServiceServicer):
                     t0 = time.perf_counter()
                     try:
                         data = self._wait(job, fut, context)
-                    except ServiceError as ex:
-                        e = ex
-                    except (ValueError, TypeError) as ex:
-                        e = InvalidArgument(str(ex))
-                    except Exception:  # noqa: BLE001
-                        log.exception("internal error in stream chunk %s", op)
-                        e = Internal(f"internal error in {op}; see the server log")
+                    except Exception as ex:  # noqa: BLE001
+                        e = as_service_error(ex, op)
                 if e is not None:
                     s.metrics.observe_request(op or "stream", None, e.code.name, 0.0, 0)
                     err = type(e)(f"stream chunk {seq} ({op}): {e.message}", e.code)

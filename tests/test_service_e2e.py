@@ -480,3 +480,24 @@ def test_tls_with_tokens_and_mtls_identities(tmp_path, pool_backend, key):
             assert Oracle.for_key(sk).dec_all(blob_to_ints(ct, pk.ciphertext_width)) == [3]
     finally:
         srv.stop(2)
+
+
+def test_a_server_bug_in_a_stream_is_internal_not_a_hang(pool_backend, key, monkeypatch):
+    """An unexpected exception while planning a stream chunk ends the stream with INTERNAL
+    (naming the chunk) instead of silently closing it, which the client would reopen forever."""
+    from service.errors import Internal
+    from service.server import ComputeServicer
+
+    pk, _ = key
+    srv = HeAccelServer(ServerConfig(address="127.0.0.1:0"), backend=pool_backend).start()
+
+    def broken(self, op, req, ident):
+        raise RuntimeError("bug")
+
+    monkeypatch.setattr(ComputeServicer, "plan", broken)
+    try:
+        with HeAccelClient(f"127.0.0.1:{srv.port}", chunk_bytes=pk.plaintext_width, timeout=30) as c, \
+             pytest.raises(Internal, match=r"stream chunk 0 \(encrypt\): internal error"):
+            c.encrypt(pk, pack([1, 2, 3], pk.plaintext_width))
+    finally:
+        srv.stop(2)
