@@ -262,8 +262,14 @@ class EV:
 
     @classmethod
     def of(cls, x: Any, public_key: PublicKey | None = None) -> "EV":
-        """Ours as is; a fate_utils vector (or scalar) converted, reduced mod n^2."""
+        """Ours as is; a fate_utils vector (or scalar) converted. fate_utils may hold a
+        ciphertext as a negative integer (congruent mod n^2); with ``public_key`` every value
+        is reduced into [0, n^2), without it (slicing, concatenating) they are kept as they are
+        and reduced by the first operation that has the key."""
         if isinstance(x, EV):
+            if public_key is not None and x._unreduced:
+                ns = public_key.nsquare
+                return cls([c % ns for c in x.cts], x.exps)
             return x
         if isinstance(x, (_fu.CiphertextVector, _fu.Ciphertext)):
             state = x.__getstate__()
@@ -273,10 +279,12 @@ class EV:
             if public_key is not None:
                 ns = public_key.nsquare
                 values = [v % ns for v in values]
-            elif any(v <= 0 for v in values):
-                raise ValueError("a fate_utils vector with negative ciphertexts needs the public key")
             return cls(values, exps)
         raise TypeError(f"expected a ciphertext vector, got {type(x).__name__}")
+
+    @property
+    def _unreduced(self) -> bool:
+        return any(c <= 0 for c in self.cts)
 
     def __len__(self) -> int:
         return len(self.cts)
@@ -425,8 +433,14 @@ def _reduce_groups(pk: PublicKey, groups: list[list[tuple[int, int]]]) -> list[t
     return [g[0] if g else (1, 0) for g in live]
 
 
+def _reduce_in_place(pk: PublicKey, a: EV) -> None:
+    if a._unreduced:
+        a.cts[:] = [c % pk.nsquare for c in a.cts]
+
+
 def _scatter_add(pk: PublicKey, a: EV, pairs: Iterable[tuple[int, int]], b: EV, sign: int = 1) -> None:
     """In place: a[t] += b[s] (or -= with sign -1) for every (t, s), all targets at once."""
+    _reduce_in_place(pk, a)
     src = b if sign > 0 else _neg(pk, b)
     groups: dict[int, list[tuple[int, int]]] = {}
     for t, s in pairs:
@@ -824,6 +838,7 @@ class evaluator:  # noqa: N801 - the name FATE imports
         if not isinstance(a, EV):
             raise TypeError("in-place ops need this module's EV as the target (FATE builds it with zeros())")
         same = b is a
+        _reduce_in_place(key, a)
         b = EV.of(b, key)
         if size is None:
             size = min(len(a) - sa, len(b) - sb)
@@ -926,6 +941,7 @@ class evaluator:  # noqa: N801 - the name FATE imports
             start += size
         if start > len(a):
             raise IndexError("chunk sizes exceed the vector")
+        _reduce_in_place(key, a)
         # align each sequence to its finest non-zero exponent first
         for seq in seqs:
             live = [i for i in seq if a.cts[i] != 1]
