@@ -1,10 +1,15 @@
 """FATE 2.x drop-in: the ``fate.arch.protocol.phe.paillier`` contract on he-accel backends.
 
-Activate it with one line in every party's script (before the context is built)::
+Activate it with one line at the top level of every party's script::
 
     from accel.integrations import fate2
     fate2.install()                     # backend from HEA_FATE_BACKEND, default "auto"
     fate2.install("remote", target="appliance:50051")   # or an offload endpoint
+
+At the top level, not inside ``run(ctx)``: FATE's standalone computing runs partitions in
+spawned worker processes that re-import the main script, so a top-level ``install()`` runs in
+them too. (A worker without it still computes correctly, with stock FATE: what it sends back
+is read by this module as well, only not accelerated.)
 
 ``install()`` swaps ``keygen``, ``SK``, ``PK``, ``Coder`` and ``evaluator`` of FATE's
 ``fate.arch.protocol.phe.paillier`` module for the ones here, which is exactly what FATE's
@@ -138,6 +143,10 @@ class PK:
     def __reduce__(self):
         return (_fate_attr("PK", PK), (self.pk,))
 
+    def __setstate__(self, state: dict) -> None:
+        # a stock FATE PK pickled by a process without the plugin ({"pk": fate_utils PK})
+        self.__init__(state["pk"] if "pk" in state else state["public_key"])
+
     def __eq__(self, other: object) -> bool:
         return isinstance(other, PK) and other.public_key == self.public_key
 
@@ -187,6 +196,9 @@ class SK:
     def __reduce__(self):
         return (_fate_attr("SK", SK), (self.sk,))
 
+    def __setstate__(self, state: dict) -> None:
+        self.__init__(state["sk"] if "sk" in state else state["private_key"])
+
     def __repr__(self) -> str:  # never the primes
         return f"<he-accel fate2 SK for {self.private_key.public_key!r}>"
 
@@ -199,6 +211,12 @@ class SK:
 
 
 # -- vectors ---------------------------------------------------------------------------------
+def _is_fu(x: Any, name: str) -> bool:
+    """fate_utils' scalar types (``Plaintext``, ``Ciphertext``) exist but are not exported."""
+    t = type(x)
+    return t.__name__ == name and t.__module__.endswith("paillier") and hasattr(x, "__getstate__")
+
+
 def _exps(e: Any, count: int) -> np.ndarray:
     out = np.asarray(e, dtype=np.int64).reshape(-1)
     if out.size == 1 and count != 1:
@@ -213,17 +231,21 @@ class FV:
 
     __slots__ = ("values", "exps")
 
-    def __init__(self, values: Sequence[int], exps: Any):
+    def __init__(self, values: Sequence[int] = (), exps: Any = ()):
         self.values = [int(v) for v in values]
         self.exps = _exps(exps, len(self.values))
+
+    def __setstate__(self, state: Any) -> None:
+        values, exps = wire.unpack_fixedpoint_vector(state)
+        self.values, self.exps = values, _exps(exps, len(values))
 
     @classmethod
     def of(cls, x: Any) -> "FV":
         if isinstance(x, FV):
             return x
-        if isinstance(x, (_fu.PlaintextVector, _fu.Plaintext)):
+        if isinstance(x, _fu.PlaintextVector) or _is_fu(x, "Plaintext"):
             state = x.__getstate__()
-            if isinstance(x, _fu.Plaintext):  # a scalar: prefix a count of one
+            if not isinstance(x, _fu.PlaintextVector):  # a scalar: prefix a count of one
                 state = list(wire._U64.pack(1)) + list(state)
             values, exps = wire.unpack_fixedpoint_vector(state)
             return cls(values, exps)
@@ -236,8 +258,8 @@ class FV:
         return f"<he-accel fate2 FV len={len(self)}>"
 
     def __reduce__(self):
-        # rebuilt by the peer as fate_utils.paillier.PlaintextVector() + __setstate__
-        return (_fu.PlaintextVector, (), wire.pack_fixedpoint_vector(self.values, self.exps.tolist()))
+        cls = _fate_attr("PlaintextVector", _fu.PlaintextVector) if installed() else _fu.PlaintextVector
+        return (cls, (), wire.pack_fixedpoint_vector(self.values, self.exps.tolist()))
 
     def get_stride(self, index: int, stride: int) -> "FV":
         s = index * stride
@@ -256,9 +278,14 @@ class EV:
 
     __slots__ = ("cts", "exps")
 
-    def __init__(self, cts: Sequence[int], exps: Any):
+    def __init__(self, cts: Sequence[int] = (), exps: Any = ()):
         self.cts = list(cts)
         self.exps = _exps(exps, len(self.cts))
+
+    def __setstate__(self, state: Any) -> None:
+        # fate_utils' layout: what stock peers and this module's __reduce__ both write
+        values, exps = wire.unpack_fixedpoint_vector(state)
+        self.cts, self.exps = values, _exps(exps, len(values))
 
     @classmethod
     def of(cls, x: Any, public_key: PublicKey | None = None) -> "EV":
@@ -271,9 +298,9 @@ class EV:
                 ns = public_key.nsquare
                 return cls([c % ns for c in x.cts], x.exps)
             return x
-        if isinstance(x, (_fu.CiphertextVector, _fu.Ciphertext)):
+        if isinstance(x, _fu.CiphertextVector) or _is_fu(x, "Ciphertext"):
             state = x.__getstate__()
-            if isinstance(x, _fu.Ciphertext):
+            if not isinstance(x, _fu.CiphertextVector):
                 state = list(wire._U64.pack(1)) + list(state)
             values, exps = wire.unpack_fixedpoint_vector(state)
             if public_key is not None:
@@ -298,8 +325,11 @@ class EV:
         return out
 
     def __reduce__(self):
-        # rebuilt by the peer as fate_utils.paillier.CiphertextVector() + __setstate__
-        return (_fu.CiphertextVector, (), wire.pack_fixedpoint_vector(self.cts, self.exps.tolist()))
+        # Rebuilt by the reader as ``fate.arch.protocol.phe.paillier.CiphertextVector()`` plus
+        # ``__setstate__``: stock FATE's name for fate_utils' class, this class where the plugin
+        # is installed. Without the plugin here, written as fate_utils' own class.
+        cls = _fate_attr("CiphertextVector", _fu.CiphertextVector) if installed() else _fu.CiphertextVector
+        return (cls, (), wire.pack_fixedpoint_vector(self.cts, self.exps.tolist()))
 
     def copy(self) -> "EV":
         return EV(self.cts, self.exps.copy())
@@ -491,6 +521,9 @@ class Coder:
 
     def __reduce__(self):
         return (_fate_attr("Coder", Coder), (self.coder,))
+
+    def __setstate__(self, state: dict) -> None:
+        self.__init__(state["coder"] if "coder" in state else PublicKey(state["n"]))
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Coder) and (other.n, other.max_int) == (self.n, self.max_int)
@@ -692,6 +725,25 @@ def keygen(key_size: int) -> tuple[SK, PK, Coder]:
 
 
 # -- the evaluator ---------------------------------------------------------------------------
+def _in_place(fn):
+    """An in-place op on this module's EV. A fate_utils target (e.g. from a process without the
+    plugin) is converted, updated, and written back through its own ``__setstate__``, so the
+    caller's object changes as FATE expects."""
+    import functools
+
+    @functools.wraps(fn)
+    def wrapper(pk, a, *args, **kwargs):
+        if isinstance(a, EV):
+            return fn(pk, a, *args, **kwargs)
+        ours = EV.of(a, _pkey(pk))
+        if args and args[0] is a:  # a += a[...]
+            args = (ours,) + args[1:]
+        fn(pk, ours, *args, **kwargs)
+        a.__setstate__(wire.pack_fixedpoint_vector(ours.cts, ours.exps.tolist()))
+
+    return staticmethod(wrapper)
+
+
 def _pkey(pk: Any) -> PublicKey:
     return _public_key_of(pk)
 
@@ -835,8 +887,6 @@ class evaluator:  # noqa: N801 - the name FATE imports
     @staticmethod
     def _i_add(pk: Any, a: EV, b: Any, sa: int, sb: int, size: Optional[int], sign: int) -> None:
         key = _pkey(pk)
-        if not isinstance(a, EV):
-            raise TypeError("in-place ops need this module's EV as the target (FATE builds it with zeros())")
         same = b is a
         _reduce_in_place(key, a)
         b = EV.of(b, key)
@@ -862,12 +912,12 @@ class evaluator:  # noqa: N801 - the name FATE imports
         a.cts[sa:sa + size] = r.cts
         a.exps[sa:sa + size] = r.exps
 
-    @staticmethod
+    @_in_place
     def i_add(pk: Any, a: EV, b: Any, sa=0, sb=0, size: Optional[int] = None) -> None:
         """In place: a[sa:sa+size] += b[sb:sb+size] (size None: as much as both have)."""
         evaluator._i_add(pk, a, b, sa, sb, size, 1)
 
-    @staticmethod
+    @_in_place
     def i_sub(pk: Any, a: EV, b: Any, sa=0, sb=0, size: Optional[int] = None) -> None:
         """In place: a[sa:sa+size] -= b[sb:sb+size]."""
         evaluator._i_add(pk, a, b, sa, sb, size, -1)
@@ -892,7 +942,7 @@ class evaluator:  # noqa: N801 - the name FATE imports
     def cat(list: List[Any]) -> EV:  # noqa: A002 - FATE's parameter name
         return _cat([EV.of(x) for x in list])
 
-    @staticmethod
+    @_in_place
     def i_shuffle(pk: Any, a: EV, indices: Any) -> None:
         """In place: a = a[indices]."""
         idx = _int_list(indices)
@@ -905,7 +955,7 @@ class evaluator:  # noqa: N801 - the name FATE imports
     def shuffle(pk: Any, a: Any, indices: Any) -> EV:
         return EV.of(a, _pkey(pk)).slice_indexes(_int_list(indices))
 
-    @staticmethod
+    @_in_place
     def i_update(pk: Any, a: EV, b: Any, positions, stride: int) -> None:
         """In place: for each row i of ``positions`` and each p in it,
         a[p*stride : p*stride+stride] += b[i*stride : i*stride+stride]."""
@@ -915,7 +965,7 @@ class evaluator:  # noqa: N801 - the name FATE imports
                  for i, row in enumerate(_positions(positions)) for p in row for k in range(stride))
         _scatter_add(key, a, pairs, b)
 
-    @staticmethod
+    @_in_place
     def i_update_with_masks(pk: Any, a: EV, b: Any, positions, masks, stride: int) -> None:
         """As :meth:`i_update`, with row i of ``positions`` taking its values from the i-th
         position of b whose mask is true."""
@@ -926,7 +976,7 @@ class evaluator:  # noqa: N801 - the name FATE imports
                  for v, row in zip(value_rows, _positions(positions)) for p in row for k in range(stride))
         _scatter_add(key, a, pairs, b)
 
-    @staticmethod
+    @_in_place
     def chunking_cumsum_with_step(pk: Any, a: EV, chunk_sizes: List[int], step: int) -> None:
         """In place: within each chunk, a[j] += a[j - step] running left to right (a prefix sum
         per residue class), computed as a log-depth scan of whole-batch additions."""
@@ -1013,7 +1063,7 @@ def _cat(parts: Sequence[EV]) -> EV:
 
 
 # -- activation ------------------------------------------------------------------------------
-_NAMES = ("keygen", "SK", "PK", "Coder", "evaluator")
+_NAMES = ("keygen", "SK", "PK", "Coder", "evaluator", "CiphertextVector", "PlaintextVector")
 _saved: dict[str, Any] = {}
 _install_lock = threading.Lock()
 
@@ -1035,13 +1085,16 @@ def install(backend: Backend | str | None = None, **backend_kwargs: Any) -> None
         if _saved:
             return
         mod = importlib.import_module(FATE_MODULE)
-        ours = {"keygen": keygen, "SK": SK, "PK": PK, "Coder": Coder, "evaluator": evaluator}
+        ours = {"keygen": keygen, "SK": SK, "PK": PK, "Coder": Coder, "evaluator": evaluator,
+                "CiphertextVector": EV, "PlaintextVector": FV}
         for name in _NAMES:
             _saved[name] = getattr(mod, name)
             obj = ours[name]
-            # pickled class references (FATE sends the evaluator class) must resolve under
-            # FATE's module, which every peer's restricted unpickler admits
+            # pickled class references (FATE sends the evaluator class; vectors rebuild through
+            # their class) must resolve under FATE's module, which every peer's restricted
+            # unpickler admits and where stock FATE has the same names
             obj.__module__ = FATE_MODULE
+            obj.__qualname__ = name
             setattr(mod, name, obj)
         log.info("he-accel serves FATE kind 'paillier' (backend %s)",
                  _config["backend"] if _config["backend"] is not None else os.environ.get("HEA_FATE_BACKEND", "auto"))
@@ -1057,6 +1110,8 @@ def uninstall() -> None:
         mod = importlib.import_module(FATE_MODULE)
         for name, obj in _saved.items():
             setattr(mod, name, obj)
-        for obj in (keygen, SK, PK, Coder, evaluator):
+        for name, obj in (("keygen", keygen), ("SK", SK), ("PK", PK), ("Coder", Coder),
+                          ("evaluator", evaluator), ("EV", EV), ("FV", FV)):
             obj.__module__ = __name__
+            obj.__qualname__ = name
         _saved.clear()
