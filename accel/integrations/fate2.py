@@ -562,7 +562,15 @@ class Coder:
 
     def _decode_floats(self, fv: Any) -> np.ndarray:
         fv = FV.of(fv)
-        return self._codec.decode([v % self.n for v in fv.values], fv.exps)
+        out = self._codec.decode([v % self.n for v in fv.values], fv.exps)
+        # fate_utils turns a non-negative exponent's integer into f64 toward zero (rug's
+        # Integer::to_f64), which differs from round-to-nearest beyond 2^53
+        big = np.flatnonzero((fv.exps >= 0) & (np.abs(out) > 2.0**53))
+        if big.size:
+            mants = self._codec.signed_mantissas([fv.values[i] % self.n for i in big.tolist()])
+            for i, m in zip(big.tolist(), mants):
+                out[i] = _to_f64_toward_zero(m, 4 * int(fv.exps[i]))
+        return out
 
     def _decode_ints(self, fv: Any) -> list[int]:
         mants, exps = self._mantissas(fv)
@@ -673,14 +681,13 @@ class Coder:
                       total_num: int) -> torch.Tensor:
         fv = FV.of(packed)
         mask = (1 << offset_bit) - 1
-        scale = 1 << precision
         out: list[float] = []
         left = total_num
         for sig in fv.values:
             k = min(left, pack_num)
             part = []
             for _ in range(k):
-                part.append((sig & mask) / scale)
+                part.append(_to_f64_toward_zero(sig & mask, -precision))
                 sig >>= offset_bit
             out.extend(reversed(part))
             left -= k
@@ -710,6 +717,19 @@ class Coder:
             out.extend(reversed(part))
             left -= k
         return torch.LongTensor([((v + (1 << 63)) % (1 << 64)) - (1 << 63) for v in out])
+
+
+def _to_f64_toward_zero(x: int, shift: int) -> float:
+    """x * 2^shift as an f64 rounded toward zero: rug's ``to_f64`` (fate_utils' unpacking and
+    integer decoding), not Python's round-to-nearest. Ties in SecureBoost's split gains make
+    the last bit matter for identical trees."""
+    mag = abs(x)
+    drop = mag.bit_length() - 53
+    if drop > 0:
+        mag >>= drop
+        shift += drop
+    v = math.ldexp(float(mag), shift)
+    return -v if x < 0 else v
 
 
 def _np(x: Any, dtype: Any) -> np.ndarray:

@@ -29,6 +29,7 @@ def _options():
     ap.add_argument("--trees", type=int, default=2)
     ap.add_argument("--key-size", type=int, default=1024)
     ap.add_argument("--data-dir", default=os.environ.get("HEA_EXAMPLE_DATA", ""))
+    ap.add_argument("--seed", type=int, default=None)
     ap.add_argument("--out", default="")
     return ap.parse_known_args()[0]
 
@@ -73,6 +74,12 @@ if _options().plugin == "heaccel":
 def run(ctx) -> None:
     opt = _options()
     ctx.cipher.set_phe(ctx.device, {"kind": "paillier", "key_length": opt.key_size})
+    if opt.seed is not None:
+        # SecureBoost's host shuffles histograms with seeds from os.urandom; split-gain ties are
+        # then broken by that order, so two runs can differ in a tied split. A fixed seed makes
+        # stock and plugin runs comparable sample by sample.
+        ctx.cipher.set_allow_custom_random_seed(True)
+        ctx.cipher.set_custom_random_seed(opt.seed)
     data = None
     if ctx.is_on_guest:
         data = _frame(ctx, os.path.join(opt.data_dir, "guest.csv"), True)

@@ -326,11 +326,24 @@ def test_install_swaps_fates_paillier_kind_and_pickles_by_fate_name(keys):
         assert b"accel" not in blob
         pk2, ev2, coder2 = pickle.loads(blob)
         assert ev2 is fate2.evaluator and isinstance(pk2, fate2.PK) and isinstance(coder2, fate2.Coder)
+        # a vector written here is read back as ours where the plugin is installed ...
+        vec_blob = pickle.dumps(ct.data)
+        assert b"accel" not in vec_blob and b"fate.arch.protocol.phe.paillier" in vec_blob
+        assert isinstance(pickle.loads(vec_blob), fate2.EV)
+        # ... and an in-place op on a fate_utils target (from a process without the plugin)
+        # updates that object itself
+        fpk, fsk, fcoder = cipher._pk.pk, cipher._sk.sk, cipher._coder.coder
+        target = fpk.encrypt_encoded(fcoder.encode_f64_vec(np.ones(3)), True)
+        fate2.evaluator.i_add(cipher._pk, target, ct.data)
+        _same(torch.tensor(fcoder.decode_f64_vec(fsk.decrypt_to_encoded(target))), x.reshape(-1) + 1)
     finally:
         fate2.uninstall()
     import fate.arch.protocol.phe.paillier as mod
 
     assert mod.evaluator is STOCK_EV
+    # ... and as fate_utils' own class by a reader running stock FATE
+    assert type(pickle.loads(vec_blob)) is fu.CiphertextVector
+    _same(torch.tensor(fcoder.decode_f64_vec(fsk.decrypt_to_encoded(pickle.loads(vec_blob)))), x.reshape(-1))
 
 
 def test_objects_hold_no_backend_and_work_in_a_fresh_process(keys, tmp_path):
@@ -364,3 +377,31 @@ def test_mismatched_lengths_fail_clearly(keys, rng):
         fate2.evaluator.i_shuffle(pk, _ours(keys, _values(rng, 3)), [0, 0, 1])
     with pytest.raises(TypeError):
         fate2.evaluator.add("not a vector", _ours(keys, _values(rng, 3)), pk)
+
+
+def test_unpacking_rounds_toward_zero_like_fate_utils(keys, rng):
+    """Sums of packed 52-bit fixed-point values exceed 53 bits; fate_utils converts them to
+    f64 toward zero. One ulp decides SecureBoost split ties, so it must match bit for bit."""
+    sk, pk, coder, fsk, fpk, fcoder = keys
+    g = torch.tensor(rng.uniform(0, 1, 64), dtype=torch.float64)
+    ours = pk.encrypt_encoded(coder.pack_floats(g, 63, 1, 52), True)
+    theirs = fpk.encrypt_encoded(fcoder.pack_floats(g, 63, 1, 52), True)
+    positions = [[0, 1], [1], [0], [2]] * 16
+    acc_o, acc_t = fate2.evaluator.zeros(3), STOCK_EV.zeros(3, torch.float64)
+    fate2.evaluator.i_update(pk, acc_o, ours, positions, 1)
+    STOCK_EV.i_update(fpk, acc_t, theirs, positions, 1)
+    o = coder.unpack_floats(sk.decrypt_to_encoded(acc_o), 63, 1, 52, 3)
+    t = fcoder.unpack_floats(fsk.decrypt_to_encoded(acc_t), 63, 1, 52, 3)
+    assert o.tolist() == t.tolist()
+    big = 2**60 + 2**8 + 1   # beyond 2^53 at exponent 0: toward zero, not nearest
+    fv = fate2.FV([big, pk.public_key.n - big], [0, 0])
+    fpv = fu.PlaintextVector()
+    fpv.__setstate__(wire.pack_fixedpoint_vector([big, pk.public_key.n - big], [0, 0]))
+    assert coder.decode_f64_vec(fv).tolist() == fcoder.decode_f64_vec(fpv).tolist()
+    # a value whose f64 rounding decides its float32: 1 + 2^-24 (a float32 midpoint) plus a
+    # little more than half an f64 ulp; toward zero gives 1.0, nearest gives 1 + 2^-23
+    x = 2**59 + 2**35 + 65
+    fv = fate2.FV([x], [0])
+    fpv = fu.PlaintextVector()
+    fpv.__setstate__(wire.pack_fixedpoint_vector([x], [0]))
+    assert coder.unpack_floats(fv, 63, 1, 59, 1).tolist() == fcoder.unpack_floats(fpv, 63, 1, 59, 1).tolist() == [1.0]
