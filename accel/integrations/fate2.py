@@ -45,10 +45,12 @@ from typing import Any, Iterable, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from ..backends import Backend, get_backend
+from ..backends import Backend
 from ..encoding import FixedPointCodec
 from ..keys import PrivateKey, PublicKey, generate_keypair
+from . import _batch
 from . import _fate_wire as wire
+from ._batch import LazyBackend
 
 try:
     import torch
@@ -65,36 +67,14 @@ FATE_MODULE = "fate.arch.protocol.phe.paillier"
 BASE = 16
 
 # -- the backend, resolved lazily per process ------------------------------------------------
-_config: dict[str, Any] = {"backend": None, "kwargs": {}, "pid": None}
-_cache: dict[str, Any] = {"pid": None, "backend": None}
-_cache_lock = threading.Lock()
+_backend = LazyBackend("HEA_FATE_BACKEND")
 
 
 def configure(backend: Backend | str | None = None, **kwargs: Any) -> None:
     """Choose the backend: a name (``"auto"``, ``"cpu"``, ``"gpu"``, ``"remote"`` with
     ``target=``) or a :class:`~accel.Backend` instance (used in this process only; a forked or
     spawned worker builds its own of the same name). Default: ``HEA_FATE_BACKEND`` or auto."""
-    with _cache_lock:
-        _config.update(backend=backend, kwargs=dict(kwargs), pid=os.getpid())
-        _cache.update(pid=None, backend=None)
-
-
-def _backend() -> Backend:
-    pid = os.getpid()
-    be = _cache["backend"]
-    if be is not None and _cache["pid"] == pid:
-        return be
-    with _cache_lock:
-        if _cache["backend"] is not None and _cache["pid"] == pid:
-            return _cache["backend"]
-        choice, kwargs = _config["backend"], _config["kwargs"]
-        if isinstance(choice, Backend):
-            be = choice if _config["pid"] == pid else get_backend(choice.name)
-        else:
-            name = choice or os.environ.get("HEA_FATE_BACKEND", "auto")
-            be = get_backend(name, **kwargs) if kwargs else get_backend(name)
-        _cache.update(pid=pid, backend=be)
-        return be
+    _backend.configure(backend, **kwargs)
 
 
 def _fate_attr(name: str, fallback: Any) -> Any:
@@ -347,18 +327,7 @@ class EV:
 
 # -- batched ciphertext arithmetic (all exponent alignment in whole-vector backend calls) ----
 def _lower(pk: PublicKey, cts: list[int], exps: np.ndarray, target: np.ndarray) -> list[int]:
-    """Ciphertexts re-expressed at the (smaller or equal) exponents ``target``: c^(16^d)."""
-    d = exps - target
-    idx = [i for i in np.flatnonzero(d > 0).tolist() if cts[i] != 1]
-    out = list(cts)
-    if idx:
-        ks = [BASE ** int(d[i]) for i in idx]
-        if any(k >= pk.n for k in ks):
-            raise OverflowError("exponent gap too large to align under this key")
-        res = _backend().raw_mul(pk, [cts[i] for i in idx], ks)
-        for i, c in zip(idx, res):
-            out[i] = c
-    return out
+    return _batch.lower(_backend(), pk, cts, exps, target)
 
 
 def _add(pk: PublicKey, a: EV, b: EV) -> EV:
@@ -429,38 +398,7 @@ def _mul(pk: PublicKey, a: EV, b: FV) -> EV:
 
 
 def _reduce_groups(pk: PublicKey, groups: list[list[tuple[int, int]]]) -> list[tuple[int, int]]:
-    """Sum each group of (ciphertext, exponent) pairs: ones dropped, the rest aligned to the
-    group's smallest exponent, then a pairwise tree of whole-batch additions."""
-    be = _backend()
-    live = [[(c, e) for c, e in g if c != 1] for g in groups]
-    # align every member to its group's minimum exponent, all groups in one batch
-    tmin = [min(e for _, e in g) if g else 0 for g in live]
-    where = [(gi, j) for gi, g in enumerate(live) for j, (_, e) in enumerate(g) if e != tmin[gi]]
-    if where:
-        lowered = _lower(pk, [live[gi][j][0] for gi, j in where],
-                         np.array([live[gi][j][1] for gi, j in where], dtype=np.int64),
-                         np.array([tmin[gi] for gi, _ in where], dtype=np.int64))
-        for (gi, j), c in zip(where, lowered):
-            live[gi][j] = (c, tmin[gi])
-    # pairwise tree: each round adds neighbours in every group in one backend call
-    while any(len(g) > 1 for g in live):
-        xs, ys, slots = [], [], []
-        nxt: list[list[tuple[int, int]]] = []
-        for gi, g in enumerate(live):
-            keep = []
-            for j in range(0, len(g) - 1, 2):
-                xs.append(g[j][0])
-                ys.append(g[j + 1][0])
-                slots.append((gi, len(keep)))
-                keep.append((0, g[j][1]))
-            if len(g) % 2:
-                keep.append(g[-1])
-            nxt.append(keep)
-        sums = be.raw_add(pk, xs, ys)
-        for (gi, j), c in zip(slots, sums):
-            nxt[gi][j] = (c, nxt[gi][j][1])
-        live = nxt
-    return [g[0] if g else (1, 0) for g in live]
+    return _batch.reduce_groups(_backend(), pk, groups)
 
 
 def _reduce_in_place(pk: PublicKey, a: EV) -> None:
@@ -1116,8 +1054,7 @@ def install(backend: Backend | str | None = None, **backend_kwargs: Any) -> None
             obj.__module__ = FATE_MODULE
             obj.__qualname__ = name
             setattr(mod, name, obj)
-        log.info("he-accel serves FATE kind 'paillier' (backend %s)",
-                 _config["backend"] if _config["backend"] is not None else os.environ.get("HEA_FATE_BACKEND", "auto"))
+        log.info("he-accel serves FATE kind 'paillier' (backend %s)", _backend.describe())
 
 
 def uninstall() -> None:

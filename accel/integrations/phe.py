@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import functools
 import threading
+import weakref
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Sequence
@@ -73,16 +74,23 @@ def public_key_from_phe(public_key: Any) -> PublicKey:
     return _public_key(int(public_key.n))
 
 
+# Held weakly: it lives and dies with the phe key, and nothing is added to phe's object (which
+# would then pickle our key along with it).
+_private: "weakref.WeakKeyDictionary[Any, PrivateKey]" = weakref.WeakKeyDictionary()
+_private_lock = threading.Lock()
+
+
 def private_key_from_phe(private_key: Any) -> PrivateKey:
     """Our :class:`~accel.PrivateKey` for a ``phe.PaillierPrivateKey``."""
     if not isinstance(private_key, _paillier.PaillierPrivateKey):
         raise TypeError(f"expected a phe PaillierPrivateKey, got {type(private_key).__name__}")
-    cached = getattr(private_key, "_hea_private_key", None)
-    if isinstance(cached, PrivateKey) and cached.p in (private_key.p, private_key.q):
-        return cached
-    sk = PrivateKey(public_key_from_phe(private_key.public_key), int(private_key.p), int(private_key.q))
-    private_key._hea_private_key = sk  # lives and dies with the phe key; never pickled by phe
-    return sk
+    with _private_lock:
+        cached = _private.get(private_key)
+        if cached is not None and cached.p in (private_key.p, private_key.q):
+            return cached
+        sk = PrivateKey(public_key_from_phe(private_key.public_key), int(private_key.p), int(private_key.q))
+        _private[private_key] = sk
+        return sk
 
 
 def public_key_to_phe(public_key: PublicKey) -> Any:
@@ -156,7 +164,12 @@ def encrypt(public_key: Any, values: Iterable[Any], *, precision: float | None =
             backend: Backend | str | None = None) -> list[Any]:
     """``[public_key.encrypt(v, precision) for v in values]`` as one batch on ``backend``."""
     pk = public_key_from_phe(public_key)
-    vec = EncryptedVector.encrypt(pk, list(values), backend=_resolve(backend), convention="phe",
+    values = list(values)
+    # phe encodes an int at exponent 0 and a float by its own exponent: a mixed list must not
+    # become a float array (0 and 0.0 encode differently)
+    arr = (np.array(values, dtype=np.float64) if all(type(v) is float for v in values)
+           else np.array(values, dtype=object))
+    vec = EncryptedVector.encrypt(pk, arr, backend=_resolve(backend), convention="phe",
                                   precision=precision)
     out = from_vector(vec, obfuscated=True)
     for x in out:  # keep the caller's key object, as phe does

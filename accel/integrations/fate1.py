@@ -1,0 +1,343 @@
+"""FATE 1.x drop-in: batched ``PaillierEncrypt`` entry points on he-accel backends.
+
+FATE 1.x checks ``isinstance`` against its own wire classes and eggroll unpickles through a
+whitelist, so the plugin keeps FATE's classes and patches methods of the existing
+``federatedml.secureprotol.encrypt.PaillierEncrypt``::
+
+    from accel.integrations import fate1
+    fate1.install()          # backend from HEA_FATE1_BACKEND, default "auto"
+
+Afterwards ``encrypt_list``, ``decrypt_list``, ``recursive_*`` and ``distribute_*`` (one
+partition at a time, through ``mapPartitions``) run as whole batches, and ``raw_encrypt`` /
+``raw_decrypt`` go through the backend too. They return FATE's own
+``PaillierEncryptedNumber`` objects with Python ``int`` ciphertexts, in FATE 1.x's encoding
+(BASE 16, exponent >= 0, ``max_int = n // 3 - 1``, alignment raises the smaller exponent), so
+peers running stock FATE read them unchanged.
+
+``install(gradient=True)`` also replaces HeteroLR's per-row host gradient
+(``HeteroGradientBase.compute_gradient``: ``sum_i x_i * [d_i] / n``) with one encrypted
+matrix-vector product; :func:`batch_histogram` is SecureBoost's per-(sample, feature) histogram
+loop as grouped sums.
+
+Differences from stock, all invisible in results: ``raw_decrypt`` does not obfuscate the
+ciphertext before decrypting it (stock pays one modexp for that, with no effect on the
+plaintext); values come back from encryption already obfuscated and marked so.
+"""
+from __future__ import annotations
+
+import functools
+import importlib
+import threading
+import weakref
+from collections.abc import Iterable
+from typing import Any, Sequence
+
+import numpy as np
+
+from ..backends import Backend
+from ..ciphertext import EncryptedVector
+from ..encoding import FixedPointCodec
+from ..keys import PrivateKey, PublicKey
+from . import _batch
+from ._batch import LazyBackend
+
+__all__ = ["batch_gradient", "batch_histogram", "configure", "decrypt_values", "encrypt_values",
+           "install", "installed", "raw_decrypt_values", "raw_encrypt_values", "uninstall"]
+
+ENCRYPT_MODULE = "federatedml.secureprotol.encrypt"
+PAILLIER_MODULE = "federatedml.secureprotol.fate_paillier"
+GRADIENT_MODULE = "federatedml.optim.gradient.hetero_linear_model_gradient"
+
+_backend = LazyBackend("HEA_FATE1_BACKEND")
+
+
+def configure(backend: Backend | str | None = None, **kwargs: Any) -> None:
+    """Choose the backend (a name or an instance; see :class:`_batch.LazyBackend`)."""
+    _backend.configure(backend, **kwargs)
+
+
+def _wire():
+    return importlib.import_module(PAILLIER_MODULE)
+
+
+# -- keys (converted once per key object, held weakly: nothing added to FATE's objects) -----
+_public: "weakref.WeakKeyDictionary[Any, PublicKey]" = weakref.WeakKeyDictionary()
+_private: "weakref.WeakKeyDictionary[Any, PrivateKey]" = weakref.WeakKeyDictionary()
+_key_lock = threading.RLock()
+
+
+def _pk(public_key: Any) -> PublicKey:
+    if public_key is None:
+        raise ValueError("no public key set on this PaillierEncrypt")
+    with _key_lock:
+        got = _public.get(public_key)
+        if got is None or got.n != public_key.n:
+            got = _public[public_key] = PublicKey(int(public_key.n))
+        return got
+
+
+def _sk(private_key: Any) -> PrivateKey:
+    if private_key is None:
+        raise ValueError("no private key set on this PaillierEncrypt")
+    with _key_lock:
+        got = _private.get(private_key)
+        if got is None or got.public_key.n != private_key.public_key.n:
+            got = _private[private_key] = PrivateKey(_pk(private_key.public_key), int(private_key.p),
+                                                     int(private_key.q))
+        return got
+
+
+def _codec(pk: PublicKey) -> FixedPointCodec:
+    return FixedPointCodec(pk, "fate1")
+
+
+def _numbers(public_key: Any, cts: Sequence[int], exps: Sequence[int], obfuscated: bool) -> list[Any]:
+    cls = _wire().PaillierEncryptedNumber
+    out = []
+    for c, e in zip(cts, exps):
+        x = cls(public_key, int(c), int(e))
+        if obfuscated:
+            x._PaillierEncryptedNumber__is_obfuscator = True
+        out.append(x)
+    return out
+
+
+# -- batch primitives on FATE objects ----------------------------------------------------------
+def encrypt_values(public_key: Any, values: Sequence[Any]) -> list[Any]:
+    """``[public_key.encrypt(v) for v in values]`` in one batch (each with a fresh r^n)."""
+    values = list(values)
+    if not values:
+        return []
+    pk = _pk(public_key)
+    codec = _codec(pk)
+    enc = codec.encode(np.array(values, dtype=object))
+    cts = _backend().raw_encrypt(pk, enc.encodings)
+    return _numbers(public_key, cts, codec.to_public_exponent(enc.exponents).tolist(), True)
+
+
+def raw_encrypt_values(public_key: Any, plaintexts: Sequence[int], exponent: int = 0) -> list[Any]:
+    """``PaillierEncrypt.raw_encrypt`` for many ints in [0, n): obfuscated ciphertexts, the
+    given exponent, FATE's flags (not marked obfuscated, as stock's raw_encrypt leaves them)."""
+    plaintexts = [int(m) for m in plaintexts]
+    if not plaintexts:
+        return []
+    pk = _pk(public_key)
+    for i, m in enumerate(plaintexts):
+        if not 0 <= m < pk.n:
+            raise ValueError(f"plaintext[{i}] is not in [0, n)")
+    return _numbers(public_key, _backend().raw_encrypt(pk, plaintexts), [exponent] * len(plaintexts), False)
+
+
+def _ciphertexts(numbers: Sequence[Any], public_key: Any) -> tuple[list[int], list[int]]:
+    cls = _wire().PaillierEncryptedNumber
+    cts, exps = [], []
+    for i, x in enumerate(numbers):
+        if not isinstance(x, cls):
+            raise TypeError(f"value[{i}] is a {type(x).__name__}, not a PaillierEncryptedNumber")
+        if x.public_key != public_key:
+            raise ValueError(f"value[{i}] was encrypted under another key")
+        cts.append(x.ciphertext(be_secure=False))
+        exps.append(x.exponent)
+    return cts, exps
+
+
+def raw_decrypt_values(private_key: Any, numbers: Sequence[Any]) -> list[int]:
+    numbers = list(numbers)
+    if not numbers:
+        return []
+    sk = _sk(private_key)
+    cts, _ = _ciphertexts(numbers, private_key.public_key)
+    return _backend().raw_decrypt(sk, cts)
+
+
+def decrypt_values(private_key: Any, numbers: Sequence[Any]) -> list[Any]:
+    """``[private_key.decrypt(x) for x in numbers]`` in one batch; FATE's decoding (an int at
+    exponent 0, a float otherwise; OverflowError outside the two ranges)."""
+    numbers = list(numbers)
+    if not numbers:
+        return []
+    sk = _sk(private_key)
+    cts, exps = _ciphertexts(numbers, private_key.public_key)
+    plain = _backend().raw_decrypt(sk, cts)
+    mants = _codec(sk.public_key).signed_mantissas(plain)
+    return [m * pow(16, -e) for m, e in zip(mants, exps)]
+
+
+# -- structure: FATE's _recursive_func, flattened into one batch --------------------------------
+def _flatten(obj: Any, leaves: list[Any]) -> Any:
+    if isinstance(obj, np.ndarray):
+        return ("nd", obj.shape, [_flatten(o, leaves) for o in obj.reshape(-1)]
+                if obj.ndim else [_flatten(obj.item(), leaves)])
+    if isinstance(obj, Iterable) and not isinstance(obj, (str, bytes)):
+        return ("it", type(obj), [_flatten(o, leaves) for o in obj])
+    leaves.append(obj)
+    return ("leaf", len(leaves) - 1)
+
+
+def _rebuild(spec: Any, results: list[Any]) -> Any:
+    kind = spec[0]
+    if kind == "leaf":
+        return results[spec[1]]
+    items = [_rebuild(s, results) for s in spec[2]]
+    if kind == "nd":
+        return np.reshape(np.array(items, dtype=object) if _is_objects(items) else items, spec[1])
+    return spec[1](items)
+
+
+def _is_objects(items: list[Any]) -> bool:
+    return bool(items) and not isinstance(items[0], (int, float, np.number))
+
+
+def _map_batched(obj: Any, batch_fn) -> Any:
+    leaves: list[Any] = []
+    spec = _flatten(obj, leaves)
+    return _rebuild(spec, batch_fn(leaves))
+
+
+def _partition(kvs, encrypter: Any, op: str, exponent: int = 0):
+    items = list(kvs)
+    values = _map_batched([v for _, v in items], _leaf_fn(encrypter, op, exponent))
+    return list(zip([k for k, _ in items], values))
+
+
+def _leaf_fn(encrypter: Any, op: str, exponent: int = 0):
+    if op == "encrypt":
+        return lambda leaves: encrypt_values(encrypter.public_key, leaves)
+    if op == "decrypt":
+        return lambda leaves: decrypt_values(encrypter.privacy_key, leaves)
+    if op == "raw_encrypt":
+        return lambda leaves: raw_encrypt_values(encrypter.public_key, leaves, exponent)
+    if op == "raw_decrypt":
+        return lambda leaves: raw_decrypt_values(encrypter.privacy_key, leaves)
+    raise ValueError(op)
+
+
+def _distribute(self: Any, X: Any, op: str, exponent: int = 0) -> Any:
+    fn = functools.partial(_partition, encrypter=self, op=op, exponent=exponent)
+    if hasattr(X, "mapPartitions"):
+        return X.mapPartitions(fn, use_previous_behavior=False, preserves_partitioning=True)
+    return X.mapValues(lambda v: _map_batched(v, _leaf_fn(self, op, exponent)))
+
+
+# -- the batched SecureBoost histogram and HeteroLR gradient ------------------------------------
+def batch_histogram(public_key: Any, encrypted: Sequence[Any], bin_index: Any, n_bins: int) -> list[list[Any]]:
+    """hist[f][b] = sum of encrypted[i] over samples i whose feature f falls in bin b (SecureBoost's
+    ``hist[node][fid][bin] += en_gh`` loop), as grouped sums: one alignment batch, then
+    log2(samples per bin) addition batches. Empty bins hold E(0) = ciphertext 1."""
+    pk = _pk(public_key)
+    bins = np.asarray(bin_index, dtype=np.int64)
+    if bins.ndim != 2 or bins.shape[0] != len(encrypted):
+        raise ValueError("bin_index must be (samples x features) with one row per ciphertext")
+    if bins.size and (bins.min() < 0 or bins.max() >= n_bins):
+        raise ValueError(f"bin indices must be in [0, {n_bins})")
+    cts, exps = _ciphertexts(list(encrypted), public_key)
+    internal = [-e for e in exps]
+    n_feat = bins.shape[1]
+    groups: list[list[tuple[int, int]]] = [[] for _ in range(n_feat * n_bins)]
+    for i, row in enumerate(bins.tolist()):
+        for f, b in enumerate(row):
+            groups[f * n_bins + b].append((cts[i], internal[i]))
+    sums = _batch.reduce_groups(_backend(), pk, groups)
+    flat = _numbers(public_key, [c for c, _ in sums], [-e for _, e in sums], False)
+    return [flat[f * n_bins:(f + 1) * n_bins] for f in range(n_feat)]
+
+
+def batch_gradient(public_key: Any, encrypted_d: Sequence[Any], X: Any, fit_intercept: bool) -> np.ndarray:
+    """sum_i x_i * [d_i] (and sum_i [d_i] with an intercept): the encrypted X^T [d] of HeteroLR's
+    host, as one matrix-vector product. Returns an object array of PaillierEncryptedNumber."""
+    pk = _pk(public_key)
+    cts, exps = _ciphertexts(list(encrypted_d), public_key)
+    vec = EncryptedVector(pk, cts, exps, codec=_codec(pk), backend=_backend())
+    X = np.asarray(X, dtype=np.float64)
+    parts = [vec.dot(X)] if X.shape[1] else []
+    if fit_intercept:
+        parts.append(vec.sum())
+    out = EncryptedVector.concat(parts)
+    return np.array(_numbers(public_key, out.ciphertexts, out.exponents.tolist(), False), dtype=object)
+
+
+def _compute_gradient(self: Any, data_instances: Any, fore_gradient: Any, fit_intercept: bool) -> np.ndarray:
+    rows = data_instances.join(fore_gradient, lambda x, d: (x, d)).collect()
+    if not rows:
+        raise ValueError("no samples to compute a gradient over")
+    X = np.array([np.asarray(x, dtype=np.float64) for _, (x, _) in rows])
+    ds = [d for _, (_, d) in rows]
+    grad = batch_gradient(ds[0].public_key, ds, X, fit_intercept)
+    return grad / data_instances.count()   # FATE's mean: each times the encoded 1/n
+
+
+# -- activation ----------------------------------------------------------------------------------
+_saved: dict[tuple[Any, str], Any] = {}
+_install_lock = threading.Lock()
+
+
+def installed() -> bool:
+    return bool(_saved)
+
+
+def _patches() -> dict[str, Any]:
+    def encrypt_list(self, values):
+        return encrypt_values(self.public_key, list(values)) if self.public_key is not None else [None] * len(values)
+
+    def decrypt_list(self, values):
+        return decrypt_values(self.privacy_key, list(values)) if self.privacy_key is not None else [None] * len(values)
+
+    def raw_encrypt(self, plaintext, exponent=0):
+        if not isinstance(plaintext, int):
+            raise TypeError(f"plaintext should be int, but got: {type(plaintext)}")
+        return raw_encrypt_values(self.public_key, [plaintext], exponent)[0]
+
+    def raw_decrypt(self, ciphertext):
+        return raw_decrypt_values(self.privacy_key, [ciphertext])[0]
+
+    return {
+        "encrypt_list": encrypt_list,
+        "decrypt_list": decrypt_list,
+        "raw_encrypt": raw_encrypt,
+        "raw_decrypt": raw_decrypt,
+        "recursive_encrypt": lambda self, X: _map_batched(X, _leaf_fn(self, "encrypt")),
+        "recursive_decrypt": lambda self, X: _map_batched(X, _leaf_fn(self, "decrypt")),
+        "recursive_raw_encrypt": lambda self, X, exponent=0: _map_batched(X, _leaf_fn(self, "raw_encrypt", exponent)),
+        "recursive_raw_decrypt": lambda self, X: _map_batched(X, _leaf_fn(self, "raw_decrypt")),
+        "distribute_encrypt": lambda self, X: _distribute(self, X, "encrypt"),
+        "distribute_decrypt": lambda self, X: _distribute(self, X, "decrypt"),
+        "distribute_raw_encrypt": lambda self, X: _distribute(self, X, "raw_encrypt"),
+        "distribute_raw_decrypt": lambda self, X: _distribute(self, X, "raw_decrypt"),
+    }
+
+
+def install(backend: Backend | str | None = None, *, gradient: bool = True, **backend_kwargs: Any) -> None:
+    """Patch FATE 1.x's ``PaillierEncrypt`` (and, with ``gradient``, HeteroLR's host gradient
+    when that module is importable). Idempotent; calling again only changes the backend."""
+    if backend is not None or backend_kwargs:
+        configure(backend, **backend_kwargs)
+    with _install_lock:
+        if _saved:
+            return
+        cls = importlib.import_module(ENCRYPT_MODULE).PaillierEncrypt
+        for name, fn in _patches().items():
+            _saved[(cls, name)] = cls.__dict__.get(name, _MISSING)
+            fn.__name__ = name
+            fn.__qualname__ = f"PaillierEncrypt.{name}"
+            setattr(cls, name, fn)
+        if gradient:
+            try:
+                grad_cls = importlib.import_module(GRADIENT_MODULE).HeteroGradientBase
+            except ImportError:
+                grad_cls = None
+            if grad_cls is not None:
+                _saved[(grad_cls, "compute_gradient")] = grad_cls.__dict__.get("compute_gradient", _MISSING)
+                grad_cls.compute_gradient = _compute_gradient
+
+
+_MISSING = object()
+
+
+def uninstall() -> None:
+    with _install_lock:
+        for (owner, name), original in _saved.items():
+            if original is _MISSING:
+                delattr(owner, name)
+            else:
+                setattr(owner, name, original)
+        _saved.clear()

@@ -1,0 +1,1 @@
+from .encrypt import PaillierEncrypt  # noqa: F401
