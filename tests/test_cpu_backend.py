@@ -282,3 +282,29 @@ def test_closed_backend_refuses_work():
     be.close()
     with pytest.raises(RuntimeError, match="closed"):
         be.raw_encrypt(keypair(256)[0], list(range(10)))
+
+
+def _use_shared_pool_and_exit_without_closing(bits: int) -> None:
+    from accel import generate_keypair
+    pk, sk = generate_keypair(bits, allow_insecure=True)
+    be = CpuBackend(workers=2)
+    cs = be.raw_encrypt(pk, list(range(64)))
+    assert be.raw_decrypt(sk, cs) == list(range(64))
+    assert be._executor is not None  # the pool really started
+
+
+def test_a_multiprocessing_child_with_an_unclosed_pool_exits_promptly():
+    """Inside a multiprocessing child atexit never runs and the exit joins all children: the
+    pool must be shut down by an exit-priority finalizer, or the party process hangs."""
+    import multiprocessing
+    import time
+    ctx = multiprocessing.get_context("spawn")
+    p = ctx.Process(target=_use_shared_pool_and_exit_without_closing, args=(512,))
+    t0 = time.monotonic()
+    p.start()
+    p.join(timeout=60)
+    alive = p.is_alive()
+    if alive:
+        p.kill()
+    assert not alive and p.exitcode == 0
+    assert time.monotonic() - t0 < 30

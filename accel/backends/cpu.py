@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
+import multiprocessing.util
 import os
 import threading
-import weakref
 from concurrent.futures import Executor, ProcessPoolExecutor
 from typing import Any, Callable
 
@@ -72,7 +72,10 @@ class CpuBackend(Backend):
                 if self._start_method == "forkserver":
                     ctx.set_forkserver_preload(["accel.backends._gmp_ops"])
                 self._executor = ProcessPoolExecutor(max_workers=self.workers, mp_context=ctx)
-                weakref.finalize(self, _shutdown, self._executor)
+                # multiprocessing's Finalize, not weakref.finalize: inside a multiprocessing
+                # child, atexit never runs and the exit joins every child process first, so an
+                # unclosed pool would hang the exit; exit-priority finalizers run before that join.
+                multiprocessing.util.Finalize(self, _shutdown, args=(self._executor,), exitpriority=10)
                 log.debug("started %d CPU worker processes (%s)", self.workers, self._start_method)
             return self._executor
 
@@ -228,4 +231,11 @@ class CpuBackend(Backend):
 
 
 def _shutdown(executor: Executor) -> None:
+    """At exit or when the backend is collected: stop the pool without waiting on it. The
+    workers hold no state worth keeping, and at a multiprocessing child's exit they may not
+    wake for the shutdown sentinel before that exit joins them, so they are terminated."""
+    workers = list((getattr(executor, "_processes", None) or {}).values())  # a snapshot, before shutdown clears it
     executor.shutdown(wait=False, cancel_futures=True)
+    for proc in workers:
+        if proc.is_alive():
+            proc.terminate()
