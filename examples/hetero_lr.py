@@ -21,7 +21,8 @@ Ciphertexts cross process boundaries pickled (an EncryptedVector carries no back
 handle; the receiver binds its own). The arbiter's private key never leaves it: with
 ``--backend remote`` it is generated on the service, which decrypts for its owner only.
 Engines: ``accel`` (EncryptedVector on a he-accel backend), ``phe`` (python-paillier objects,
-one value at a time: the baseline) and ``plain`` (no encryption: the reference model).
+one value at a time: the common baseline), ``fate_utils`` (FATE 2.x's Rust vector API: stock
+FATE's engine) and ``plain`` (no encryption: the reference model).
 """
 from __future__ import annotations
 
@@ -187,11 +188,69 @@ class PheEngine:
         pass
 
 
+class _FU:
+    """A fate_utils CiphertextVector with the key and coder it needs for arithmetic."""
+
+    def __init__(self, ev, pk, coder, size):
+        self.ev, self.pk, self.coder, self.size = ev, pk, coder, size
+
+
+class FateUtilsEngine:
+    """fate_utils 0.1.0 (FATE 2.x's Rust Paillier), its vector API: the stock FATE 2.x engine."""
+
+    name = "fate_utils"
+
+    def keygen(self, bits):
+        from fate_utils.paillier import keygen
+        sk, pk, coder = keygen(bits)
+        return (pk, coder), (sk, coder)
+
+    def _enc(self, coder, x):
+        return coder.encode_f64_vec(np.ascontiguousarray(x, dtype=np.float64).ravel())
+
+    def encrypt(self, pkc, x):
+        pk, coder = pkc
+        x = np.asarray(x, dtype=np.float64)
+        return _FU(pk.encrypt_encoded(self._enc(coder, x), True), pk, coder, len(x))
+
+    def decrypt(self, skc, c):
+        sk, coder = skc
+        return np.asarray(coder.decode_f64_vec(sk.decrypt_to_encoded(c.ev)), dtype=np.float64)
+
+    def mul(self, c, k):
+        k = np.broadcast_to(np.asarray(k, dtype=np.float64), (c.size,))
+        return _FU(c.ev.mul(c.pk, self._enc(c.coder, k)), c.pk, c.coder, c.size)
+
+    def add(self, a, b):
+        return _FU(a.ev.add(a.pk, b.ev), a.pk, a.coder, a.size)
+
+    def add_plain(self, c, x):
+        x = np.asarray(x, dtype=np.float64)
+        # E(x) without obfuscation is (1 + x n): adding it is a plaintext add, as FATE does
+        return self.add(c, _FU(c.pk.encrypt_encoded(self._enc(c.coder, x), False), c.pk, c.coder, c.size))
+
+    def dot(self, c, X):
+        X = np.asarray(X, dtype=np.float64)  # X^T c as FATE does it: rmatmul(X^T, c)
+        out = c.ev.rmatmul(c.pk, self._enc(c.coder, X.T), [X.shape[0], 1], [X.shape[1], X.shape[0]])
+        return _FU(out, c.pk, c.coder, X.shape[1])
+
+    def sum(self, c):
+        return self.dot(c, np.ones((c.size, 1)))
+
+    def received(self, c):
+        return c
+
+    def close(self):
+        pass
+
+
 def make_engine(name: str, **kw) -> Any:
     if name == "plain":
         return PlainEngine()
     if name == "phe":
         return PheEngine()
+    if name == "fate_utils":
+        return FateUtilsEngine()
     if name == "accel":
         return AccelEngine(**kw)
     raise ValueError(f"unknown engine {name!r}")
@@ -373,7 +432,7 @@ def run(engine, cfg: Config, backend_label: str = "") -> Result:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--engine", choices=["accel", "phe", "plain"], default="accel")
+    ap.add_argument("--engine", choices=["accel", "phe", "fate_utils", "plain"], default="accel")
     ap.add_argument("--backend", default="cpu", help="accel engine: cpu, gpu, auto or remote")
     ap.add_argument("--target", help="host:port of `he-accel serve` (with --backend remote)")
     ap.add_argument("--workers", type=int, help="cpu backend: processes per party")
