@@ -57,39 +57,9 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _bench(args: argparse.Namespace) -> int:
-    from bench.ops import ALL_OPS, DEFAULT_OPS, make_backend, records, run_ops, table
+    from bench.suite import main_suite  # noqa: PLC0415
 
-    ops = DEFAULT_OPS if args.ops == "default" else ALL_OPS if args.ops == "all" else args.ops.split(",")
-    unknown = set(ops) - set(ALL_OPS)
-    if unknown:
-        print(f"unknown ops: {', '.join(sorted(unknown))}; choose from {', '.join(ALL_OPS)}", file=sys.stderr)
-        return 2
-    be = make_backend(args.backend, args.workers)
-    recs = []
-    try:
-        for bits in [int(b) for b in args.bits.split(",")]:
-            print(f"== {bits}-bit key, batch {args.batch}, {be.describe()}", file=sys.stderr, flush=True)
-            ms = run_ops(be, bits, args.batch, args.repeats, ops,
-                         progress=lambda op: print(f"   measuring {op} ...", file=sys.stderr, flush=True))
-            recs += records(ms, be, bits, args.repeats)
-    finally:
-        be.close()
-    print(table(recs))
-    by = {(r["key_bits"], r["op"]): r["ops_per_s"] for r in recs}
-    for bits in sorted({r["key_bits"] for r in recs}):
-        unit, enc = by.get((bits, "powmod_1core")), by.get((bits, "encrypt"))
-        if unit and enc:
-            workers = getattr(be, "workers", 1)
-            print(f"{bits}: encrypt = {enc / unit:.2f} x single-core powmod(r, n, n^2) "
-                  f"on {workers} workers ({enc / unit / workers:.2f} per worker)")
-        crt, nocrt = by.get((bits, "decrypt")), by.get((bits, "decrypt_nocrt"))
-        if crt and nocrt:
-            print(f"{bits}: CRT decrypt = {crt / nocrt:.2f} x non-CRT decrypt")
-    if args.json:
-        with open(args.json, "w") as fh:
-            json.dump(recs, fh, indent=1)
-        print(f"wrote {len(recs)} records to {args.json}")
-    return 0
+    return main_suite(args)
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -192,14 +162,30 @@ def build_parser() -> argparse.ArgumentParser:
     sd.add_argument("--cols", type=int, default=4)
     sd.set_defaults(func=_service_demo)
 
-    b = sub.add_parser("bench", help="throughput of the raw batch ops, with a correctness check per batch")
-    b.add_argument("--backend", default="cpu", choices=["cpu", "gpu", "auto"])
-    b.add_argument("--bits", default="2048", help="comma-separated key sizes")
-    b.add_argument("--batch", type=int, default=2000)
+    b = sub.add_parser(
+        "bench", help="the benchmark suite: ops x key sizes x batches x backends, peers in the same run",
+        description="Throughput with a correctness check on every measured batch; peers (phe, fate_utils, "
+                    "HEU) measured on the same inputs when installed. See bench/suite.py.")
+    b.add_argument("--backends", nargs="+", metavar="B",
+                   help="cpu, cpu:N (N processes), gpu, auto, remote (default: cpu)")
+    b.add_argument("--backend", help="one backend (same as --backends B)")
+    b.add_argument("--workers", type=int, default=None, help="CPU worker processes for 'cpu' (default: all cores)")
+    b.add_argument("--target", help="host:port for the remote backend")
+    b.add_argument("--peers", nargs="+", default=["all"], metavar="P",
+                   help="phe, fate_utils, heu, 'all' (default: those installed) or 'none'")
+    b.add_argument("--bits", nargs="+", default=["2048"], help="key sizes (also comma-separated)")
+    b.add_argument("--batch", nargs="+", default=["2000"], help="batch sizes: a sweep (also comma-separated)")
     b.add_argument("--repeats", type=int, default=3)
-    b.add_argument("--workers", type=int, default=None, help="CPU worker processes (default: all cores)")
     b.add_argument("--ops", default="default", help="comma-separated ops, 'default' or 'all'")
+    b.add_argument("--time-budget", type=float, default=120.0, metavar="S",
+                   help="skip (and report) a combination extrapolated to take longer than S seconds")
+    b.add_argument("--peer-max-batch", type=int, default=2048, help="cap on the batch given to peers")
+    b.add_argument("--baseline", default="phe", help="the 'x base' column: phe (default) or a backend")
+    b.add_argument("--derive-peers", metavar="JSON",
+                   help="add per-core peer figures measured elsewhere, scaled to this machine (labelled derived)")
     b.add_argument("--json", metavar="PATH", help="write the records as JSON")
+    b.add_argument("--plot", metavar="DIR", help="write PNG charts (matplotlib)")
+    b.add_argument("--no-progress", action="store_true")
     b.set_defaults(func=_bench)
     return p
 

@@ -27,7 +27,7 @@ import gmpy2
 from accel import CpuBackend, ObfuscatorPool, PrivateKey, PublicKey, generate_keypair, get_backend
 from accel.backends.base import Backend
 
-ALL_OPS = ["powmod_1core", "encrypt", "encrypt_crt", "encrypt_djn", "encrypt_pooled", "decrypt",
+ALL_OPS = ["powmod_1core", "keygen", "encrypt", "encrypt_crt", "encrypt_djn", "encrypt_pooled", "decrypt",
            "decrypt_nocrt", "add", "add_plain", "mul", "sum", "matvec", "rerandomize",
            "encrypt_device", "encrypt_djn_device", "decrypt_device", "add_device", "mul_device"]
 #: Ops on device-resident batches (GPU backend only): no host conversion inside the timing.
@@ -73,6 +73,7 @@ class Measurement:
     batch: int
     seconds: list[float] = field(default_factory=list)
     note: str = ""
+    rows: int = 0  # the batch as the caller gave it, where ``batch`` counts elements (matvec)
 
     @property
     def ops_per_s(self) -> float:
@@ -116,12 +117,17 @@ def _timed(fn: Callable[[], Any], repeats: int) -> tuple[list[float], Any]:
 
 def run_ops(backend: Backend, bits: int, batch: int, repeats: int, ops: list[str],
             keys: tuple[PublicKey, PrivateKey] | None = None,
-            progress: Callable[[str], None] | None = None) -> list[Measurement]:
-    """Measure ``ops`` at one key size and batch size on one backend."""
+            progress: Callable[[str], None] | None = None, inputs: Any = None) -> list[Measurement]:
+    """Measure ``ops`` at one key size and batch size on one backend.
+
+    ``inputs`` (a :class:`bench.peers.Inputs`) fixes the plaintexts, scalars and matrix, so that
+    peers measured in the same run see the same ones; by default plaintexts span [0, n).
+    """
     pk, sk = keys or generate_keypair(bits)
     oracle = _Oracle(sk)
     n, n2 = pk.n, pk.nsquare
-    ms = [secrets.randbelow(n) for _ in range(batch)]
+    ms = list(inputs.ms[:batch]) if inputs is not None else [secrets.randbelow(n) for _ in range(batch)]
+    batch = len(ms)
     say = progress or (lambda _msg: None)
     say("preparing ciphertexts")
     cs = backend.raw_encrypt(pk, ms, private_key=sk)
@@ -144,6 +150,11 @@ def run_ops(backend: Backend, bits: int, batch: int, repeats: int, ops: list[str
             nn, nn2 = gmpy2.mpz(n), gmpy2.mpz(n2)
             times, _ = _timed(lambda: [gmpy2.powmod(r, nn, nn2) for r in rs], repeats)
             results.append(Measurement(op, k, times, "single core, gmpy2.powmod(r, n, n^2)"))
+            continue
+        if op == "keygen":
+            # key generation runs on the host CPU whatever the backend: one key per repeat
+            times, _ = _timed(lambda: generate_keypair(bits), repeats)
+            results.append(Measurement(op, 1, times, "keys/s, CSPRNG primes, host CPU"))
             continue
         if op == "encrypt":
             backend.raw_encrypt(pk, ms[:warm])
@@ -201,7 +212,8 @@ def run_ops(backend: Backend, bits: int, batch: int, repeats: int, ops: list[str
             times, out = _timed(lambda: backend.raw_add_plain(pk, cs, ms), repeats)
             check(op, out, lambda i: 2 * ms[i])
         elif op == "mul":
-            ks = [secrets.randbelow(1 << 64) - (1 << 63) for _ in range(batch)]
+            ks = (list(inputs.ks[:batch]) if inputs is not None
+                  else [secrets.randbelow(1 << 64) - (1 << 63) for _ in range(batch)])
             backend.raw_mul(pk, cs[:warm], ks[:warm])
             times, out = _timed(lambda: backend.raw_mul(pk, cs, ks), repeats)
             check(op, out, lambda i: ms[i] * ks[i])
@@ -210,13 +222,15 @@ def run_ops(backend: Backend, bits: int, batch: int, repeats: int, ops: list[str
             check(op, [out], lambda _i: sum(ms), [0])
         elif op == "matvec":
             # FATE's X^T [d]: rows = batch ciphertexts, 8 columns of signed 32-bit features.
-            cols = 8
-            X = [[secrets.randbelow(1 << 32) - (1 << 31) for _ in range(cols)] for _ in range(batch)]
+            cols = inputs.cols if inputs is not None else 8
+            X = (inputs.X[:batch] if inputs is not None
+                 else [[secrets.randbelow(1 << 32) - (1 << 31) for _ in range(cols)] for _ in range(batch)])
             backend.raw_matvec(pk, cs[:warm], X[:warm])
             times, out = _timed(lambda: backend.raw_matvec(pk, cs, X), repeats)
             check(op, out, lambda j: sum(ms[i] * X[i][j] for i in range(batch)), list(range(cols)))
             # Throughput in ciphertext x column products, the unit a per-element loop would pay.
-            results.append(Measurement(op, batch * cols, times, f"{batch}x{cols} int32 matrix, per element"))
+            results.append(Measurement(op, batch * cols, times, f"{batch}x{cols} int32 matrix, per element",
+                                       rows=batch))
             continue
         elif op == "rerandomize":
             backend.raw_rerandomize(pk, cs[:warm])
@@ -269,7 +283,7 @@ def records(measurements: list[Measurement], backend: Backend, bits: int, repeat
     for m in measurements:
         be_name = "gmpy2-1core" if m.op == "powmod_1core" else backend.name
         out.append({
-            "device": dev, "backend": be_name, "op": m.op, "key_bits": bits, "batch": m.batch,
+            "device": dev, "backend": be_name, "op": m.op, "key_bits": bits, "batch": m.rows or m.batch,
             "ops_per_s": round(m.ops_per_s, 2), "commit": commit, "date": now, "command": cmd,
             "min_ops_per_s": round(m.min_ops_per_s, 2), "max_ops_per_s": round(m.max_ops_per_s, 2),
             "repeats": repeats, "workers": getattr(backend, "workers", None), "note": m.note,

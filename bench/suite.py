@@ -1,0 +1,384 @@
+"""The benchmark suite: ops x key sizes x batch sizes x backends, peers in the same run.
+
+    he-accel bench --suite --backends cpu gpu --peers all --bits 1024 2048 --batch 256 1024 4096 \
+        --json bench/results/suite.json --plot bench/plots
+
+For every key size one key pair is generated and one input set per batch size (63-bit
+plaintexts, signed 62-bit scalars, a signed 31-bit matrix of 8 columns); our backends and every
+peer get the same inputs (python-paillier even the same key). Each measurement warms up, then
+times ``repeats`` runs: the figure is the median, min and max are kept. A sample of every
+measured batch is decrypted and checked (a fast wrong answer stops the run). A combination
+whose time, extrapolated from the same op at a smaller batch, would exceed ``--time-budget`` is
+skipped and reported as such, so that one command stays runnable on a 2-core machine.
+
+Peers that are not installed are reported, never silently dropped. ``--derive-peers FILE``
+adds figures scaled from per-core peer measurements taken elsewhere (the GPU machine's Python
+3.12 has no fate_utils or HEU wheels), labelled ``derived``.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import shlex
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from accel import generate_keypair
+
+from . import bounds
+from .ops import ALL_OPS, BenchCheckError, Measurement, _timed, cpu_name, device_name, git_commit, run_ops
+from .peers import PEER_OPS, PEERS, Inputs, PeerUnavailable, load
+
+SUITE_OPS = ["keygen", "encrypt", "encrypt_crt", "encrypt_djn", "decrypt", "add", "add_plain", "mul", "sum",
+             "matvec", "rerandomize"]
+PER_KEY_OPS = {"keygen"}  # measured once per key size, not per batch
+
+
+@dataclass
+class Target:
+    """One column of the comparison: one of our backends, or a peer."""
+
+    name: str                 # cpu, cpu:1, gpu, remote, phe, fate_utils, heu
+    kind: str                 # ours | peer
+    make: Callable[[], Any]
+    obj: Any = None
+    skipped: str = ""         # why it could not run
+    rates: dict = field(default_factory=dict)  # (op, bits) -> [(batch, ops_per_s)], for the budget
+
+
+def _our_backend(spec: str, target: str | None):
+    from accel import CpuBackend, get_backend
+    name, _, arg = spec.partition(":")
+    if name == "cpu":
+        return CpuBackend(workers=int(arg) if arg else None)
+    if name == "remote":
+        return get_backend("remote", target=target)
+    return get_backend(name)
+
+
+def _label(t: Target) -> str:
+    if t.kind == "peer":
+        return t.name
+    be = t.obj
+    if be is not None and be.name == "cpu":
+        return f"cpu x{be.workers}"
+    return t.name
+
+
+def _estimate(t: Target, op: str, bits: int, batch: int, repeats: int) -> float | None:
+    prior = [(b, r) for b, r in t.rates.get((op, bits), []) if b < batch]
+    if not prior:
+        return None
+    b, rate = max(prior)
+    return batch / rate * (repeats + 1) if rate > 0 else None
+
+
+def _record(m: Measurement, *, device: str, backend: str, kind: str, bits: int, threads: Any, note: str,
+            peak: dict | None, common: dict) -> dict[str, Any]:
+    rec = {"device": device, "backend": backend, "op": m.op, "key_bits": bits, "batch": m.rows or m.batch,
+           "ops_per_s": round(m.ops_per_s, 3), **common,
+           "min_ops_per_s": round(m.min_ops_per_s, 3), "max_ops_per_s": round(m.max_ops_per_s, 3),
+           "kind": kind, "threads": threads, "note": note or m.note}
+    bound = bounds.bound_ops_per_s(peak, m.op, bits)
+    if bound:
+        rec["bound_ops_per_s"] = round(bound, 1)
+        rec["fraction_of_bound"] = round(m.ops_per_s / bound, 4)
+    return rec
+
+
+def run_suite(*, backends: list[str], peers: list[str], ops: list[str], bits_list: list[int],
+              batches: list[int], repeats: int, time_budget: float, target: str | None = None,
+              peer_max_batch: int = 4096, progress: bool = True, log=print) -> dict[str, Any]:
+    """Measure; returns {"records": [...], "missing": {target: why}, "skipped": [...]}."""
+    common = {"commit": git_commit(), "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+              "command": " ".join(shlex.quote(a) for a in ["he-accel", *sys.argv[1:]])}
+    targets = [Target(b, "ours", (lambda b=b: _our_backend(b, target))) for b in backends]
+    missing: dict[str, str] = {}
+    for t in targets:
+        try:
+            t.obj = t.make()
+        except Exception as e:  # noqa: BLE001 - an absent GPU or endpoint is a finding, not a crash
+            t.skipped = f"{type(e).__name__}: {e}"
+            missing[t.name] = t.skipped
+    targets = [t for t in targets if not t.skipped]
+    peer_names = list(peers)
+    skipped: list[dict[str, Any]] = []
+    records: list[dict[str, Any]] = []
+
+    steps = len(bits_list) * len(batches) * (len(targets) * len(ops) + len(peer_names) * len(ops))
+    try:
+        from tqdm import tqdm
+        bar = tqdm(total=steps, desc="bench", unit="step", disable=not progress, file=sys.stderr)
+    except ImportError:  # pragma: no cover - tqdm is in the bench extra
+        bar = None
+
+    def tick(desc: str) -> None:
+        if bar is not None:
+            bar.set_postfix_str(desc, refresh=False)
+            bar.update(1)
+
+    peaks = {t.name: bounds.device_peak(t.obj) for t in targets}
+    peer_targets: dict[str, Target] = {}  # per-peer rates, for the time budget
+    try:
+        for bits in bits_list:
+            keys = generate_keypair(bits)
+            peer_objs: dict[str, Any] = {}
+            for name in peer_names:
+                if name in missing:
+                    continue
+                try:
+                    peer_objs[name] = load(name, bits, keys)
+                except PeerUnavailable as e:
+                    missing[name] = str(e)
+            # the unit: single-core gmpy2 powmod(r, n, n^2), what textbook encryption costs
+            unit = run_ops(targets[0].obj if targets else None, bits, 200, repeats, ["powmod_1core"], keys=keys) \
+                if targets else []
+            for m in unit:
+                records.append(_record(m, device=f"{cpu_name()} (1 core)", backend="gmpy2-1core", kind="unit",
+                                       bits=bits, threads=1, note=m.note, peak=None, common=common))
+            for bi, batch in enumerate(batches):
+                inputs = Inputs.random(batch)
+                for t in targets:
+                    for op in ops:
+                        tick(f"{bits} {batch} {t.name} {op}")
+                        if op in PER_KEY_OPS and bi > 0:
+                            continue
+                        est = _estimate(t, op, bits, batch, repeats)
+                        if est is not None and est > time_budget:
+                            skipped.append({"backend": _label(t), "op": op, "key_bits": bits, "batch": batch,
+                                            "why": f"~{est:.0f} s > budget {time_budget:.0f} s"})
+                            continue
+                        ms = run_ops(t.obj, bits, batch, repeats, [op], keys=keys, inputs=inputs)
+                        for m in ms:
+                            t.rates.setdefault((op, bits), []).append((m.rows or m.batch, m.ops_per_s))
+                            records.append(_record(m, device=device_name(t.obj), backend=_label(t), kind="ours",
+                                                   bits=bits, threads=getattr(t.obj, "workers", None), note=m.note,
+                                                   peak=peaks.get(t.name), common=common))
+                for name, peer in peer_objs.items():
+                    pt = peer_targets.setdefault(name, Target(name, "peer", lambda: None))
+                    for op in ops:
+                        tick(f"{bits} {batch} {name} {op}")
+                        if op not in PEER_OPS or (op in PER_KEY_OPS and bi > 0):
+                            continue
+                        pb = min(batch, peer_max_batch)
+                        if pb < batch and any(r["backend"] == name and r["op"] == op and r["key_bits"] == bits
+                                              and r["batch"] == pb for r in records):
+                            continue  # already measured at the cap
+                        est = _estimate(pt, op, bits, pb, repeats)
+                        if est is not None and est > time_budget:
+                            skipped.append({"backend": name, "op": op, "key_bits": bits, "batch": pb,
+                                            "why": f"~{est:.0f} s > budget {time_budget:.0f} s"})
+                            continue
+                        got = peer.op(op, inputs.head(pb))
+                        if got is None:
+                            continue
+                        fn, verify = got
+                        fn()  # warm-up
+                        times, out = _timed(fn, repeats)
+                        verify(out)
+                        count = 1 if op == "keygen" else pb * (inputs.cols if op == "matvec" else 1)
+                        m = Measurement(op, count, times, rows=pb if op == "matvec" else 0)
+                        pt.rates.setdefault((op, bits), []).append((pb, m.ops_per_s))
+                        records.append(_record(m, device=f"{cpu_name()}", backend=name, kind="peer", bits=bits,
+                                               threads=peer.threads, note=f"{peer.label} {peer.version()}".strip(),
+                                               peak=None, common=common))
+    finally:
+        if bar is not None:
+            bar.close()
+        for t in targets:
+            if t.obj is not None and hasattr(t.obj, "close"):
+                t.obj.close()
+    return {"records": records, "missing": missing, "skipped": skipped}
+
+
+def derive_peers(path: str, cores: int | None = None) -> list[dict[str, Any]]:
+    """Per-core peer figures from ``path`` (records measured elsewhere, threads == 1), scaled to
+    this machine's cores and labelled derived: an estimate, never a measurement."""
+    cores = cores or os.cpu_count() or 1
+    out = []
+    for r in json.loads(Path(path).read_text()):
+        if r.get("kind") != "peer" or r.get("threads") != 1:
+            continue
+        d = dict(r)
+        d.update({"backend": f"{r['backend']} x{cores} (derived)", "kind": "derived",
+                  "ops_per_s": round(r["ops_per_s"] * cores, 3),
+                  "min_ops_per_s": round(r["min_ops_per_s"] * cores, 3),
+                  "max_ops_per_s": round(r["max_ops_per_s"] * cores, 3), "threads": cores,
+                  "note": (f"DERIVED: 1-core figure measured on {r['device']} ({r['date'][:10]}, "
+                           f"{r['commit']}) x {cores} cores, assuming linear scaling")})
+        out.append(d)
+    return out
+
+
+def _baseline(records: list[dict], op: str, bits: int, prefer: str) -> tuple[str, float] | None:
+    """The baseline's best ops/s for (op, bits): ``prefer`` (phe by default), else our cpu."""
+    for name in (prefer, "phe", "cpu"):
+        rows = [r for r in records if r["op"] == op and r["key_bits"] == bits and
+                (r["backend"] == name or r["backend"].startswith(name + " x")) and r["kind"] != "derived"]
+        if rows:
+            best = max(rows, key=lambda r: r["batch"])
+            return best["backend"], best["ops_per_s"]
+    return None
+
+
+def table(result: dict[str, Any], baseline: str = "phe") -> str:
+    recs = [r for r in result["records"] if r["kind"] != "unit"]
+    units = {r["key_bits"]: r["ops_per_s"] for r in result["records"] if r["kind"] == "unit"}
+    lines = []
+    for bits in sorted({r["key_bits"] for r in recs}):
+        unit = units.get(bits)
+        lines.append(f"\n== {bits}-bit key" + (f"  (unit: 1-core gmpy2 powmod(r, n, n^2) = {unit:,.1f}/s)"
+                                              if unit else ""))
+        lines.append(f"{'op':<15}{'backend':<26}{'batch':>7}{'ops/s':>14}{'min':>13}{'max':>13}"
+                     f"{'x base':>9}{'x unit':>8}{'% bound':>9}")
+        order = SUITE_OPS + [o for o in ALL_OPS if o not in SUITE_OPS]
+        for op in [o for o in order if any(r["op"] == o and r["key_bits"] == bits for r in recs)]:
+            base = _baseline(recs, op, bits, baseline)
+            rows = sorted((r for r in recs if r["op"] == op and r["key_bits"] == bits),
+                          key=lambda r: (r["kind"] != "ours", r["backend"], r["batch"]))
+            for r in rows:
+                xb = f"{r['ops_per_s'] / base[1]:.2f}" if base else "-"
+                xu = f"{r['ops_per_s'] / unit:.2f}" if unit and op != "keygen" else "-"
+                fb = f"{100 * r['fraction_of_bound']:.1f}" if "fraction_of_bound" in r else "-"
+                lines.append(f"{op:<15}{r['backend'][:25]:<26}{r['batch']:>7}{r['ops_per_s']:>14,.1f}"
+                             f"{r['min_ops_per_s']:>13,.1f}{r['max_ops_per_s']:>13,.1f}{xb:>9}{xu:>8}{fb:>9}")
+            if base:
+                lines.append(f"{'':<15}(x base = against {base[0]} at its largest batch)")
+    lines.append("")
+    by = {(r["key_bits"], r["op"], r["backend"]): r["ops_per_s"] for r in recs if r["kind"] == "ours"}
+    for (bits, op, be), rate in sorted(by.items()):
+        if op == "encrypt" and units.get(bits):
+            lines.append(f"{bits}: {be} encrypt = {rate / units[bits]:.2f} x single-core powmod(r, n, n^2)")
+        if op == "decrypt" and (bits, "decrypt_nocrt", be) in by:
+            lines.append(f"{bits}: {be} CRT decrypt = {rate / by[(bits, 'decrypt_nocrt', be)]:.2f} x non-CRT decrypt")
+    if result.get("missing"):
+        lines.append("\nnot measured (reported, not hidden):")
+        for name, why in result["missing"].items():
+            lines.append(f"  {name}: {why}")
+    if result.get("skipped"):
+        lines.append(f"\nskipped over the time budget: {len(result['skipped'])} combinations, e.g. "
+                     + "; ".join(f"{s['backend']} {s['op']} {s['key_bits']}b x{s['batch']}"
+                                 for s in result["skipped"][:6]))
+    return "\n".join(lines)
+
+
+def plot(result: dict[str, Any], outdir: str, baseline: str = "phe") -> list[str]:
+    """PNG charts: throughput against batch size per backend (one figure per key size, one panel
+    per op), and speed-up bars against the baseline at each target's largest batch."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out = Path(outdir)
+    out.mkdir(parents=True, exist_ok=True)
+    recs = [r for r in result["records"] if r["kind"] != "unit"]
+    written = []
+    for bits in sorted({r["key_bits"] for r in recs}):
+        ops = [o for o in SUITE_OPS if any(r["op"] == o and r["key_bits"] == bits and o != "keygen" for r in recs)]
+        if not ops:
+            continue
+        cols = min(3, len(ops))
+        rows_n = -(-len(ops) // cols)
+        fig, axes = plt.subplots(rows_n, cols, figsize=(5 * cols, 3.6 * rows_n), squeeze=False)
+        for ax, op in zip(axes.ravel(), ops):
+            for be in sorted({r["backend"] for r in recs if r["op"] == op and r["key_bits"] == bits}):
+                pts = sorted((r["batch"], r["ops_per_s"]) for r in recs
+                             if r["op"] == op and r["key_bits"] == bits and r["backend"] == be)
+                style = "--" if any(r["kind"] != "ours" for r in recs if r["backend"] == be) else "-"
+                ax.plot([p[0] for p in pts], [p[1] for p in pts], style, marker="o", label=be)
+            ax.set_xscale("log")
+            ax.set_yscale("log")
+            ax.set_title(f"{op}, {bits}-bit")
+            ax.set_xlabel("batch size")
+            ax.set_ylabel("ops/s")
+            ax.grid(True, which="both", alpha=0.3)
+            ax.legend(fontsize=7)
+        for ax in axes.ravel()[len(ops):]:
+            ax.axis("off")
+        fig.tight_layout()
+        path = out / f"throughput-{bits}.png"
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        written.append(str(path))
+
+        # speed-up bars against the baseline
+        names = sorted({r["backend"] for r in recs if r["key_bits"] == bits})
+        data = {}
+        for op in ops:
+            base = _baseline(recs, op, bits, baseline)
+            if not base:
+                continue
+            for be in names:
+                rows = [r for r in recs if r["op"] == op and r["key_bits"] == bits and r["backend"] == be]
+                if rows:
+                    data[(op, be)] = max(rows, key=lambda r: r["batch"])["ops_per_s"] / base[1]
+        if data:
+            fig, ax = plt.subplots(figsize=(min(16, max(7, 0.45 * len(ops) * max(1, len(names)))), 4.5))
+            width = 0.8 / max(1, len(names))
+            for k, be in enumerate(names):
+                xs = [i + k * width for i, op in enumerate(ops) if (op, be) in data]
+                ys = [data[(op, be)] for op in ops if (op, be) in data]
+                ax.bar(xs, ys, width, label=be)
+            ax.set_xticks([i + width * (len(names) - 1) / 2 for i in range(len(ops))], ops, rotation=20)
+            ax.set_yscale("log")
+            ax.axhline(1.0, color="k", lw=0.8)
+            ax.set_ylabel(f"speed-up vs {baseline} (log)")
+            ax.set_title(f"{bits}-bit key: throughput relative to {baseline}, largest batch each")
+            ax.legend(fontsize=7)
+            fig.tight_layout()
+            path = out / f"speedup-{bits}.png"
+            fig.savefig(path, dpi=110)
+            plt.close(fig)
+            written.append(str(path))
+    return written
+
+
+def _ints(values: list[str]) -> list[int]:
+    return [int(x) for v in values for x in str(v).split(",") if x]
+
+
+def main_suite(args) -> int:
+    """``he-accel bench``."""
+    if args.ops == "default":
+        ops = SUITE_OPS
+    elif args.ops == "all":
+        ops = [o for o in ALL_OPS if o != "powmod_1core"]
+    else:
+        ops = args.ops.split(",")
+    unknown = set(ops) - set(ALL_OPS)
+    if unknown:
+        print(f"unknown ops: {', '.join(sorted(unknown))}; choose from {', '.join(ALL_OPS)}", file=sys.stderr)
+        return 2
+    ops = [o for o in ops if o != "powmod_1core"]  # measured once per key size as the unit anyway
+    backends = list(args.backends or []) + ([args.backend] if args.backend else [])
+    backends = [f"cpu:{args.workers}" if b == "cpu" and args.workers else b for b in backends or ["cpu"]]
+    peers = list(PEERS) if args.peers == ["all"] else [] if args.peers == ["none"] else args.peers
+    unknown = set(peers) - set(PEERS)
+    if unknown:
+        print(f"unknown peers: {', '.join(sorted(unknown))}; choose from {', '.join(PEERS)}", file=sys.stderr)
+        return 2
+    try:
+        result = run_suite(backends=backends, peers=peers, ops=ops, bits_list=_ints(args.bits),
+                           batches=_ints(args.batch), repeats=args.repeats, time_budget=args.time_budget,
+                           target=args.target, peer_max_batch=args.peer_max_batch,
+                           progress=not args.no_progress)
+    except BenchCheckError as e:
+        print(f"WRONG RESULT: {e}", file=sys.stderr)
+        return 1
+    if args.derive_peers:
+        result["records"] += derive_peers(args.derive_peers)
+    print(table(result, args.baseline))
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(result["records"], indent=1) + "\n")
+        meta = Path(args.json).with_suffix(".meta.json")
+        meta.write_text(json.dumps({"missing": result["missing"], "skipped": result["skipped"]}, indent=1) + "\n")
+        print(f"wrote {len(result['records'])} records to {args.json} (+ {meta.name})")
+    if args.plot:
+        for p in plot(result, args.plot, args.baseline):
+            print(f"wrote {p}")
+    return 0
+

@@ -1,0 +1,102 @@
+"""The benchmark suite: schema, peers side by side on the same inputs with their results
+checked, missing peers reported, the time budget, derived figures labelled, plots, and the GPU
+bound model against the figures of performance-anchors.md."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from bench import bounds, peers, suite
+from bench.peers import Inputs, PeerCheckError, PeerUnavailable
+
+SCHEMA = {"device", "backend", "op", "key_bits", "batch", "ops_per_s", "commit", "date", "command"}
+
+
+def _installed(name):
+    try:
+        peers.load(name, 512)
+        return True
+    except PeerUnavailable:
+        return False
+
+
+@pytest.fixture(scope="module")
+def result():
+    return suite.run_suite(backends=["cpu:1"], peers=["phe", "fate_utils", "heu"],
+                           ops=suite.SUITE_OPS, bits_list=[1024], batches=[8, 24], repeats=1,
+                           time_budget=600, progress=False)
+
+
+def test_records_follow_the_schema_and_include_every_installed_peer(result):
+    recs = result["records"]
+    assert all(SCHEMA <= r.keys() and r["ops_per_s"] > 0 for r in recs)
+    backends = {r["backend"] for r in recs}
+    assert "cpu x1" in backends and "gmpy2-1core" in backends
+    for name in ("phe", "fate_utils", "heu"):
+        assert (name in backends) == _installed(name)
+        assert (name in backends) != (name in result["missing"])   # measured, or said why not
+    ops = {r["op"] for r in recs if r["backend"] == "cpu x1"}
+    assert set(suite.SUITE_OPS) <= ops
+    # keygen once per key size; matvec counted per element with the batch as rows
+    assert len([r for r in recs if r["backend"] == "cpu x1" and r["op"] == "keygen"]) == 1
+    mv = [r for r in recs if r["op"] == "matvec"]
+    assert mv and all(r["batch"] in (8, 24) for r in mv)
+
+
+def test_table_shows_ratios_and_reports_missing(result):
+    text = suite.table({**result, "missing": {**result["missing"], "imaginary": "not installed"}})
+    assert "x base" in text and "encrypt" in text and "imaginary: not installed" in text
+
+
+def test_json_plot_and_derived(tmp_path, result):
+    src = tmp_path / "peers.json"
+    src.write_text(json.dumps(result["records"]))
+    derived = suite.derive_peers(str(src), cores=16)
+    assert derived and all(r["kind"] == "derived" and "DERIVED" in r["note"] and "(derived)" in r["backend"]
+                           for r in derived)
+    one = next(r for r in result["records"] if r["kind"] == "peer" and r["threads"] == 1)
+    twin = next(r for r in derived if r["op"] == one["op"] and r["batch"] == one["batch"]
+                and r["backend"].startswith(one["backend"]))
+    assert twin["ops_per_s"] == pytest.approx(one["ops_per_s"] * 16, rel=1e-3)
+    files = suite.plot(result, str(tmp_path / "plots"))
+    assert any("throughput-1024" in f for f in files) and any("speedup-1024" in f for f in files)
+    assert all((tmp_path / "plots" / f.split("/")[-1]).stat().st_size > 10_000 for f in files)
+
+
+def test_time_budget_skips_and_says_so():
+    res = suite.run_suite(backends=["cpu:1"], peers=["phe"], ops=["encrypt"], bits_list=[1024],
+                          batches=[4, 4000], repeats=1, time_budget=0.5, progress=False)
+    assert any(s["op"] == "encrypt" and s["batch"] == 4000 for s in res["skipped"])
+    assert "skipped over the time budget" in suite.table(res)
+
+
+def test_a_peer_that_computes_wrongly_fails_the_check():
+    p = peers.load("phe", 512)
+    inp = Inputs.random(6)
+    fn, verify = p.op("add", inp)
+    out = fn()
+    verify(out)
+    with pytest.raises(PeerCheckError):   # E(x)^2 = E(2x): every element now wrong
+        verify([c * c % p.pub.nsquare for c in out])
+
+
+def test_cli_runs_the_suite(tmp_path, capsys):
+    from accel.cli import main
+    path = tmp_path / "s.json"
+    assert main(["bench", "--backends", "cpu:1", "--peers", "phe", "--bits", "1024", "--batch", "8",
+                 "--repeats", "1", "--ops", "encrypt,decrypt,add", "--json", str(path), "--no-progress"]) == 0
+    recs = json.loads(path.read_text())
+    assert {r["backend"] for r in recs} >= {"cpu x1", "phe"}
+    assert main(["bench", "--peers", "nonesuch"]) == 2
+
+
+def test_bound_model_matches_the_anchor_table():
+    # performance-anchors.md, 2048-bit key, sqr = mul column: 155M and 39M IMAD
+    assert bounds.imad_per_op("encrypt", 2048) == pytest.approx(155e6, rel=0.01)
+    assert bounds.imad_per_op("decrypt", 2048) == pytest.approx(39e6, rel=0.02)
+    assert bounds.imad_per_op("add", 2048) == 65536
+    h100 = {"imad_per_s": 132 * 64 * 1.98e9}
+    assert bounds.bound_ops_per_s(h100, "encrypt", 2048) == pytest.approx(108e3, rel=0.01)
+    assert bounds.bound_ops_per_s(h100, "decrypt", 2048) == pytest.approx(425e3, rel=0.02)
+    assert bounds.bound_ops_per_s(None, "encrypt", 2048) is None
