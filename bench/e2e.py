@@ -43,6 +43,8 @@ def _engine(spec: str, target: str | None, workers: int | None):
 def _available(spec: str) -> str | None:
     """None if ``spec`` can run here, else why not."""
     name, _, backend = spec.partition(":")
+    if name not in ("phe", "fate_utils", "accel"):
+        return f"unknown engine {spec!r} (phe, fate_utils, accel:cpu|gpu|remote)"
     try:
         if name == "phe":
             import phe  # noqa: F401
