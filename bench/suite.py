@@ -17,6 +17,7 @@ adds figures scaled from per-core peer measurements taken elsewhere (the GPU mac
 """
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import os
@@ -49,12 +50,19 @@ class Target:
     rates: dict = field(default_factory=dict)  # (op, bits) -> [(batch, ops_per_s)], for the budget
 
 
-def _our_backend(spec: str, target: str | None):
+def _our_backend(spec: str, target: str | None, stack: contextlib.ExitStack):
+    """cpu, cpu:N, gpu, auto, remote (at ``target``), or remote:BACKEND: a ``he-accel serve``
+    on BACKEND started here for the run."""
     from accel import CpuBackend, get_backend
     name, _, arg = spec.partition(":")
     if name == "cpu":
         return CpuBackend(workers=int(arg) if arg else None)
     if name == "remote":
+        if not target:
+            from .service_demo import running_server, wait_healthy
+            _proc, port, _m = stack.enter_context(running_server("--backend", arg or "auto"))
+            target = f"127.0.0.1:{port}"
+            wait_healthy(target)
         return get_backend("remote", target=target)
     return get_backend(name)
 
@@ -65,7 +73,7 @@ def _label(t: Target) -> str:
     be = t.obj
     if be is not None and be.name == "cpu":
         return f"cpu x{be.workers}"
-    return t.name
+    return "remote" if t.name.startswith("remote") else t.name
 
 
 def _estimate(t: Target, op: str, bits: int, batch: int, repeats: int) -> float | None:
@@ -95,7 +103,8 @@ def run_suite(*, backends: list[str], peers: list[str], ops: list[str], bits_lis
     """Measure; returns {"records": [...], "missing": {target: why}, "skipped": [...]}."""
     common = {"commit": git_commit(), "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
               "command": " ".join(shlex.quote(a) for a in ["he-accel", *sys.argv[1:]])}
-    targets = [Target(b, "ours", (lambda b=b: _our_backend(b, target))) for b in backends]
+    stack = contextlib.ExitStack()  # servers started for remote:BACKEND, stopped at the end
+    targets = [Target(b, "ours", (lambda b=b: _our_backend(b, target, stack))) for b in backends]
     missing: dict[str, str] = {}
     for t in targets:
         try:
@@ -191,6 +200,7 @@ def run_suite(*, backends: list[str], peers: list[str], ops: list[str], bits_lis
         for t in targets:
             if t.obj is not None and hasattr(t.obj, "close"):
                 t.obj.close()
+        stack.close()
     return {"records": records, "missing": missing, "skipped": skipped}
 
 

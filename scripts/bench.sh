@@ -18,8 +18,8 @@ if [ -n "${HEA_BENCH_QUICK:-}" ]; then
 else
   bits="1024 2048 3072 4096"; batches="64 256 1024 4096"; data=synthetic:100000x30; budget=60
 fi
-backends="cpu:1 cpu"
-if .venv/bin/python -c "from accel import get_backend; get_backend('gpu')" 2>/dev/null; then backends="gpu $backends"; fi
+backends="cpu:1 cpu remote:cpu"
+if .venv/bin/python -c "from accel import get_backend; get_backend('gpu')" 2>/dev/null; then backends="gpu cpu:1 cpu remote:gpu"; fi
 # shellcheck disable=SC2086
 .venv/bin/he-accel bench --backends $backends --peers all --bits $bits --batch $batches --repeats 3 \
   --time-budget "$budget" --json "bench/results/suite-$tag.json" --plot "bench/plots/$tag"

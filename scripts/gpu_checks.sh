@@ -28,7 +28,7 @@ fi
 #    in bench/results/suite-cpu.json, labelled derived; plots and the fraction of the GPU's bound
 derive=""; [ -f bench/results/suite-cpu.json ] && derive="--derive-peers bench/results/suite-cpu.json"
 # shellcheck disable=SC2086
-python3 -m accel.cli bench --backends gpu cpu --peers all --bits ${HEA_BENCH_BITS:-1024 2048 3072 4096} \
+python3 -m accel.cli bench --backends gpu cpu remote:gpu --peers all --bits ${HEA_BENCH_BITS:-1024 2048 3072 4096} \
   --batch ${HEA_BENCH_BATCHES:-1024 8192 65536} --repeats 3 --time-budget ${HEA_BENCH_BUDGET:-30} \
   --peer-max-batch 1024 --ops "${HEA_BENCH_OPS:-all}" $derive --no-progress \
   --json "$OUT/suite-gpu.json" --plot "$OUT/plots" 2>&1 | tail -150 | tee "$OUT/suite-gpu.txt" || status=1

@@ -117,3 +117,10 @@ def test_end_to_end_bench_same_model_and_reports_missing(tmp_path):
     for r in got.values():
         assert r["same_model"] and r["max_abs_dw"] < 1e-6 and SCHEMA <= r.keys()
     assert got["accel:cpu"]["speedup_vs_phe"] > 0
+
+
+def test_remote_backend_through_a_service_started_for_the_run():
+    res = suite.run_suite(backends=["remote:cpu"], peers=[], ops=["encrypt", "add", "decrypt"], bits_list=[1024],
+                          batches=[8], repeats=1, time_budget=600, progress=False)
+    got = {(r["backend"], r["op"]) for r in res["records"] if r["kind"] == "ours"}
+    assert got == {("remote", "encrypt"), ("remote", "add"), ("remote", "decrypt")}, res["missing"]
