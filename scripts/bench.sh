@@ -5,18 +5,18 @@
 #   2. end to end: vertical LR on 100,000 x 30, three processes, phe / fate_utils / ours / the
 #      service -> bench/results/e2e-cpu.json
 #   3. FATE 2.x CoordinatedLR stock vs plugin, if the FATE venv (.venv-fate) exists
-# About an hour on the 2-core development machine. HEA_BENCH_QUICK=1 runs a small version.
+# About 45 minutes on the 2-core development machine (suite ~20, e2e ~20, FATE ~6). HEA_BENCH_QUICK=1 runs a small version.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip
 .venv/bin/python -m pip install -q -e '.[service,bench]'
-tag=${HEA_BENCH_TAG:-cpu}
+if [ -n "${HEA_BENCH_QUICK:-}" ]; then tag=${HEA_BENCH_TAG:-quick}; else tag=${HEA_BENCH_TAG:-cpu}; fi
 if [ -n "${HEA_BENCH_QUICK:-}" ]; then
   bits="1024 2048"; batches="64 256"; data=synthetic:5000x30; budget=20
 else
-  bits="1024 2048 3072 4096"; batches="64 256 1024 4096"; data=synthetic:100000x30; budget=60
+  bits="1024 2048 3072 4096"; batches="64 256 1024"; data=synthetic:100000x30; budget=20
 fi
 backends="cpu:1 cpu remote:cpu"
 if .venv/bin/python -c "from accel import get_backend; get_backend('gpu')" 2>/dev/null; then backends="gpu cpu:1 cpu remote:gpu"; fi
@@ -28,8 +28,9 @@ case "$backends" in gpu*) engines="$engines accel:gpu" ;; esac
 # shellcheck disable=SC2086
 .venv/bin/python -m bench.e2e --data "$data" --epochs 1 --engines $engines --serve-backend auto \
   --json "bench/results/e2e-$tag.json"
-if [ -x .venv-fate/bin/python ]; then
-  .venv-fate/bin/python bench/fate2_training.py --epochs 5 --repeats 3 --json "bench/results/fate2-lr-$tag.json"
+FATE_VENV=${HEA_FATE_VENV:-.venv-fate}
+if [ -x "$FATE_VENV/bin/python" ]; then
+  "$FATE_VENV/bin/python" bench/fate2_training.py --epochs 5 --repeats 3 --json "bench/results/fate2-lr-$tag.json"
 else
-  echo "NOTE: .venv-fate not found (./scripts/test_fate.sh builds it): FATE 2.x stock vs plugin not measured"
+  echo "NOTE: $FATE_VENV not found (./scripts/test_fate.sh builds it): FATE 2.x stock vs plugin not measured"
 fi
