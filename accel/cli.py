@@ -187,6 +187,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--json", metavar="PATH", help="write the records as JSON")
     b.add_argument("--plot", metavar="DIR", help="write PNG charts (matplotlib)")
     b.add_argument("--no-progress", action="store_true")
+    b.add_argument("--from-json", metavar="JSON", help="print the table (and --plot) of an earlier run; measure nothing")
     b.set_defaults(func=_bench)
     return p
 

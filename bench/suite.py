@@ -285,6 +285,8 @@ def plot(result: dict[str, Any], outdir: str, baseline: str = "phe") -> list[str
     out = Path(outdir)
     out.mkdir(parents=True, exist_ok=True)
     recs = [r for r in result["records"] if r["kind"] != "unit"]
+    palette = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    colour = {be: palette[i % len(palette)] for i, be in enumerate(sorted({r["backend"] for r in recs}))}
     written = []
     for bits in sorted({r["key_bits"] for r in recs}):
         ops = [o for o in SUITE_OPS if any(r["op"] == o and r["key_bits"] == bits and o != "keygen" for r in recs)]
@@ -298,7 +300,7 @@ def plot(result: dict[str, Any], outdir: str, baseline: str = "phe") -> list[str
                 pts = sorted((r["batch"], r["ops_per_s"]) for r in recs
                              if r["op"] == op and r["key_bits"] == bits and r["backend"] == be)
                 style = "--" if any(r["kind"] != "ours" for r in recs if r["backend"] == be) else "-"
-                ax.plot([p[0] for p in pts], [p[1] for p in pts], style, marker="o", label=be)
+                ax.plot([p[0] for p in pts], [p[1] for p in pts], style, marker="o", label=be, color=colour[be])
             ax.set_xscale("log")
             ax.set_yscale("log")
             ax.set_title(f"{op}, {bits}-bit")
@@ -331,7 +333,7 @@ def plot(result: dict[str, Any], outdir: str, baseline: str = "phe") -> list[str
             for k, be in enumerate(names):
                 xs = [i + k * width for i, op in enumerate(ops) if (op, be) in data]
                 ys = [data[(op, be)] for op in ops if (op, be) in data]
-                ax.bar(xs, ys, width, label=be)
+                ax.bar(xs, ys, width, label=be, color=colour[be])
             ax.set_xticks([i + width * (len(names) - 1) / 2 for i in range(len(ops))], ops, rotation=20)
             ax.set_yscale("log")
             ax.axhline(1.0, color="k", lw=0.8)
@@ -352,6 +354,16 @@ def _ints(values: list[str]) -> list[int]:
 
 def main_suite(args) -> int:
     """``he-accel bench``."""
+    if getattr(args, "from_json", None):  # re-render an earlier run's table and plots, measure nothing
+        path = Path(args.from_json)
+        meta = path.with_suffix(".meta.json")
+        result = {"records": json.loads(path.read_text()), "missing": {}, "skipped": []}
+        if meta.exists():
+            result.update(json.loads(meta.read_text()))
+        print(table(result, args.baseline))
+        for p in plot(result, args.plot, args.baseline) if args.plot else []:
+            print(f"wrote {p}")
+        return 0
     if args.ops == "default":
         ops = SUITE_OPS
     elif args.ops == "all":

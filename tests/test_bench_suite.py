@@ -89,6 +89,10 @@ def test_cli_runs_the_suite(tmp_path, capsys):
     recs = json.loads(path.read_text())
     assert {r["backend"] for r in recs} >= {"cpu x1", "phe"}
     assert main(["bench", "--peers", "nonesuch"]) == 2
+    # an earlier run re-rendered, nothing measured
+    capsys.readouterr()
+    assert main(["bench", "--from-json", str(path), "--plot", str(tmp_path / "p")]) == 0
+    assert "x base" in capsys.readouterr().out and (tmp_path / "p" / "throughput-1024.png").exists()
 
 
 def test_bound_model_matches_the_anchor_table():
