@@ -405,3 +405,29 @@ def test_unpacking_rounds_toward_zero_like_fate_utils(keys, rng):
     fpv = fu.PlaintextVector()
     fpv.__setstate__(wire.pack_fixedpoint_vector([x], [0]))
     assert coder.unpack_floats(fv, 63, 1, 59, 1).tolist() == fcoder.unpack_floats(fpv, 63, 1, 59, 1).tolist() == [1.0]
+
+
+def test_plugin_runs_against_the_offload_service(keys, rng):
+    """``fate2.install("remote", target=...)``: the same evaluator through a he-accel service
+    (here in process, CPU backend), read by stock fate_utils code on the other side."""
+    from accel import CpuBackend
+    from service.server import HeAccelServer, ServerConfig
+
+    sk, pk, coder, fsk, fpk, fcoder = keys
+    srv = HeAccelServer(ServerConfig(address="127.0.0.1:0", max_delay_ms=1.0),
+                        backend=CpuBackend(workers=1)).start()
+    try:
+        fate2.configure("remote", target=f"127.0.0.1:{srv.port}")
+        assert fate2._backend().name == "remote"
+        a, b = _values(rng, 9), _values(rng, 9)
+        ea, eb = _ours(keys, a), _ours(keys, b)
+        s = fate2.evaluator.add(ea, eb, pk)
+        _same(_fdec(keys, s.to_fate_utils()), a + b)          # a stock reader decrypts it
+        X = torch.tensor(rng.standard_normal((2, 9)))
+        g = fate2.evaluator.rmatmul(ea, X, torch.Size([9, 1]), X.shape, pk, coder, torch.float64)
+        _same(_dec(keys, g), X @ a)
+        theirs = _theirs(keys, b)                              # stock ciphertexts in
+        _same(_dec(keys, fate2.evaluator.add(ea, theirs, pk)), a + b)
+    finally:
+        fate2.configure("cpu")
+        srv.stop(2)
