@@ -76,12 +76,30 @@ def _label(t: Target) -> str:
     return "remote" if t.name.startswith("remote") else t.name
 
 
-def _estimate(t: Target, op: str, bits: int, batch: int, repeats: int) -> float | None:
-    prior = [(b, r) for b, r in t.rates.get((op, bits), []) if b < batch]
-    if not prior:
+#: How an op's cost per element grows with the key size, to estimate a key size not measured
+#: yet from a smaller one: an exponentiation ~ bits^3 (exponent length x a multiplication),
+#: a multiplication mod n^2 ~ bits^2. gmpy2 multiplies below schoolbook cost at these sizes, so
+#: the estimate errs high. Keygen (a prime search, one at a time) is never skipped.
+_COST_POWER = {"add": 2, "add_plain": 2, "sum": 2}
+
+
+def _estimate(t: Target, op: str, bits: int, batch: int, repeats: int, per_row: int = 1) -> float | None:
+    """Seconds that warm-up + ``repeats`` runs of ``op`` at (bits, batch) would take on ``t``,
+    from its rate at a smaller batch of the same key size, else at the largest smaller key size;
+    None when nothing comparable was measured. ``per_row``: elements per batch row (matvec's
+    rate counts element products)."""
+    if op == "keygen":
         return None
-    b, rate = max(prior)
-    return batch / rate * (repeats + 1) if rate > 0 else None
+    prior = [(b, r) for b, r in t.rates.get((op, bits), []) if b < batch]
+    if prior:
+        _b, rate = max(prior)
+    else:
+        smaller = [(kb, b, r) for (o, kb), rs in t.rates.items() if o == op and kb < bits for b, r in rs]
+        if not smaller:
+            return None
+        kb, _b, rate = max(smaller)
+        rate *= (kb / bits) ** _COST_POWER.get(op, 3)
+    return batch * per_row / rate * (repeats + 1) if rate > 0 else None
 
 
 def _record(m: Measurement, *, device: str, backend: str, kind: str, bits: int, threads: Any, note: str,
@@ -155,7 +173,7 @@ def run_suite(*, backends: list[str], peers: list[str], ops: list[str], bits_lis
                         tick(f"{bits} {batch} {t.name} {op}")
                         if op in PER_KEY_OPS and bi > 0:
                             continue
-                        est = _estimate(t, op, bits, batch, repeats)
+                        est = _estimate(t, op, bits, batch, repeats, inputs.cols if op == "matvec" else 1)
                         if est is not None and est > time_budget:
                             skipped.append({"backend": _label(t), "op": op, "key_bits": bits, "batch": batch,
                                             "why": f"~{est:.0f} s > budget {time_budget:.0f} s"})
@@ -176,7 +194,7 @@ def run_suite(*, backends: list[str], peers: list[str], ops: list[str], bits_lis
                         if pb < batch and any(r["backend"] == name and r["op"] == op and r["key_bits"] == bits
                                               and r["batch"] == pb for r in records):
                             continue  # already measured at the cap
-                        est = _estimate(pt, op, bits, pb, repeats)
+                        est = _estimate(pt, op, bits, pb, repeats, inputs.cols if op == "matvec" else 1)
                         if est is not None and est > time_budget:
                             skipped.append({"backend": name, "op": op, "key_bits": bits, "batch": pb,
                                             "why": f"~{est:.0f} s > budget {time_budget:.0f} s"})

@@ -5,7 +5,7 @@
 # Runs tests/fate: the plugin against fate_utils and stock FATE (contract, wire interop,
 # restricted unpickler), then CoordinatedLR and HeteroSecureBoost stock vs plugin, three
 # parties in separate processes each, with the same-model check and the timings written to
-# bench/results/fate2-training-cpu.json.
+# build/fate2-training.json (HEA_FATE_RESULTS=bench/results/fate2-training-cpu.json records them).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV=${HEA_FATE_VENV:-.venv-fate}

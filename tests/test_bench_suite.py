@@ -128,3 +128,20 @@ def test_remote_backend_through_a_service_started_for_the_run():
                           batches=[8], repeats=1, time_budget=600, progress=False)
     got = {(r["backend"], r["op"]) for r in res["records"] if r["kind"] == "ours"}
     assert got == {("remote", "encrypt"), ("remote", "add"), ("remote", "decrypt")}, res["missing"]
+
+
+def test_time_budget_estimates_a_new_key_size_from_a_smaller_one():
+    t = suite.Target("phe", "peer", lambda: None)
+    assert suite._estimate(t, "encrypt", 2048, 1024, 3) is None        # nothing measured yet: run it
+    t.rates[("encrypt", 1024)] = [(64, 100.0), (256, 120.0)]
+    t.rates[("add", 1024)] = [(256, 1000.0)]
+    t.rates[("matvec", 1024)] = [(256, 800.0)]
+    # same key size: from the largest smaller batch; warm-up + 3 repeats
+    assert suite._estimate(t, "encrypt", 1024, 1024, 3) == pytest.approx(1024 / 120 * 4)
+    # a larger key: exponentiations scale as bits^3, multiplications as bits^2
+    assert suite._estimate(t, "encrypt", 2048, 1024, 3) == pytest.approx(1024 / (120 / 8) * 4)
+    assert suite._estimate(t, "add", 2048, 1024, 3) == pytest.approx(1024 / (1000 / 4) * 4)
+    # matvec rates count element products: a batch of rows costs rows x columns
+    assert suite._estimate(t, "matvec", 1024, 512, 1, per_row=8) == pytest.approx(512 * 8 / 800 * 2)
+    assert suite._estimate(t, "keygen", 4096, 1, 3) is None             # never skipped
+    assert suite._estimate(t, "encrypt", 512, 1024, 3) is None          # no smaller key to scale from

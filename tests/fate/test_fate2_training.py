@@ -4,7 +4,8 @@ CoordinatedLR and HeteroSecureBoost on scikit-learn's breast-cancer data, three 
 separate processes (examples/fate2/train.py). The plugin run must give the same model: the
 same train AUC and accuracy, and per-sample scores equal within 1e-9 (SecureBoost with a fixed
 shuffle seed, since FATE breaks split-gain ties by a random shuffle order). The timings go to
-``$HEA_FATE_RESULTS`` (default bench/results/fate2-training-cpu.json) for bench/RESULTS.md.
+``$HEA_FATE_RESULTS`` (default build/fate2-training.json, so that a test run leaves the committed
+records alone; point it at bench/results/ to record a run).
 """
 from __future__ import annotations
 
@@ -59,7 +60,7 @@ def results(tmp_path_factory):
         "command": "bash scripts/test_fate.sh",
         "runs": [{k: v for k, v in r.items() if k != "scores"} for r in runs.values()],
     }
-    dest = Path(os.environ.get("HEA_FATE_RESULTS", ROOT / "bench" / "results" / "fate2-training-cpu.json"))
+    dest = Path(os.environ.get("HEA_FATE_RESULTS", ROOT / "build" / "fate2-training.json"))
     dest.parent.mkdir(parents=True, exist_ok=True)
     dest.write_text(json.dumps(record, indent=1) + "\n")
     return runs
