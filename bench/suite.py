@@ -48,6 +48,7 @@ class Target:
     obj: Any = None
     skipped: str = ""         # why it could not run
     rates: dict = field(default_factory=dict)  # (op, bits) -> [(batch, ops_per_s)], for the budget
+    over_budget: dict = field(default_factory=dict)  # (op, bits) -> the smallest batch skipped
 
 
 def _our_backend(spec: str, target: str | None, stack: contextlib.ExitStack):
@@ -100,6 +101,20 @@ def _estimate(t: Target, op: str, bits: int, batch: int, repeats: int, per_row: 
         kb, _b, rate = max(smaller)
         rate *= (kb / bits) ** _COST_POWER.get(op, 3)
     return batch * per_row / rate * (repeats + 1) if rate > 0 else None
+
+
+def _over_budget(t: Target, op: str, bits: int, batch: int, repeats: int, per_row: int,
+                 budget: float) -> str | None:
+    """Why (op, bits, batch) is skipped on ``t``, or None to measure it. Once a batch is over
+    budget every larger one is too, measured rate or not."""
+    first = t.over_budget.get((op, bits))
+    if first is not None and batch >= first:
+        return f"batch {first} was already over the budget {budget:.0f} s"
+    est = _estimate(t, op, bits, batch, repeats, per_row)
+    if est is None or est <= budget:
+        return None
+    t.over_budget[(op, bits)] = batch
+    return f"~{est:.0f} s > budget {budget:.0f} s"
 
 
 def _record(m: Measurement, *, device: str, backend: str, kind: str, bits: int, threads: Any, note: str,
@@ -173,10 +188,11 @@ def run_suite(*, backends: list[str], peers: list[str], ops: list[str], bits_lis
                         tick(f"{bits} {batch} {t.name} {op}")
                         if op in PER_KEY_OPS and bi > 0:
                             continue
-                        est = _estimate(t, op, bits, batch, repeats, inputs.cols if op == "matvec" else 1)
-                        if est is not None and est > time_budget:
+                        why = _over_budget(t, op, bits, batch, repeats, inputs.cols if op == "matvec" else 1,
+                                           time_budget)
+                        if why:
                             skipped.append({"backend": _label(t), "op": op, "key_bits": bits, "batch": batch,
-                                            "why": f"~{est:.0f} s > budget {time_budget:.0f} s"})
+                                            "why": why})
                             continue
                         ms = run_ops(t.obj, bits, batch, repeats, [op], keys=keys, inputs=inputs)
                         for m in ms:
@@ -194,10 +210,10 @@ def run_suite(*, backends: list[str], peers: list[str], ops: list[str], bits_lis
                         if pb < batch and any(r["backend"] == name and r["op"] == op and r["key_bits"] == bits
                                               and r["batch"] == pb for r in records):
                             continue  # already measured at the cap
-                        est = _estimate(pt, op, bits, pb, repeats, inputs.cols if op == "matvec" else 1)
-                        if est is not None and est > time_budget:
-                            skipped.append({"backend": name, "op": op, "key_bits": bits, "batch": pb,
-                                            "why": f"~{est:.0f} s > budget {time_budget:.0f} s"})
+                        why = _over_budget(pt, op, bits, pb, repeats, inputs.cols if op == "matvec" else 1,
+                                           time_budget)
+                        if why:
+                            skipped.append({"backend": name, "op": op, "key_bits": bits, "batch": pb, "why": why})
                             continue
                         got = peer.op(op, inputs.head(pb))
                         if got is None:

@@ -145,3 +145,13 @@ def test_time_budget_estimates_a_new_key_size_from_a_smaller_one():
     assert suite._estimate(t, "matvec", 1024, 512, 1, per_row=8) == pytest.approx(512 * 8 / 800 * 2)
     assert suite._estimate(t, "keygen", 4096, 1, 3) is None             # never skipped
     assert suite._estimate(t, "encrypt", 512, 1024, 3) is None          # no smaller key to scale from
+
+
+def test_a_batch_over_budget_skips_every_larger_one():
+    t = suite.Target("phe", "peer", lambda: None)
+    t.rates[("encrypt", 1024)] = [(64, 10.0)]
+    assert suite._over_budget(t, "encrypt", 1024, 128, 3, 1, budget=100.0) is None      # ~51 s
+    assert "budget" in suite._over_budget(t, "encrypt", 1024, 256, 3, 1, budget=100.0)  # ~102 s
+    # a larger batch with no rate of its own at a smaller size is still skipped
+    t.rates.clear()
+    assert "already over" in suite._over_budget(t, "encrypt", 1024, 1024, 3, 1, budget=100.0)
