@@ -5,7 +5,8 @@
 #   2. end to end: vertical LR on 100,000 x 30, three processes, phe / fate_utils / ours / the
 #      service -> bench/results/e2e-cpu.json
 #   3. FATE 2.x CoordinatedLR stock vs plugin, if the FATE venv (.venv-fate) exists
-# About 45 minutes on the 2-core development machine (suite ~20, e2e ~20, FATE ~6). HEA_BENCH_QUICK=1 runs a small version.
+# About 1 h 50 min on the 2-core development machine (suite 80 min at a 20 s budget per combination,
+# e2e ~20, FATE ~6). HEA_BENCH_QUICK=1 runs a small version.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
