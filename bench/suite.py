@@ -109,12 +109,12 @@ def _over_budget(t: Target, op: str, bits: int, batch: int, repeats: int, per_ro
     budget every larger one is too, measured rate or not."""
     first = t.over_budget.get((op, bits))
     if first is not None and batch >= first:
-        return f"batch {first} was already over the budget {budget:.0f} s"
+        return f"batch {first} was already over the budget {budget:.3g} s"
     est = _estimate(t, op, bits, batch, repeats, per_row)
     if est is None or est <= budget:
         return None
     t.over_budget[(op, bits)] = batch
-    return f"~{est:.0f} s > budget {budget:.0f} s"
+    return f"~{est:.3g} s > budget {budget:.3g} s"
 
 
 def _record(m: Measurement, *, device: str, backend: str, kind: str, bits: int, threads: Any, note: str,
