@@ -207,9 +207,11 @@ def run_suite(*, backends: list[str], peers: list[str], ops: list[str], bits_lis
                         if op not in PEER_OPS or (op in PER_KEY_OPS and bi > 0):
                             continue
                         pb = min(batch, peer_max_batch)
-                        if pb < batch and any(r["backend"] == name and r["op"] == op and r["key_bits"] == bits
-                                              and r["batch"] == pb for r in records):
-                            continue  # already measured at the cap
+                        skipped_at = pt.over_budget.get((op, bits))
+                        if pb < batch and ((skipped_at is not None and skipped_at <= pb) or any(
+                                r["backend"] == name and r["op"] == op and r["key_bits"] == bits
+                                and r["batch"] == pb for r in records)):
+                            continue  # already measured, or already reported skipped, at the cap
                         why = _over_budget(pt, op, bits, pb, repeats, inputs.cols if op == "matvec" else 1,
                                            time_budget)
                         if why:

@@ -155,3 +155,10 @@ def test_a_batch_over_budget_skips_every_larger_one():
     # a larger batch with no rate of its own at a smaller size is still skipped
     t.rates.clear()
     assert "already over" in suite._over_budget(t, "encrypt", 1024, 1024, 3, 1, budget=100.0)
+
+
+def test_a_capped_peer_skipped_at_the_cap_is_reported_once():
+    res = suite.run_suite(backends=[], peers=["phe"], ops=["encrypt"], bits_list=[1024],
+                          batches=[2, 8, 16, 32], repeats=1, time_budget=1e-4, peer_max_batch=8, progress=False)
+    skips = [(s["backend"], s["batch"]) for s in res["skipped"] if s["op"] == "encrypt"]
+    assert skips == [("phe", 8)]
