@@ -39,7 +39,7 @@ using namespace hea;
 // Moduli up to 1024, 2048, 3072, 4096, 6144 and 8192 bits (n^2 of a 4096-bit key); the run-time
 // compiler defines HEA_MOD_LIMBS to build one size.
 #if defined(HEA_MOD_LIMBS)
-HEA_MODEXP_KERNELS(HEA_MOD_LIMBS)
+HEA_APPLY(HEA_MODEXP_KERNELS, HEA_MOD_LIMBS)
 #else
 HEA_MODEXP_KERNELS(32)
 HEA_MODEXP_KERNELS(64)

@@ -20,6 +20,7 @@ template <int L> struct mod_rec {
 template <int L> HEA_BIG_FN void mont_mul(limb_t* r, const limb_t* a, const limb_t* b,
                                       const mod_rec<L>& M) {
   limb_t t[L + 2];
+  HEA_LIMB_LOOP
   for (int i = 0; i < L + 2; i++) t[i] = 0;
   HEA_UNROLL(1)
   for (int i = 0; i < L; i++) {
@@ -93,8 +94,10 @@ template <int L> HEA_FN void mod_sub(limb_t* r, const limb_t* a, const limb_t* b
 template <int L> HEA_BIG_FN void reduce_to_mont(limb_t* r, const limb_t* x, int xl, const mod_rec<L>& M) {
   int chunks = (xl + L - 1) / L;
   limb_t acc[L], y[L];
+  HEA_LIMB_LOOP
   for (int i = 0; i < L; i++) acc[i] = 0;
   for (int k = chunks - 1; k >= 0; k--) {
+    HEA_LIMB_LOOP
     for (int i = 0; i < L; i++) {
       int idx = k * L + i;
       y[i] = idx < xl ? x[idx] : 0u;
@@ -159,9 +162,11 @@ template <int L> HEA_FN void window_table(limb_t* table, const limb_t* base_m, c
 // pattern does not depend on d (the compare compiles to a predicated select, no branch).
 template <int L> HEA_FN void select_entry(limb_t* pick, const limb_t* table, limb_t d) {
   const int T = 1 << HEA_WINDOW;
+  HEA_LIMB_LOOP
   for (int i = 0; i < L; i++) pick[i] = 0;
   for (int t = 0; t < T; t++) {
     limb_t mask = 0u - (limb_t)(t == (int)d);
+    HEA_LIMB_LOOP
     for (int i = 0; i < L; i++) pick[i] |= table[t * L + i] & mask;
   }
 }

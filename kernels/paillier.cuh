@@ -94,7 +94,7 @@ template <int LP> HEA_FN void crt_obfuscator(limb_t* out, const limb_t* zp, cons
 // 1024, 2048, 3072 and 4096 bits. The run-time compiler defines HEA_KEY_CLASS to build only the
 // class a key needs (each class is a few minutes of ptxas at most; one is all a key uses).
 #if defined(HEA_KEY_CLASS)
-#define HEA_FOR_EACH_KEY_CLASS(X) X(HEA_KEY_CLASS)
+#define HEA_FOR_EACH_KEY_CLASS(X) HEA_APPLY(X, HEA_KEY_CLASS)
 #else
 #define HEA_FOR_EACH_KEY_CLASS(X) X(32) X(64) X(96) X(128)
 #endif

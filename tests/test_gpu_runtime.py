@@ -5,7 +5,7 @@ import pytest
 
 from accel.gpu import errors as E
 from accel.gpu.runtime import KERNEL_FILES, compile_options, sources_digest, split_kernel_name
-from accel.kernels import source_dir
+from accel.gpu.sources import source_dir
 
 
 def declared_kernels():
@@ -28,7 +28,8 @@ def test_kernel_names_and_compile_options():
     assert split_kernel_name("he_add_32") == ("he_add", 32)
     assert "-DHEA_KEY_CLASS=96" in compile_options("matvec_partial_96")
     assert "-DHEA_MOD_LIMBS=192" in compile_options("powmod_192")
-    assert any(o.startswith("-I") for o in compile_options("he_add_32"))
+    assert any(o.startswith("--include-path=") for o in compile_options("he_add_32"))
+    assert "--gpu-architecture=sm_90" in compile_options("he_add_32")
     with pytest.raises(KeyError):
         split_kernel_name("no_such_kernel_32")
     assert len(sources_digest()) == 16

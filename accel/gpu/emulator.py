@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from accel.kernels import source_dir
+from .sources import source_dir
 
 from .runtime import DeviceFailure, KernelRuntime
 

@@ -2,69 +2,52 @@
 
 A runtime allocates device arrays, copies, and launches a kernel by name with a flat argument
 list (device arrays, ``None`` for a null pointer, numpy scalars) the way ``cuLaunchKernel``
-takes them. :class:`CupyRuntime` compiles the sources through CuPy's ``RawModule`` (NVRTC)
-lazily, one size class per module, cached per device (CuPy also caches the binaries on disk,
-keyed by source, options, architecture and toolkit). :class:`accel.gpu.emulator.EmulatedRuntime`
-runs the same sources compiled with g++, for tests without a GPU.
+takes them. :class:`CupyRuntime` loads one binary per kernel family and size class, prebuilt or
+compiled through NVRTC on first use (:mod:`accel.gpu.build` says from where), and turns every
+CuPy/CUDA error into :class:`DeviceFailure` so the backend can rerun the call on the CPU.
+:class:`accel.gpu.emulator.EmulatedRuntime` runs the same sources compiled with g++, for tests
+without a GPU.
 """
 from __future__ import annotations
 
 import abc
 import functools
-import hashlib
-import re
+import logging
 import threading
 from typing import Any
 
 import numpy as np
 
-from accel.kernels import source_dir
+from .build import (  # noqa: F401 (re-exported: the kernel name table lives with the build)
+    DEFAULT_ARCH,
+    KERNEL_FILES,
+    KernelBuildError,
+    load_binary,
+    split_kernel_name,
+    unit_of,
+)
+from .build import compile_options as _unit_options
+from .sources import source_dir, sources_digest  # noqa: F401
 
-#: kernel name (without the size suffix) -> source file of its family
-KERNEL_FILES = {
-    "paillier_encrypt": "paillier_encrypt.cu", "paillier_obfuscate": "paillier_encrypt.cu",
-    "paillier_rerandomize": "paillier_encrypt.cu", "paillier_encrypt_with": "paillier_encrypt.cu",
-    "paillier_crt_obfuscate": "paillier_encrypt.cu", "paillier_crt_encrypt": "paillier_encrypt.cu",
-    "paillier_decrypt": "paillier_decrypt.cu",
-    "he_add": "homomorphic.cu", "he_add_plain": "homomorphic.cu", "he_mul_scalar": "homomorphic.cu",
-    "he_product": "reduce.cu",
-    "matvec_tables": "matvec.cu", "matvec_partial": "matvec.cu", "matvec_finish": "matvec.cu",
-    "powmod": "modexp.cu",
-    "djn_table": "djn.cu", "djn_encrypt": "djn.cu",
-}
-
-_NAME = re.compile(r"^(?P<family>[a-z_]+?)_(?P<size>\d+)$")
+log = logging.getLogger(__name__)
 
 #: Threads per block. One thread per element; tuning (threads per number) is future work.
 BLOCK = 128
 
+#: CuPy / CUDA exception types that mean "the device could not do it" (by name: CuPy is optional
+#: and these live in several modules: cupy.cuda.memory, cupy_backends.cuda.api.{driver,runtime},
+#: cupy.cuda.compiler)
+DEVICE_ERROR_TYPES = ("OutOfMemoryError", "CUDADriverError", "CUDARuntimeError", "CompileException",
+                      "NVRTCError", "KernelBuildError")
 
-@functools.lru_cache(maxsize=1)
-def sources_digest() -> str:
-    """Hash of every kernel source and header. CuPy's disk cache keys on the code string only,
-    not on included headers, so this goes into the code to invalidate stale binaries."""
-    h = hashlib.sha256()
-    for p in sorted(source_dir().glob("*.cu*")):
-        h.update(p.name.encode())
-        h.update(p.read_bytes())
-    return h.hexdigest()[:16]
+
+def compile_options(kernel: str, arch: str = DEFAULT_ARCH) -> tuple[str, ...]:
+    """The NVRTC options of the unit that defines ``kernel``."""
+    return _unit_options(*unit_of(kernel), arch)
 
 
 class DeviceFailure(RuntimeError):
     """The device could not run a launch (out of memory, driver or launch error)."""
-
-
-def split_kernel_name(name: str) -> tuple[str, int]:
-    m = _NAME.match(name)
-    if not m or m["family"] not in KERNEL_FILES:
-        raise KeyError(f"unknown kernel {name!r}")
-    return m["family"], int(m["size"])
-
-
-def compile_options(name: str) -> tuple[str, ...]:
-    family, size = split_kernel_name(name)
-    define = f"-DHEA_MOD_LIMBS={size}" if family == "powmod" else f"-DHEA_KEY_CLASS={size}"
-    return ("-std=c++17", f"-I{source_dir()}", define)
 
 
 class KernelRuntime(abc.ABC):
@@ -111,32 +94,59 @@ class KernelRuntime(abc.ABC):
         return max(1, min(-(-threads // BLOCK), 65535 * 4))
 
 
+def wrap_device_errors(fn):
+    """Turn CuPy's allocation, driver, runtime and compile errors into :class:`DeviceFailure`
+    (so the backend falls back to the CPU); any other exception passes unchanged."""
+    @functools.wraps(fn)
+    def wrapped(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except DeviceFailure:
+            raise
+        except Exception as e:  # noqa: BLE001 - classified by type name; cupy may be absent
+            kind = type(e).__name__
+            if kind in DEVICE_ERROR_TYPES:
+                raise DeviceFailure(f"{kind}: {e}") from e
+            raise
+    return wrapped
+
+
 class CupyRuntime(KernelRuntime):
-    """A CUDA device through CuPy. Import errors or no device raise ImportError/RuntimeError."""
+    """A CUDA device through CuPy. Import errors or no device raise ImportError/RuntimeError.
+
+    ``cupy`` is the module to use (injected by tests; default: ``import cupy``), ``kernel_dirs``
+    the prebuilt folders to try before compiling (default: ``HEA_KERNEL_DIR``).
+    """
 
     name = "cupy"
 
-    def __init__(self, device_id: int = 0, *, streams: int = 2):
-        import cupy  # noqa: PLC0415 (optional dependency)
+    def __init__(self, device_id: int = 0, *, streams: int = 2, cupy: Any = None,
+                 kernel_dirs: list[str] | None = None):
+        if cupy is None:
+            import cupy  # noqa: PLC0415 (optional dependency)
 
         self._cp = cupy
         self.device_id = int(device_id)
         self.streams = max(1, int(streams))
+        self.kernel_dirs = kernel_dirs
         self._local = threading.local()
         if self.device_id >= cupy.cuda.runtime.getDeviceCount():
             raise RuntimeError(f"no CUDA device {self.device_id}")
-        self._modules: dict[tuple[str, tuple[str, ...]], Any] = {}
+        self._modules: dict[tuple[str, int], Any] = {}
         self._functions: dict[str, Any] = {}
+        #: (file, size) -> where its binary came from ("prebuilt ...", "cache ...", "compiled ...")
+        self.kernel_origins: dict[str, str] = {}
         self._lock = threading.Lock()
         self._null = None
         with cupy.cuda.Device(self.device_id):
             props = cupy.cuda.runtime.getDeviceProperties(self.device_id)
             self.device_name = props["name"].decode() if isinstance(props["name"], bytes) else props["name"]
             self.compute_capability = f"{props['major']}{props['minor']}"
+        self.arch = f"sm_{self.compute_capability}"
 
     def describe(self) -> dict[str, Any]:
         return {"runtime": self.name, "device": self.device_id, "name": self.device_name,
-                "compute_capability": self.compute_capability}
+                "compute_capability": self.compute_capability, "kernels": dict(self.kernel_origins)}
 
     def is_device(self, x: Any) -> bool:
         return isinstance(x, self._cp.ndarray)
@@ -153,49 +163,62 @@ class CupyRuntime(KernelRuntime):
                 s = self._local.stream = self._cp.cuda.Stream(non_blocking=True)
         return s
 
+    @wrap_device_errors
     def upload(self, host: np.ndarray) -> Any:
         with self._dev(), self._stream():
             return self._cp.asarray(host)
 
+    @wrap_device_errors
     def download(self, dev: Any) -> np.ndarray:
         with self._dev(), self._stream() as s:
             return self._cp.asnumpy(dev, stream=s)
 
+    @wrap_device_errors
     def empty(self, shape, dtype=np.uint32):
         with self._dev(), self._stream():
             return self._cp.empty(shape, dtype=dtype)
 
+    @wrap_device_errors
     def wipe(self, dev: Any) -> None:
         with self._dev(), self._stream() as s:
             dev.fill(0)
             s.synchronize()
 
+    @wrap_device_errors
+    def synchronize(self) -> None:
+        with self._dev():
+            self._stream().synchronize()
+
+    @wrap_device_errors
     def free_bytes(self) -> int | None:
         with self._dev():
             free, _total = self._cp.cuda.runtime.memGetInfo()
             pool = self._cp.get_default_memory_pool()
             return int(free + pool.free_bytes())
 
+    @wrap_device_errors
     def function(self, kernel: str):
-        """The compiled kernel, compiling its family for this size class on first use."""
+        """The kernel, loading its unit (family x size class) on first use: prebuilt, cached
+        or compiled by NVRTC for this device's architecture (:func:`accel.gpu.build.load_binary`)."""
         with self._lock:
             fn = self._functions.get(kernel)
             if fn is None:
-                family, _ = split_kernel_name(kernel)
-                path = source_dir() / KERNEL_FILES[family]
-                options = compile_options(kernel)
-                key = (path.name, options)
-                mod = self._modules.get(key)
+                file, size = unit_of(kernel)
+                mod = self._modules.get((file, size))
                 if mod is None:
+                    cubin, origin = load_binary(file, size, self.arch, kernel_dirs=self.kernel_dirs)
+                    log.info("GPU %d kernels %s size %d: %s", self.device_id, file, size, origin)
                     with self._dev():
-                        code = f"// he-accel kernel sources {sources_digest()}\n" + path.read_text()
-                        mod = self._cp.RawModule(code=code, options=options)
-                    self._modules[key] = mod
+                        mod = self._cp.cuda.function.Module()
+                        mod.load(cubin)
+                    self._modules[(file, size)] = mod
+                    self.kernel_origins[f"{file}:{size}"] = origin
                 with self._dev():
                     fn = mod.get_function(kernel)
                 self._functions[kernel] = fn
             return fn
 
+    @wrap_device_errors
     def launch(self, kernel: str, threads: int, args: list[Any]) -> None:
         fn = self.function(kernel)
         cp = self._cp
@@ -203,26 +226,4 @@ class CupyRuntime(KernelRuntime):
             if self._null is None:
                 self._null = cp.zeros(1, dtype=np.uint32)
             real = [self._null if a is None else a for a in args]
-            try:
-                fn((self.grid_for(threads),), (BLOCK,), tuple(real))  # on this thread's stream
-            except cp.cuda.memory.OutOfMemoryError as e:
-                raise DeviceFailure(f"out of device memory: {e}") from e
-            except cp.cuda.driver.CUDADriverError as e:
-                raise DeviceFailure(f"CUDA launch failed: {e}") from e
-
-
-def wrap_device_errors(fn):
-    """Turn CuPy's allocation/driver errors into :class:`DeviceFailure` (for fallbacks)."""
-    def wrapped(*args, **kwargs):
-        try:
-            return fn(*args, **kwargs)
-        except DeviceFailure:
-            raise
-        except Exception as e:  # noqa: BLE001 - classify by type name; cupy may be absent
-            kind = type(e).__name__
-            if kind in ("OutOfMemoryError", "CUDADriverError", "CUDARuntimeError", "CompileException"):
-                raise DeviceFailure(f"{kind}: {e}") from e
-            raise
-    wrapped.__name__ = getattr(fn, "__name__", "wrapped")
-    wrapped.__doc__ = fn.__doc__
-    return wrapped
+            fn((self.grid_for(threads),), (BLOCK,), tuple(real))  # on this thread's stream

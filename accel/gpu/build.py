@@ -1,0 +1,338 @@
+"""Building the CUDA kernels: one path for run-time compilation, prebuilt binaries and CI.
+
+A *unit* is one kernel family (one ``kernels/*.cu`` file) at one size class: the file compiled
+with ``-DHEA_KEY_CLASS=LP`` (or ``-DHEA_MOD_LIMBS=L`` for ``modexp.cu``) defines exactly the
+kernels ``<name>_<size>`` of that family. :func:`compile_unit` compiles a unit through NVRTC
+(CuPy's bindings, which need no GPU) into a cubin for one architecture; :class:`CupyRuntime
+<accel.gpu.runtime.CupyRuntime>` loads what it returns, ``he-accel kernels build`` writes the
+same binaries with a manifest, and the CI test compiles them and reads their symbol tables, so
+what the device would launch is what CI checked.
+
+Where a binary comes from (:func:`load_binary`), in order:
+1. ``HEA_KERNEL_DIR`` (or ``kernel_dirs``): a folder written by ``he-accel kernels build``,
+   used only when its manifest's source digest, options and architecture match;
+2. the per-user cache (``$HEA_CACHE_DIR`` or ``~/.cache/he-accel``), whose file names carry the
+   source digest and options, so a stale entry is never even looked up;
+3. NVRTC, whose output then goes into the per-user cache.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+import logging
+import os
+import re
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable, Sequence
+
+from .sources import source_dir, sources_digest
+
+log = logging.getLogger(__name__)
+
+#: kernel name (without the size suffix) -> source file of its family
+KERNEL_FILES = {
+    "paillier_encrypt": "paillier_encrypt.cu", "paillier_obfuscate": "paillier_encrypt.cu",
+    "paillier_rerandomize": "paillier_encrypt.cu", "paillier_encrypt_with": "paillier_encrypt.cu",
+    "paillier_crt_obfuscate": "paillier_encrypt.cu", "paillier_crt_encrypt": "paillier_encrypt.cu",
+    "paillier_decrypt": "paillier_decrypt.cu",
+    "he_add": "homomorphic.cu", "he_add_plain": "homomorphic.cu", "he_mul_scalar": "homomorphic.cu",
+    "he_product": "reduce.cu",
+    "matvec_tables": "matvec.cu", "matvec_partial": "matvec.cu", "matvec_finish": "matvec.cu",
+    "powmod": "modexp.cu",
+    "djn_table": "djn.cu", "djn_encrypt": "djn.cu",
+}
+#: Paillier size classes: plaintext limbs of keys up to 1024, 2048, 3072 and 4096 bits
+KEY_CLASSES = (32, 64, 96, 128)
+#: generic powmod: modulus limbs up to 8192 bits (n^2 of a 4096-bit key)
+MOD_CLASSES = (32, 64, 96, 128, 192, 256)
+#: the file whose size parameter is a modulus width, not a key class
+MODEXP_FILE = "modexp.cu"
+#: the architecture the prebuilt binaries target by default (H100 / H200)
+DEFAULT_ARCH = "sm_90"
+MANIFEST = "manifest.json"
+MANIFEST_FORMAT = 1
+
+_NAME = re.compile(r"^(?P<family>[a-z_]+?)_(?P<size>\d+)$")
+
+
+class KernelBuildError(RuntimeError):
+    """NVRTC rejected a unit, or its binary lacks a kernel the backend launches."""
+
+
+def split_kernel_name(name: str) -> tuple[str, int]:
+    m = _NAME.match(name)
+    if not m or m["family"] not in KERNEL_FILES:
+        raise KeyError(f"unknown kernel {name!r}")
+    return m["family"], int(m["size"])
+
+
+def unit_of(kernel: str) -> tuple[str, int]:
+    """(source file, size) of the unit that defines ``kernel``."""
+    family, size = split_kernel_name(kernel)
+    return KERNEL_FILES[family], size
+
+
+def size_classes(file: str) -> tuple[int, ...]:
+    return MOD_CLASSES if file == MODEXP_FILE else KEY_CLASSES
+
+
+def source_files() -> list[str]:
+    return sorted(set(KERNEL_FILES.values()))
+
+
+def all_units(sizes: Iterable[int] | None = None) -> list[tuple[str, int]]:
+    """Every (file, size) pair; ``sizes`` keeps only those classes (key classes in limbs, which
+    also keeps the powmod classes of the same width and of their n^2)."""
+    keep = None if sizes is None else set(sizes)
+    out = []
+    for f in source_files():
+        for s in size_classes(f):
+            if keep is None or s in keep or (f == MODEXP_FILE and s // 2 in keep):
+                out.append((f, s))
+    return out
+
+
+def kernels_of(file: str, size: int) -> list[str]:
+    """The kernel names a unit must define: what the backend may launch from it."""
+    return sorted(f"{fam}_{size}" for fam, f in KERNEL_FILES.items() if f == file)
+
+
+def size_define(file: str, size: int) -> str:
+    if size not in size_classes(file):
+        raise KeyError(f"{file} has no size class {size}")
+    return f"-DHEA_MOD_LIMBS={size}" if file == MODEXP_FILE else f"-DHEA_KEY_CLASS={size}"
+
+
+def portable_options(file: str, size: int, arch: str) -> tuple[str, ...]:
+    """The options that determine the binary (the include path is added at compile time)."""
+    return ("-std=c++17", size_define(file, size), f"--gpu-architecture={arch}")
+
+
+def compile_options(file: str, size: int, arch: str, *, verbose: bool = False) -> tuple[str, ...]:
+    """Exactly what NVRTC gets: the portable options, the include folder, and with ``verbose``
+    ptxas's resource report (registers, stack, spills: ``he-accel kernels report``)."""
+    opts = (*portable_options(file, size, arch), f"--include-path={source_dir()}")
+    return (*opts, "--ptxas-options=-v") if verbose else opts
+
+
+def kernel_code(file: str) -> str:
+    """The source text NVRTC compiles. The digest line ties a binary to all of the headers."""
+    return f"// he-accel kernel sources {sources_digest()}\n" + (source_dir() / file).read_text()
+
+
+def nvrtc_version() -> str:
+    from cupy_backends.cuda.libs import nvrtc  # noqa: PLC0415 (optional dependency)
+
+    major, minor = nvrtc.getVersion()
+    return f"NVRTC {major}.{minor}"
+
+
+@dataclass
+class CompiledUnit:
+    file: str
+    size: int
+    arch: str
+    cubin: bytes
+    log: str = ""
+    seconds: float = 0.0
+    kernels: list[str] = field(default_factory=list)
+
+
+def compile_unit(file: str, size: int, arch: str = DEFAULT_ARCH, *, verbose: bool = False) -> CompiledUnit:
+    """Compile one unit to a cubin with NVRTC (no GPU needed). Raises :class:`KernelBuildError`
+    with NVRTC's log when the source does not compile."""
+    from cupy_backends.cuda.libs import nvrtc  # noqa: PLC0415
+
+    t0 = time.perf_counter()
+    prog = nvrtc.createProgram(kernel_code(file), file, [], [])
+    try:
+        try:
+            nvrtc.compileProgram(prog, list(compile_options(file, size, arch, verbose=verbose)))
+        except nvrtc.NVRTCError as e:
+            raise KernelBuildError(f"NVRTC failed on {file} size {size} {arch}: {e}\n"
+                                   f"{nvrtc.getProgramLog(prog)[-4000:]}") from e
+        cubin = nvrtc.getCUBIN(prog)
+        build_log = nvrtc.getProgramLog(prog)
+    finally:
+        nvrtc.destroyProgram(prog)
+    return CompiledUnit(file, size, arch, cubin, build_log, time.perf_counter() - t0, kernels_of(file, size))
+
+
+def cubin_symbols(cubin: bytes) -> set[str]:
+    """The function symbols of a cubin's ELF symbol table (the names the driver can look up)."""
+    import io  # noqa: PLC0415
+
+    from elftools.elf.elffile import ELFFile  # noqa: PLC0415 (pyelftools: test/gpu extras)
+
+    elf = ELFFile(io.BytesIO(cubin))
+    symtab = elf.get_section_by_name(".symtab")
+    if symtab is None:
+        return set()
+    return {s.name for s in symtab.iter_symbols() if s["st_info"]["type"] == "STT_FUNC"}
+
+
+def check_symbols(unit: CompiledUnit) -> None:
+    """Every kernel the backend may launch from this unit is in the binary, by its exact name."""
+    missing = sorted(set(unit.kernels) - cubin_symbols(unit.cubin))
+    if missing:
+        raise KernelBuildError(f"{unit.file} size {unit.size} {unit.arch}: the binary lacks "
+                               f"{', '.join(missing)}")
+
+
+def binary_name(file: str, size: int, arch: str) -> str:
+    return f"{Path(file).stem}_{size}.{arch}.cubin"
+
+
+# -- prebuilt folders ---------------------------------------------------------------------------------
+def build(out_dir: str | Path, *, archs: Sequence[str] = (DEFAULT_ARCH,), sizes: Iterable[int] | None = None,
+          jobs: int | None = None, progress: Callable[[CompiledUnit], None] | None = None) -> dict:
+    """Compile every unit for every architecture into ``out_dir`` with a manifest; returns it.
+
+    Each binary is checked for every kernel name the backend launches before it is written.
+    NVRTC releases the GIL, so the units compile in threads, ``jobs`` at a time.
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    work = [(f, s, a) for a in archs for f, s in all_units(sizes)]
+    t0 = time.perf_counter()
+
+    def one(item):
+        unit = compile_unit(*item, verbose=True)
+        check_symbols(unit)
+        (out / binary_name(unit.file, unit.size, unit.arch)).write_bytes(unit.cubin)
+        if progress:
+            progress(unit)
+        return unit
+
+    with ThreadPoolExecutor(max(1, jobs or os.cpu_count() or 1)) as ex:
+        units = list(ex.map(one, work))
+    manifest = {
+        "format": MANIFEST_FORMAT,
+        "source_digest": sources_digest(),
+        "toolkit": nvrtc_version(),
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "wall_seconds": round(time.perf_counter() - t0, 1),
+        "units": [{
+            "file": u.file, "size": u.size, "arch": u.arch,
+            "options": list(portable_options(u.file, u.size, u.arch)),
+            "kernels": u.kernels, "binary": binary_name(u.file, u.size, u.arch),
+            "sha256": hashlib.sha256(u.cubin).hexdigest(), "compile_seconds": round(u.seconds, 2),
+            "resources": parse_ptxas_log(u.log),
+        } for u in units],
+    }
+    (out / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n")
+    return manifest
+
+
+def read_manifest(folder: str | Path) -> dict:
+    return json.loads((Path(folder) / MANIFEST).read_text())
+
+
+def prebuilt_binary(folder: str | Path, file: str, size: int, arch: str) -> tuple[bytes | None, str]:
+    """The unit's binary from a prebuilt folder, or None and why it was not used (stale
+    sources, other options, no such unit, a damaged file)."""
+    folder = Path(folder)
+    try:
+        manifest = read_manifest(folder)
+    except (OSError, ValueError) as e:
+        return None, f"{folder}: no readable {MANIFEST} ({e})"
+    if manifest.get("source_digest") != sources_digest():
+        return None, (f"{folder}: stale, built from kernel sources {manifest.get('source_digest')}, "
+                      f"these are {sources_digest()}")
+    for entry in manifest.get("units", []):
+        if (entry.get("file"), entry.get("size"), entry.get("arch")) != (file, size, arch):
+            continue
+        if tuple(entry.get("options", ())) != portable_options(file, size, arch):
+            return None, f"{folder}: {file} size {size} was built with other options {entry.get('options')}"
+        try:
+            data = (folder / entry["binary"]).read_bytes()
+        except OSError as e:
+            return None, f"{folder}: {e}"
+        if hashlib.sha256(data).hexdigest() != entry.get("sha256"):
+            return None, f"{folder}: {entry['binary']} does not match its manifest checksum"
+        return data, f"prebuilt {folder / entry['binary']}"
+    return None, f"{folder}: has no {file} size {size} for {arch}"
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("HEA_CACHE_DIR") or Path.home() / ".cache" / "he-accel") / "kernels"
+
+
+def _cache_path(file: str, size: int, arch: str) -> Path:
+    key = hashlib.sha256(" ".join(portable_options(file, size, arch)).encode()).hexdigest()[:12]
+    return cache_dir() / f"{Path(file).stem}_{size}.{arch}.{sources_digest()}.{key}.cubin"
+
+
+def load_binary(file: str, size: int, arch: str, *, kernel_dirs: Sequence[str | Path] | None = None,
+                compile: Callable[..., CompiledUnit] = compile_unit) -> tuple[bytes, str]:
+    """The unit's cubin and where it came from (see the module docstring for the order)."""
+    if kernel_dirs is None:
+        env = os.environ.get("HEA_KERNEL_DIR")
+        kernel_dirs = [d for d in env.split(os.pathsep) if d] if env else []
+    for folder in kernel_dirs:
+        data, why = prebuilt_binary(folder, file, size, arch)
+        if data is not None:
+            return data, why
+        log.warning("not using prebuilt kernels: %s", why)
+    cached = _cache_path(file, size, arch)
+    if cached.is_file():
+        return cached.read_bytes(), f"cache {cached}"
+    unit = compile(file, size, arch)
+    try:
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cached.with_suffix(f".tmp{os.getpid()}")
+        tmp.write_bytes(unit.cubin)
+        os.replace(tmp, cached)  # atomic: concurrent processes agree
+    except OSError as e:  # a read-only home still runs, it only compiles again next time
+        log.warning("could not cache compiled kernels in %s: %s", cached.parent, e)
+    return unit.cubin, f"compiled by {nvrtc_version()} in {unit.seconds:.1f} s"
+
+
+# -- resource report ----------------------------------------------------------------------------------
+_ENTRY = re.compile(r"Compiling entry function '(\w+)'")
+_PROPS = re.compile(r"Function properties for (\w+)")
+_FRAME = re.compile(r"(\d+) bytes stack frame, (\d+) bytes spill stores, (\d+) bytes spill loads")
+_USED = re.compile(r"Used (\d+) registers")
+_SMEM = re.compile(r"(\d+) bytes smem")
+_STACK = re.compile(r"(\d+) bytes cumulative stack size")
+
+
+def parse_ptxas_log(text: str) -> dict[str, dict]:
+    """ptxas ``-v`` output -> per function: registers (kernels), stack frame, spill stores and
+    loads, cumulative stack and shared memory. Device functions (our ``__noinline__`` routines,
+    mangled names) are reported too, since their spills are paid inside the kernels."""
+    out: dict[str, dict] = {}
+    current = None
+    for line in text.splitlines():
+        if m := _ENTRY.search(line):
+            current = out.setdefault(m[1], {"kernel": True})
+        elif m := _PROPS.search(line):
+            current = out.setdefault(m[1], {"kernel": False})
+        elif current is not None and (m := _FRAME.search(line)):
+            current.update(stack_frame=int(m[1]), spill_stores=int(m[2]), spill_loads=int(m[3]))
+        elif current is not None and (m := _USED.search(line)):
+            current["registers"] = int(m[1])
+            if s := _SMEM.search(line):
+                current["smem"] = int(s[1])
+            if s := _STACK.search(line):
+                current["cumulative_stack"] = int(s[1])
+    return out
+
+
+#: sm_90 limits per multiprocessor (CUDA C Programming Guide, compute capability 9.0)
+SM90 = {"regs": 65536, "warps": 64, "blocks": 32, "smem": 228 * 1024, "reg_unit": 256, "max_regs": 255}
+
+
+def theoretical_occupancy(registers: int, block: int, smem: int = 0, limits: dict = SM90) -> float:
+    """Resident warps / maximum warps per SM for a launch of ``block`` threads per block."""
+    warps_per_block = -(-block // 32)
+    regs_per_warp = -(-max(1, registers) * 32 // limits["reg_unit"]) * limits["reg_unit"]
+    by_regs = (limits["regs"] // regs_per_warp) // warps_per_block
+    by_warps = limits["warps"] // warps_per_block
+    by_smem = limits["smem"] // smem if smem else limits["blocks"]
+    blocks = min(by_regs, by_warps, by_smem, limits["blocks"])
+    return blocks * warps_per_block / limits["warps"]
