@@ -116,6 +116,12 @@ def _service_demo(args: argparse.Namespace) -> int:
     return run(backend=args.backend, bits=args.bits, size=args.size, cols=args.cols)
 
 
+def _kernels(args: argparse.Namespace) -> int:
+    from accel.gpu.build import main_kernels  # noqa: PLC0415
+
+    return main_kernels(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="he-accel", description=__doc__)
     p.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
@@ -161,6 +167,17 @@ def build_parser() -> argparse.ArgumentParser:
     sd.add_argument("--size", type=int, default=1000)
     sd.add_argument("--cols", type=int, default=4)
     sd.set_defaults(func=_service_demo)
+
+    k = sub.add_parser("kernels", help="build the CUDA kernels ahead of time, or report their resources",
+                       description="Compile every kernel family and size class through NVRTC (no GPU needed), "
+                                   "the same path the GPU backend uses at run time.")
+    k.add_argument("action", choices=["build", "report"])
+    k.add_argument("--out", default="build/kernels", help="build: output folder (binaries + manifest.json)")
+    k.add_argument("--arch", nargs="+", default=["sm_90"], help="GPU architectures (default sm_90)")
+    k.add_argument("--bits", nargs="+", type=int, help="key sizes to build (default: every size class)")
+    k.add_argument("--jobs", type=int, default=None, help="parallel compilations (default: all cores)")
+    k.add_argument("--from", dest="source", metavar="DIR", help="report: read a built folder's manifest")
+    k.set_defaults(func=_kernels)
 
     b = sub.add_parser(
         "bench", help="the benchmark suite: ops x key sizes x batches x backends, peers in the same run",

@@ -362,3 +362,20 @@ def test_a_plain_checkout_imports_the_kernels_and_collects_the_gpu_tests(tmp_pat
                           "-p", "no:cacheprovider", "tests/gpu"], cwd=tree, env=env, capture_output=True, text=True)
     assert col.returncode == 0, col.stdout[-3000:] + col.stderr[-3000:]
     assert " tests collected" in col.stdout or " test collected" in col.stdout, col.stdout[-2000:]
+
+
+def test_cli_builds_and_reports(tmp_path, capsys):
+    from accel.cli import main
+
+    assert main(["kernels", "build", "--out", str(tmp_path / "k"), "--bits", "1024", "--jobs", "2"]) == 0
+    manifest = B.read_manifest(tmp_path / "k")
+    assert {u["size"] for u in manifest["units"]} == {32, 64}  # key class 32; powmod also at n^2's 64
+    assert "HEA_KERNEL_DIR=" in capsys.readouterr().out
+    assert main(["kernels", "report", "--from", str(tmp_path / "k")]) == 0
+    table = capsys.readouterr().out
+    row = next(line for line in table.splitlines() if line.startswith("| `paillier_decrypt_32` |"))
+    registers = int(row.split("|")[3])
+    assert 0 < registers <= 255 and row.rstrip().endswith("% |")
+    assert B.classes_for_bits([2048, 1500, 1024]) == [32, 64]
+    with pytest.raises(ValueError, match="no kernel size class"):
+        B.classes_for_bits([8192])

@@ -302,24 +302,33 @@ _STACK = re.compile(r"(\d+) bytes cumulative stack size")
 
 
 def parse_ptxas_log(text: str) -> dict[str, dict]:
-    """ptxas ``-v`` output -> per function: registers (kernels), stack frame, spill stores and
-    loads, cumulative stack and shared memory. Device functions (our ``__noinline__`` routines,
-    mangled names) are reported too, since their spills are paid inside the kernels."""
+    """ptxas ``-v`` output -> per kernel: registers, stack frame, spill stores and loads,
+    cumulative stack, shared memory, and the spills of the ``__noinline__`` routines it calls
+    (reported after the kernel's own lines; their spills are paid inside the kernel)."""
     out: dict[str, dict] = {}
-    current = None
+    entry = target = None
     for line in text.splitlines():
         if m := _ENTRY.search(line):
-            current = out.setdefault(m[1], {"kernel": True})
-        elif m := _PROPS.search(line):
-            current = out.setdefault(m[1], {"kernel": False})
-        elif current is not None and (m := _FRAME.search(line)):
-            current.update(stack_frame=int(m[1]), spill_stores=int(m[2]), spill_loads=int(m[3]))
-        elif current is not None and (m := _USED.search(line)):
-            current["registers"] = int(m[1])
+            entry = m[1]
+            out[entry] = {"registers": 0, "stack_frame": 0, "spill_stores": 0, "spill_loads": 0,
+                          "cumulative_stack": 0, "smem": 0, "callee_spill_stores": 0, "callee_spill_loads": 0}
+            target = None
+        elif entry is not None and (m := _PROPS.search(line)):
+            target = "self" if m[1] == entry else "callee"
+        elif entry is not None and (m := _FRAME.search(line)):
+            rec = out[entry]
+            if target == "self":
+                rec.update(stack_frame=int(m[1]), spill_stores=int(m[2]), spill_loads=int(m[3]))
+            elif target == "callee":
+                rec["callee_spill_stores"] += int(m[2])
+                rec["callee_spill_loads"] += int(m[3])
+        elif entry is not None and (m := _USED.search(line)):
+            rec = out[entry]
+            rec["registers"] = int(m[1])
             if s := _SMEM.search(line):
-                current["smem"] = int(s[1])
+                rec["smem"] = int(s[1])
             if s := _STACK.search(line):
-                current["cumulative_stack"] = int(s[1])
+                rec["cumulative_stack"] = int(s[1])
     return out
 
 
@@ -336,3 +345,72 @@ def theoretical_occupancy(registers: int, block: int, smem: int = 0, limits: dic
     by_smem = limits["smem"] // smem if smem else limits["blocks"]
     blocks = min(by_regs, by_warps, by_smem, limits["blocks"])
     return blocks * warps_per_block / limits["warps"]
+
+
+def classes_for_bits(bits: Iterable[int]) -> list[int]:
+    """Key sizes in bits -> the Paillier size classes that serve them."""
+    out = []
+    for b in bits:
+        lp = next((c for c in KEY_CLASSES if 32 * c >= int(b)), None)
+        if lp is None:
+            raise ValueError(f"no kernel size class for {b}-bit keys (largest: {32 * KEY_CLASSES[-1]})")
+        out.append(lp)
+    return sorted(set(out))
+
+
+def report_rows(manifest: dict, block: int = 128) -> list[dict]:
+    """One row per kernel and size class of a manifest (``build`` output), with the theoretical
+    occupancy on sm_90 at the backend's launch shape (``block`` threads per block)."""
+    rows = []
+    for u in sorted(manifest["units"], key=lambda u: (u["arch"], u["file"], u["size"])):
+        for name, r in sorted(u["resources"].items()):
+            rows.append({"kernel": name, "file": u["file"], "size": u["size"], "arch": u["arch"], **r,
+                         "occupancy": theoretical_occupancy(r["registers"], block, r.get("smem", 0))})
+    return rows
+
+
+def format_report(rows: list[dict], block: int = 128) -> str:
+    """A markdown table of :func:`report_rows`."""
+    head = ("| kernel | arch | registers | stack frame B | spill st/ld B | callee spill st/ld B | smem B "
+            f"| occupancy @{block} |\n|---|---|---:|---:|---:|---:|---:|---:|")
+    lines = [head]
+    for r in rows:
+        lines.append(f"| `{r['kernel']}` | {r['arch']} | {r['registers']} | {r['stack_frame']} "
+                     f"| {r['spill_stores']}/{r['spill_loads']} | {r['callee_spill_stores']}/{r['callee_spill_loads']} "
+                     f"| {r['smem']} | {r['occupancy']:.0%} |")
+    return "\n".join(lines)
+
+
+def main_kernels(args) -> int:
+    """``he-accel kernels build|report`` (see accel/cli.py for the flags)."""
+    import sys  # noqa: PLC0415
+
+    sizes = classes_for_bits(args.bits) if args.bits else None
+    if args.action == "build":
+        def progress(u: CompiledUnit) -> None:
+            print(f"  {u.arch} {u.file:<22} size {u.size:<4} {u.seconds:6.1f} s", flush=True)
+
+        print(f"building kernels ({nvrtc_version()}, sources {sources_digest()}) into {args.out}", flush=True)
+        try:
+            manifest = build(args.out, archs=args.arch, sizes=sizes, jobs=args.jobs, progress=progress)
+        except KernelBuildError as e:
+            print(f"kernel build failed: {e}", file=sys.stderr)
+            return 1
+        print(f"built {len(manifest['units'])} binaries in {manifest['wall_seconds']} s; "
+              f"use them with HEA_KERNEL_DIR={Path(args.out).resolve()}")
+        return 0
+    # report: from a prebuilt folder, or build into a temporary one
+    if args.source:
+        manifest = read_manifest(args.source)
+    else:
+        import tempfile  # noqa: PLC0415
+
+        with tempfile.TemporaryDirectory() as tmp:
+            manifest = build(tmp, archs=args.arch, sizes=sizes, jobs=args.jobs)
+    rows = report_rows(manifest)
+    if sizes is not None:
+        rows = [r for r in rows if r["size"] in sizes or (r["file"] == MODEXP_FILE and r["size"] // 2 in sizes)]
+    print(f"kernel resources ({manifest['toolkit']}, sources {manifest['source_digest']}; "
+          f"occupancy: theoretical, sm_90 limits, {128} threads per block)")
+    print(format_report(rows))
+    return 0
