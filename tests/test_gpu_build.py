@@ -225,7 +225,8 @@ def test_build_writes_checked_binaries_and_a_manifest(prebuilt):
     for u in manifest["units"]:
         assert set(u["kernels"]) <= B.cubin_symbols((out / u["binary"]).read_bytes())
         assert u["options"] == list(B.portable_options(u["file"], u["size"], "sm_90"))
-        assert all(r["registers"] <= 255 for r in u["resources"].values() if r["kernel"])
+        assert set(u["resources"]) == set(u["kernels"])  # ptxas reported every kernel
+        assert all(0 < r["registers"] <= 255 for r in u["resources"].values())
 
 
 def _compile_forbidden(*a, **k):
