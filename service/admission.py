@@ -1,0 +1,149 @@
+"""Admission before work: who may hold one of the server's calls, and for how long.
+
+gRPC's own ``maximum_concurrent_rpcs`` counts every call alike, health checks included, and a
+unary call holds a handler thread while it waits for its request message, before any handler
+code runs: 256 silent calls from anyone used to lock every caller out. Here instead:
+
+* every unary method of the he-accel services is served as a client-streaming one, so that its
+  handler starts at once: it authenticates the caller from the call's metadata, then takes a slot
+  (``max_calls`` in total, ``max_calls_per_identity`` per identity) or answers
+  RESOURCE_EXHAUSTED, and only then waits for the request message, at most ``idle_timeout``;
+* health checks run on a thread pool of their own (the reserve), outside these limits;
+* while draining, new calls get UNAVAILABLE (clients retry elsewhere or later).
+"""
+from __future__ import annotations
+
+import collections
+import threading
+from concurrent import futures
+from typing import Any, Callable, Iterator
+
+import grpc
+
+from .errors import DeadlineExceeded, InvalidArgument, ResourceExhausted, ServiceError, Unavailable
+
+HEALTH_CHECK = "/grpc.health.v1.Health/Check"
+
+
+class Admission:
+    """Counts calls in progress, in total and per identity."""
+
+    def __init__(self, max_calls: int, max_calls_per_identity: int):
+        if max_calls < 1 or max_calls_per_identity < 1:
+            raise ValueError("max_calls and max_calls_per_identity must be >= 1")
+        self.max_calls = max_calls
+        self.max_calls_per_identity = max_calls_per_identity
+        self._active: collections.Counter[str] = collections.Counter()
+        self._total = 0
+        self._cond = threading.Condition()
+        self.draining = False
+
+    def acquire(self, identity: str) -> None:
+        with self._cond:
+            if self.draining:
+                raise Unavailable("the server is shutting down; retry on another replica or later")
+            if self._active[identity] >= self.max_calls_per_identity:
+                raise ResourceExhausted(f"this identity already has {self.max_calls_per_identity} calls in "
+                                        "progress, its limit; retry later")
+            if self._total >= self.max_calls:
+                raise ResourceExhausted(f"the server has {self.max_calls} calls in progress, its limit; retry later")
+            self._active[identity] += 1
+            self._total += 1
+
+    def release(self, identity: str) -> None:
+        with self._cond:
+            self._active[identity] -= 1
+            if not self._active[identity]:
+                del self._active[identity]
+            self._total -= 1
+            self._cond.notify_all()
+
+    @property
+    def active(self) -> int:
+        with self._cond:
+            return self._total
+
+    def drain(self, timeout: float) -> bool:
+        """Admit nothing more; wait up to ``timeout`` s for the calls in progress. True when none is left."""
+        with self._cond:
+            self.draining = True
+            return self._cond.wait_for(lambda: self._total == 0, timeout)
+
+
+def _on_pool(handler: grpc.RpcMethodHandler, pool: futures.ThreadPoolExecutor) -> grpc.RpcMethodHandler:
+    """The same handler, run on ``pool`` (grpc's per-behavior thread pool hook)."""
+    kind = ("stream" if handler.request_streaming else "unary") + "_" + \
+           ("stream" if handler.response_streaming else "unary")
+    behavior = getattr(handler, kind)
+
+    def run(*args: Any) -> Any:
+        return behavior(*args)
+
+    run.experimental_thread_pool = pool  # type: ignore[attr-defined]
+    make = getattr(grpc, f"{kind}_rpc_method_handler")
+    return make(run, request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer)
+
+
+class AdmissionInterceptor(grpc.ServerInterceptor):
+    """Applies :class:`Admission` to the methods of ``services`` (see the module docstring).
+
+    ``identify(context)`` authenticates (raises a :class:`ServiceError`); ``reject(method, error)``
+    records a refused call; ``receivers`` waits for request messages (one thread per admitted
+    call at most, so it is sized like ``max_calls``); ``reserve`` runs health checks.
+    """
+
+    def __init__(self, admission: Admission, services: set[str], identify: Callable[[Any], str], *,
+                 idle_timeout: float, receivers: futures.ThreadPoolExecutor, reserve: futures.ThreadPoolExecutor,
+                 reject: Callable[[str, ServiceError], None] = lambda method, error: None):
+        self.admission = admission
+        self.services = services
+        self.identify = identify
+        self.idle_timeout = idle_timeout
+        self.receivers = receivers
+        self.reserve = reserve
+        self.reject = reject
+
+    def intercept_service(self, continuation, handler_call_details):
+        handler = continuation(handler_call_details)
+        if handler is None:
+            return None
+        method = handler_call_details.method
+        if method == HEALTH_CHECK:
+            return _on_pool(handler, self.reserve)
+        if method.split("/")[1] not in self.services or handler.request_streaming:
+            return handler  # Stream admits itself (its reader already waits off the handler thread)
+        behavior = handler.unary_unary if not handler.response_streaming else handler.unary_stream
+
+        def admitted(request_iterator: Iterator[Any], context: grpc.ServicerContext) -> Any:
+            try:
+                ident = self.identify(context)
+                self.admission.acquire(ident)
+            except ServiceError as e:
+                self.reject(method, e)
+                context.abort(e.code, e.message)
+            try:
+                request = self.receive(request_iterator, context)
+                return behavior(request, context)
+            finally:
+                self.admission.release(ident)
+
+        make = grpc.stream_unary_rpc_method_handler if not handler.response_streaming \
+            else grpc.stream_stream_rpc_method_handler
+        return make(admitted, request_deserializer=handler.request_deserializer,
+                    response_serializer=handler.response_serializer)
+
+    def receive(self, request_iterator: Iterator[Any], context: grpc.ServicerContext) -> Any:
+        """The call's one request message, waited for at most ``idle_timeout`` s."""
+        fut = self.receivers.submit(next, request_iterator, None)
+        try:
+            request = fut.result(timeout=self.idle_timeout)
+        except futures.TimeoutError:
+            e: ServiceError = DeadlineExceeded(f"no request message within {self.idle_timeout:g} s (idle timeout)")
+        except grpc.RpcError:
+            e = ServiceError("the caller went away", grpc.StatusCode.CANCELLED)
+        else:
+            if request is not None:
+                return request
+            e = InvalidArgument("the call ended without a request message")
+        context.abort(e.code, e.message)
