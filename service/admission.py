@@ -23,6 +23,7 @@ import grpc
 from .errors import DeadlineExceeded, InvalidArgument, ResourceExhausted, ServiceError, Unavailable
 
 HEALTH_CHECK = "/grpc.health.v1.Health/Check"
+HEALTH_RECEIVE_TIMEOUT = 2.0  # probes send their request at once; a silent one frees the reserve soon
 
 
 class Admission:
@@ -70,19 +71,34 @@ class Admission:
             return self._cond.wait_for(lambda: self._total == 0, timeout)
 
 
-def _on_pool(handler: grpc.RpcMethodHandler, pool: futures.ThreadPoolExecutor) -> grpc.RpcMethodHandler:
-    """The same handler, run on ``pool`` (grpc's per-behavior thread pool hook)."""
-    kind = ("stream" if handler.request_streaming else "unary") + "_" + \
-           ("stream" if handler.response_streaming else "unary")
-    behavior = getattr(handler, kind)
+def _receive(request_iterator: Iterator[Any], context: grpc.ServicerContext, receivers: futures.Executor,
+             timeout: float) -> Any:
+    """A call's one request message, waited for at most ``timeout`` s (on a ``receivers`` thread:
+    gRPC's iterator has no timeout of its own; aborting the call ends that wait too)."""
+    fut = receivers.submit(next, request_iterator, None)
+    try:
+        request = fut.result(timeout=timeout)
+    except futures.TimeoutError:
+        e: ServiceError = DeadlineExceeded(f"no request message within {timeout:g} s (idle timeout)")
+    except grpc.RpcError:
+        e = ServiceError("the caller went away", grpc.StatusCode.CANCELLED)
+    else:
+        if request is not None:
+            return request
+        e = InvalidArgument("the call ended without a request message")
+    context.abort(e.code, e.message)
 
-    def run(*args: Any) -> Any:
-        return behavior(*args)
+
+def _health_check(handler: grpc.RpcMethodHandler, pool: futures.ThreadPoolExecutor,
+                  receivers: futures.Executor, timeout: float) -> grpc.RpcMethodHandler:
+    """Health Check on ``pool`` (grpc's per-behavior thread pool hook), its request waited for
+    at most ``timeout`` s so that silent probes cannot hold the reserve."""
+    def run(request_iterator: Iterator[Any], context: grpc.ServicerContext) -> Any:
+        return handler.unary_unary(_receive(request_iterator, context, receivers, timeout), context)
 
     run.experimental_thread_pool = pool  # type: ignore[attr-defined]
-    make = getattr(grpc, f"{kind}_rpc_method_handler")
-    return make(run, request_deserializer=handler.request_deserializer,
-                response_serializer=handler.response_serializer)
+    return grpc.stream_unary_rpc_method_handler(run, request_deserializer=handler.request_deserializer,
+                                                response_serializer=handler.response_serializer)
 
 
 class AdmissionInterceptor(grpc.ServerInterceptor):
@@ -95,7 +111,8 @@ class AdmissionInterceptor(grpc.ServerInterceptor):
 
     def __init__(self, admission: Admission, services: set[str], identify: Callable[[Any], str], *,
                  idle_timeout: float, receivers: futures.ThreadPoolExecutor, reserve: futures.ThreadPoolExecutor,
-                 reject: Callable[[str, ServiceError], None] = lambda method, error: None):
+                 reject: Callable[[str, ServiceError], None] = lambda method, error: None,
+                 health_receivers: int = 16):
         self.admission = admission
         self.services = services
         self.identify = identify
@@ -103,6 +120,8 @@ class AdmissionInterceptor(grpc.ServerInterceptor):
         self.receivers = receivers
         self.reserve = reserve
         self.reject = reject
+        self._health_receivers = futures.ThreadPoolExecutor(max_workers=health_receivers,
+                                                            thread_name_prefix="heaccel-health-recv")
 
     def intercept_service(self, continuation, handler_call_details):
         handler = continuation(handler_call_details)
@@ -110,7 +129,8 @@ class AdmissionInterceptor(grpc.ServerInterceptor):
             return None
         method = handler_call_details.method
         if method == HEALTH_CHECK:
-            return _on_pool(handler, self.reserve)
+            return _health_check(handler, self.reserve, self._health_receivers,
+                                 min(self.idle_timeout, HEALTH_RECEIVE_TIMEOUT))
         if method.split("/")[1] not in self.services or handler.request_streaming:
             return handler  # Stream admits itself (its reader already waits off the handler thread)
         behavior = handler.unary_unary if not handler.response_streaming else handler.unary_stream
@@ -134,16 +154,7 @@ class AdmissionInterceptor(grpc.ServerInterceptor):
                     response_serializer=handler.response_serializer)
 
     def receive(self, request_iterator: Iterator[Any], context: grpc.ServicerContext) -> Any:
-        """The call's one request message, waited for at most ``idle_timeout`` s."""
-        fut = self.receivers.submit(next, request_iterator, None)
-        try:
-            request = fut.result(timeout=self.idle_timeout)
-        except futures.TimeoutError:
-            e: ServiceError = DeadlineExceeded(f"no request message within {self.idle_timeout:g} s (idle timeout)")
-        except grpc.RpcError:
-            e = ServiceError("the caller went away", grpc.StatusCode.CANCELLED)
-        else:
-            if request is not None:
-                return request
-            e = InvalidArgument("the call ended without a request message")
-        context.abort(e.code, e.message)
+        return _receive(request_iterator, context, self.receivers, self.idle_timeout)
+
+    def close(self) -> None:
+        self._health_receivers.shutdown(wait=False, cancel_futures=True)

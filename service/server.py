@@ -581,9 +581,9 @@ class HeAccelServer:
             ("grpc.http2.max_ping_strikes", 2),
             ("grpc.max_connection_idle_ms", ms(c.max_connection_idle_s)),
         ]
-        interceptor = AdmissionInterceptor(
-            self.admission, {n for n in SERVICE_NAMES}, self.auth.identify, idle_timeout=c.idle_timeout_s,
-            receivers=self._receivers, reserve=self._reserve,
+        self._interceptor = interceptor = AdmissionInterceptor(
+            self.admission, set(SERVICE_NAMES), self.auth.identify, idle_timeout=c.idle_timeout_s,
+            receivers=self._receivers, reserve=self._reserve, health_receivers=4 * max(1, c.health_threads),
             reject=lambda method, e: self.metrics.observe_request(method.rsplit("/", 1)[-1].lower(), None,
                                                                   e.code.name, 0.0, 0))
         # no gRPC-wide call limit: it would count health checks too; Admission bounds the calls
@@ -668,6 +668,7 @@ class HeAccelServer:
         self.batcher.close(timeout=max(0.5, grace - (time.monotonic() - t0)))
         for pool in (self._receivers, self._reserve):
             pool.shutdown(wait=False, cancel_futures=True)
+        self._interceptor.close()
         self.keys.store.close()
         if self._metrics_http is not None:
             self._metrics_http.shutdown()

@@ -160,6 +160,17 @@ class TestAdmission:
                 time.sleep(0.05)
             assert encrypt_ok(srv.port, "token-alice", pk, sk)
 
+    def test_silent_health_checks_cannot_hold_the_reserve(self):
+        with serving(health_threads=2) as srv, grpc.insecure_channel(f"127.0.0.1:{srv.port}") as ch:
+            silent = Silent(ch)
+            try:
+                silent.open_unary("/grpc.health.v1.Health/Check", n=6)
+                time.sleep(0.2)
+                assert health_status(srv.port, timeout=15) == health_pb2.HealthCheckResponse.SERVING
+                assert {code_of(c) for c in silent.calls} == {grpc.StatusCode.DEADLINE_EXCEEDED}
+            finally:
+                silent.close()
+
     def test_idle_calls_are_ended(self, key):
         pk, sk = key
         with serving(idle_timeout_s=0.5) as srv, grpc.insecure_channel(f"127.0.0.1:{srv.port}") as ch:
