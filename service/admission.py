@@ -23,6 +23,7 @@ import grpc
 from .errors import DeadlineExceeded, InvalidArgument, ResourceExhausted, ServiceError, Unavailable
 
 HEALTH_CHECK = "/grpc.health.v1.Health/Check"
+PUBLIC = "public:"  # identities of the calls open to all (health Watch, reflection): not waited for by a drain
 HEALTH_RECEIVE_TIMEOUT = 2.0  # probes send their request at once; a silent one frees the reserve soon
 
 
@@ -36,6 +37,7 @@ class Admission:
         self.max_calls_per_identity = max_calls_per_identity
         self._active: collections.Counter[str] = collections.Counter()
         self._total = 0
+        self._working = 0  # calls that a drain waits for (not the endless public ones)
         self._cond = threading.Condition()
         self.draining = False
 
@@ -50,6 +52,8 @@ class Admission:
                 raise ResourceExhausted(f"the server has {self.max_calls} calls in progress, its limit; retry later")
             self._active[identity] += 1
             self._total += 1
+            if not identity.startswith(PUBLIC):
+                self._working += 1
 
     def release(self, identity: str) -> None:
         with self._cond:
@@ -57,6 +61,8 @@ class Admission:
             if not self._active[identity]:
                 del self._active[identity]
             self._total -= 1
+            if not identity.startswith(PUBLIC):
+                self._working -= 1
             self._cond.notify_all()
 
     @property
@@ -64,11 +70,17 @@ class Admission:
         with self._cond:
             return self._total
 
+    @property
+    def working(self) -> int:
+        with self._cond:
+            return self._working
+
     def drain(self, timeout: float) -> bool:
-        """Admit nothing more; wait up to ``timeout`` s for the calls in progress. True when none is left."""
+        """Admit nothing more; wait up to ``timeout`` s for the calls in progress (health Watch
+        and reflection streams excepted: they may never end). True when none is left."""
         with self._cond:
             self.draining = True
-            return self._cond.wait_for(lambda: self._total == 0, timeout)
+            return self._cond.wait_for(lambda: self._working == 0, timeout)
 
 
 def _receive(request_iterator: Iterator[Any], context: grpc.ServicerContext, receivers: futures.Executor,
@@ -131,26 +143,73 @@ class AdmissionInterceptor(grpc.ServerInterceptor):
         if method == HEALTH_CHECK:
             return _health_check(handler, self.reserve, self._health_receivers,
                                  min(self.idle_timeout, HEALTH_RECEIVE_TIMEOUT))
-        if method.split("/")[1] not in self.services or handler.request_streaming:
-            return handler  # Stream admits itself (its reader already waits off the handler thread)
-        behavior = handler.unary_unary if not handler.response_streaming else handler.unary_stream
+        service = method.split("/")[1]
+        if service in self.services:
+            if handler.request_streaming:
+                return handler  # Stream admits itself (its reader already waits off the handler thread)
+            identify = self.identify
+        else:
+            # open to all (health Watch, reflection): admitted as one shared identity per service,
+            # so that silent or endless calls there hold at most one identity's share
+            identify = lambda context: PUBLIC + service  # noqa: E731
+        return self._admitted(handler, method, identify)
 
-        def admitted(request_iterator: Iterator[Any], context: grpc.ServicerContext) -> Any:
-            try:
-                ident = self.identify(context)
-                self.admission.acquire(ident)
-            except ServiceError as e:
-                self.reject(method, e)
-                context.abort(e.code, e.message)
-            try:
-                request = self.receive(request_iterator, context)
-                return behavior(request, context)
-            finally:
-                self.admission.release(ident)
+    def _admit(self, method: str, identify: Callable[[Any], str], context: grpc.ServicerContext) -> str:
+        try:
+            ident = identify(context)
+            self.admission.acquire(ident)
+            return ident
+        except ServiceError as e:
+            self.reject(method, e)
+            context.abort(e.code, e.message)
+            raise  # unreachable: abort raises
 
-        make = grpc.stream_unary_rpc_method_handler if not handler.response_streaming \
-            else grpc.stream_stream_rpc_method_handler
-        return make(admitted, request_deserializer=handler.request_deserializer,
+    def _requests(self, request_iterator: Iterator[Any], context: grpc.ServicerContext) -> Iterator[Any]:
+        """The call's request messages, each waited for at most ``idle_timeout`` s."""
+        end = object()
+        while True:
+            fut = self.receivers.submit(next, request_iterator, end)
+            try:
+                message = fut.result(timeout=self.idle_timeout)
+            except futures.TimeoutError:
+                context.abort(grpc.StatusCode.DEADLINE_EXCEEDED,
+                              f"no request message within {self.idle_timeout:g} s (idle timeout)")
+            if message is end:
+                return
+            yield message
+
+    def _admitted(self, handler: grpc.RpcMethodHandler, method: str,
+                  identify: Callable[[Any], str]) -> grpc.RpcMethodHandler:
+        """``handler`` served as request-streaming, so that it runs at once: admission first, then
+        the request(s), waited for at most ``idle_timeout``."""
+        kind = ("stream" if handler.request_streaming else "unary") + "_" + \
+               ("stream" if handler.response_streaming else "unary")
+        behavior = getattr(handler, kind)
+
+        def request_of(request_iterator: Iterator[Any], context: grpc.ServicerContext) -> Any:
+            if handler.request_streaming:
+                return self._requests(request_iterator, context)
+            return self.receive(request_iterator, context)
+
+        if handler.response_streaming:
+            def run(request_iterator: Iterator[Any], context: grpc.ServicerContext) -> Iterator[Any]:
+                ident = self._admit(method, identify, context)
+                try:
+                    yield from behavior(request_of(request_iterator, context), context)
+                finally:
+                    self.admission.release(ident)
+
+            make = grpc.stream_stream_rpc_method_handler
+        else:
+            def run(request_iterator: Iterator[Any], context: grpc.ServicerContext) -> Any:
+                ident = self._admit(method, identify, context)
+                try:
+                    return behavior(request_of(request_iterator, context), context)
+                finally:
+                    self.admission.release(ident)
+
+            make = grpc.stream_unary_rpc_method_handler
+        return make(run, request_deserializer=handler.request_deserializer,
                     response_serializer=handler.response_serializer)
 
     def receive(self, request_iterator: Iterator[Any], context: grpc.ServicerContext) -> Any:

@@ -663,7 +663,7 @@ class HeAccelServer:
         self.health.enter_graceful_shutdown()   # every service NOT_SERVING, and it stays so
         if not self.admission.drain(grace):
             log.warning("%d calls still in progress after the %g s grace: they are cut off",
-                        self.admission.active, grace)
+                        self.admission.working, grace)
         self.grpc_server.stop(max(0.5, grace - (time.monotonic() - t0))).wait()
         self.batcher.close(timeout=max(0.5, grace - (time.monotonic() - t0)))
         for pool in (self._receivers, self._reserve):

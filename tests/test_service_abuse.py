@@ -92,7 +92,7 @@ def encrypt_ok(port: int, token: str, pk, sk) -> bool:
 
 def code_of(call) -> grpc.StatusCode:
     try:
-        call.result(timeout=10) if hasattr(call, "result") else list(call)
+        call.result(timeout=30) if hasattr(call, "result") else list(call)
     except grpc.RpcError as e:
         return e.code()
     return grpc.StatusCode.OK
@@ -108,10 +108,10 @@ class TestAdmission:
                 grpc.insecure_channel(f"127.0.0.1:{srv.port}") as ch:
             silent = Silent(ch)
             try:
-                silent.open_unary("/heaccel.v1.ComputeService/Encrypt", n=64)
-                silent.open_stream(n=64)
-                codes = {code_of(c) for c in silent.calls}
-                assert codes == {grpc.StatusCode.UNAUTHENTICATED}      # refused before any message
+                silent.open_unary("/heaccel.v1.ComputeService/Encrypt", n=40)
+                silent.open_stream(n=40)     # 80 calls: more than max_calls and the handler threads
+                codes = [code_of(c) for c in silent.calls]
+                assert set(codes) == {grpc.StatusCode.UNAUTHENTICATED}, codes  # refused before any message
                 assert health_status(srv.port) == health_pb2.HealthCheckResponse.SERVING
                 assert encrypt_ok(srv.port, "token-alice", pk, sk)
             finally:
@@ -168,6 +168,29 @@ class TestAdmission:
                 time.sleep(0.2)
                 assert health_status(srv.port, timeout=15) == health_pb2.HealthCheckResponse.SERVING
                 assert {code_of(c) for c in silent.calls} == {grpc.StatusCode.DEADLINE_EXCEEDED}
+            finally:
+                silent.close()
+
+    def test_open_methods_are_admitted_too(self, key):
+        """Reflection and health Watch need no token: silent or endless calls there share one
+        identity's slots, so they block neither identities nor a drain."""
+        pk, sk = key
+        with serving(max_calls=8, max_calls_per_identity=2, handler_threads=16, idle_timeout_s=60) as srv, \
+                grpc.insecure_channel(f"127.0.0.1:{srv.port}") as ch:
+            silent = Silent(ch)
+            try:
+                rpc = ch.stream_stream("/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
+                                       request_serializer=lambda m: m, response_deserializer=lambda b: b)
+                for _ in range(20):
+                    silent.calls.append(rpc(silent._never()))
+                refused = [c for c in silent.calls[2:]]
+                assert {code_of(c) for c in refused} == {grpc.StatusCode.RESOURCE_EXHAUSTED}
+                watch = health_pb2_grpc.HealthStub(ch).Watch(health_pb2.HealthCheckRequest())
+                assert next(watch).status == health_pb2.HealthCheckResponse.SERVING
+                assert encrypt_ok(srv.port, "token-alice", pk, sk)
+                assert srv.admission.active == 3 and srv.admission.working == 0
+                assert srv.admission.drain(0.5)           # a drain does not wait for them
+                watch.cancel()
             finally:
                 silent.close()
 
