@@ -250,10 +250,12 @@ def plot(result: dict[str, Any], path: str) -> None:
         pts = [(a, s) for a, _, s, o in result["timeline"] if o == outcome]
         if pts:
             ax.scatter(*zip(*pts), s=4, c=color, label=f"{outcome} ({len(pts)})")
-    for key, label in (("killed_at_s", "kill -9"), ("restarted_at_s", "restarted"), ("sigterm_at_s", "SIGTERM")):
-        ax.axvline(result[key], ls="--", c="gray")
-        ax.text(result[key], ax.get_ylim()[1] * 0.95, " " + label, fontsize=8)
     ax.set_yscale("log")
+    top = ax.get_ylim()[1]
+    for (key, label), y in zip((("killed_at_s", "kill -9 "), ("restarted_at_s", " restarted"),
+                                ("sigterm_at_s", "SIGTERM ")), (0.8, 0.5, 0.8)):
+        ax.axvline(result[key], ls="--", c="gray")
+        ax.text(result[key], top * y, label, fontsize=8, ha="right" if label.endswith(" ") else "left")
     ax.set_xlabel("request start (s)")
     ax.set_ylabel("latency (s)")
     ax.set_title(f"soak: {result['clients']} clients, {result['bits']}-bit, CPU backend, {result['cpus']} CPUs")
@@ -273,7 +275,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int)
     ap.add_argument("--json", help="write the result here")
     ap.add_argument("--plot", help="write a latency-over-time PNG here")
+    ap.add_argument("--from-json", help="plot an earlier run's JSON; run nothing")
     a = ap.parse_args(argv)
+    if a.from_json:
+        with open(a.from_json) as f:
+            plot(json.load(f), a.plot or "soak.png")
+        return 0
     res = run(a.clients, a.seconds, a.bits, a.max_batch, a.grace, seed=a.seed)
     summary = {k: v for k, v in res.items() if k != "timeline"}
     print(json.dumps(summary, indent=1))
