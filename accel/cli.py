@@ -153,7 +153,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--min-key-bits", type=int, help="smallest key accepted (HEA_MIN_KEY_BITS, 1024)")
     s.add_argument("--metrics-address", help="metrics endpoint host (HEA_METRICS_ADDRESS; default: the --address host)")
     s.add_argument("--max-calls", type=int, help="calls in progress, in total (HEA_MAX_CALLS, 128)")
-    s.add_argument("--max-calls-per-identity", type=int, help="calls in progress per identity (HEA_MAX_CALLS_PER_IDENTITY, 32)")
+    s.add_argument("--max-calls-per-identity", type=int, help="calls in progress per identity (HEA_MAX_CALLS_PER_IDENTITY, 64)")
     s.add_argument("--handler-threads", type=int, help="RPC threads, above --max-calls (HEA_HANDLER_THREADS, 256)")
     s.add_argument("--idle-timeout", type=float, help="s a call may send nothing before it is ended (HEA_IDLE_TIMEOUT, 30)")
     s.add_argument("--health-threads", type=int, help="threads reserved for health checks (HEA_HEALTH_THREADS, 4)")

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import threading
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Callable
 
 from accel.djn import DjnKey
@@ -45,6 +46,11 @@ class KeyRecord:
     @property
     def key_id(self) -> str:
         return self.public_key.fingerprint
+
+    @cached_property
+    def packed(self) -> bytes:
+        """The public key's packed form, computed once (requests carry it: compared, not parsed)."""
+        return self.public_key.to_bytes()
 
     def visible_to(self, identity: str) -> bool:
         return identity in self.registrants or (self.private_key is not None and self.owner == identity)
@@ -184,6 +190,11 @@ class KeyRegistry:
         ``key_id`` alone must be one this identity registered.
         """
         if public:
+            if key_id:
+                with self._lock:
+                    rec = self._keys.get(key_id)
+                if rec is not None and rec.packed == public:
+                    return rec  # the usual case: a known key, sent as it was registered
             pk = self._parse_public(public)
             if key_id and pk.fingerprint != key_id:
                 raise InvalidArgument(f"key_id {shown(key_id)} does not match the public key given ({pk.fingerprint})")

@@ -75,7 +75,7 @@ class ServerConfig:
     handler_threads: int = 256
     stream_window: int = 16                  # chunks of one stream in flight at once
     max_calls: int = 128                     # calls in progress (must stay below handler_threads)
-    max_calls_per_identity: int = 32
+    max_calls_per_identity: int = 64
     idle_timeout_s: float = 30.0             # a call that sends nothing for this long is ended
     health_threads: int = 4                  # the reserve that answers grpc.health.v1 Check
     keepalive_time_s: float = 60.0           # server pings idle connections this often
