@@ -433,3 +433,40 @@ def test_reflection_v1_beside_v1alpha():
             names = {s.name for s in resp.list_services_response.service}
             assert {"heaccel.v1.ComputeService", "grpc.reflection.v1.ServerReflection",
                     "grpc.reflection.v1alpha.ServerReflection"} <= names
+
+
+def test_registry_quota_is_freed_by_delete_and_counts_each_identity_once():
+    from service.keys import KeyRegistry
+
+    keys = [generate_keypair(512, allow_insecure=True)[0] for _ in range(3)]
+    reg = KeyRegistry(min_bits=512, max_keys=3, max_keys_per_identity=2)
+    reg.register_public(keys[0].to_bytes(), "alice")
+    reg.register_public(keys[0].to_bytes(), "alice")            # the same key again costs nothing
+    reg.register_public(keys[1].to_bytes(), "alice")
+    with pytest.raises(ResourceExhausted, match="quota"):
+        reg.register_public(keys[2].to_bytes(), "alice")
+    assert reg.counts() == (2, 0)                                # the refusal registered nothing
+    reg.register_public(keys[0].to_bytes(), "bob")               # shared record, bob's own count
+    assert reg.delete(keys[0].fingerprint, "alice")
+    assert [r.key_id for r in reg.visible("bob")] == [keys[0].fingerprint]   # still bob's
+    reg.register_public(keys[2].to_bytes(), "alice")             # alice's quota was freed
+    with pytest.raises(ResourceExhausted, match="registry is full"):
+        reg.register_public(generate_keypair(512, allow_insecure=True)[0].to_bytes(), "carol")
+
+
+def test_serve_flags_reach_the_config():
+    from accel.cli import build_parser
+
+    args = build_parser().parse_args([
+        "serve", "--max-calls", "50", "--max-calls-per-identity", "5", "--idle-timeout", "7", "--grace", "3",
+        "--metrics-address", "127.0.0.2", "--key-store", "memory", "--max-keys-per-identity", "9",
+        "--keepalive-time", "30", "--min-ping-interval", "4", "--health-threads", "3"])
+    cfg = config_from_args(args, env={"HEA_MAX_IDENTITY_QUEUE": "1000", "HEA_KEK_FILE": "/k"})
+    assert (cfg.max_calls, cfg.max_calls_per_identity, cfg.idle_timeout_s, cfg.grace_seconds) == (50, 5, 7, 3)
+    assert (cfg.metrics_address, cfg.key_store, cfg.max_keys_per_identity) == ("127.0.0.2", "memory", 9)
+    assert (cfg.keepalive_time_s, cfg.min_client_ping_interval_s, cfg.health_threads) == (30, 4, 3)
+    assert (cfg.max_identity_queue_elements, cfg.kek_file) == (1000, "/k")
+    default = config_from_args(build_parser().parse_args(["serve"]), env={"XDG_DATA_HOME": "/data"})
+    assert default.key_store == "sqlite:/data/he-accel/keys.db"
+    with pytest.raises(ValueError, match="must be below handler_threads"):
+        HeAccelServer(ServerConfig(address="127.0.0.1:0", max_calls=300), backend=CpuBackend(workers=1))
