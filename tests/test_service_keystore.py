@@ -142,7 +142,8 @@ def _alive(pid: int) -> bool:
         return False
 
 
-@pytest.mark.skipif(not os.path.exists("/proc"), reason="needs Linux /proc")
+@pytest.mark.skipif(not os.path.exists("/proc") or len(os.sched_getaffinity(0)) < 2,
+                    reason="needs Linux /proc, and 2 cores for the CPU backend to start worker processes")
 def test_kill_9_restart_loses_no_key_and_leaves_no_workers(tmp_path, key):
     pk, sk = key
     store = ["--key-store", f"sqlite:{tmp_path}/keys.db", "--kek-file", str(tmp_path / "kek"),
