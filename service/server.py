@@ -52,6 +52,7 @@ SERVICE_NAMES = (
     pb.DESCRIPTOR.services_by_name["ComputeService"].full_name,
 )
 MAX_POWMOD_BITS = 8192
+REPLY_FLOOR = 1 << 20  # a reply may always be this large, whatever the request's size
 # grpc.reflection.v1 is v1alpha under its final name (same messages, field for field);
 # grpcio-reflection ships only v1alpha, so v1 is served by the same servicer under its name.
 REFLECTION_V1 = "grpc.reflection.v1.ServerReflection"
@@ -213,10 +214,14 @@ class ComputeServicer(pb_grpc.ComputeServiceServicer):
             raise ResourceExhausted(
                 f"oversize request: {count} {what} > {self.s.config.max_request_elements}; stream it in chunks")
 
-    def _reply_limit(self, nbytes: int) -> None:
+    def _reply_limit(self, nbytes: int, request_bytes: int | None = None, per_byte: int = 1) -> None:
+        """A reply fits the message limit; with ``request_bytes``, it is also at most
+        ``per_byte`` x the request (or REPLY_FLOOR), so a tiny request cannot ask for a huge reply."""
         limit = self.s.config.max_message_bytes
+        if request_bytes is not None:
+            limit = min(limit, max(REPLY_FLOOR, per_byte * request_bytes))
         if nbytes > limit:
-            raise ResourceExhausted(f"the reply would be {nbytes} bytes, over the {limit}-byte message limit")
+            raise ResourceExhausted(f"the reply would be {nbytes} bytes, over the {limit}-byte limit for this request")
 
     def _scalars(self, sn: pb.SignedNumbers, pk: PublicKey, what: str, expected: int) -> list[int]:
         return codec.signed(sn.magnitudes, sn.width or pk.plaintext_width, sn.negative, pk.n, what, expected)
@@ -297,7 +302,9 @@ class ComputeServicer(pb_grpc.ComputeServiceServicer):
             rows, cols = count_of(req.ciphertexts, cw, "ciphertext"), req.columns
             self._limit(cols, "columns")
             self._limit(rows * cols, "matrix entries")
-            self._reply_limit(cols * cw)
+            # each column's reply (cw bytes) costs the request a matrix entry in every row; with
+            # no rows the reply is E(0)s for free, so it gets the small floor only
+            self._reply_limit(cols * cw, len(req.ciphertexts) + len(req.matrix.magnitudes), cw)
             n_entries = codec.signed_count(req.matrix.magnitudes, req.matrix.width or pw, req.matrix.negative,
                                            "matrix entry")
             if n_entries != rows * cols:

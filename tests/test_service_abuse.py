@@ -244,14 +244,25 @@ class TestSizes:
                 c._unary(c.compute, "MatVec", pb.MatVecRequest(key=ref, ciphertexts=ct, matrix=huge, columns=2))
 
     def test_matvec_columns_cannot_amplify_the_reply(self, key):
-        pk, _ = key
-        with serving(max_request_elements=1 << 20, max_message_bytes=1 << 20) as srv, \
+        pk, sk = key
+        with serving(max_request_elements=1 << 21, max_message_bytes=8 << 20) as srv, \
                 HeAccelClient(f"127.0.0.1:{srv.port}", token="token-alice", retries=0) as c:
             ref = pb.KeyRef(key_id=pk.fingerprint, public_key=pk.to_bytes())
             with pytest.raises(ResourceExhausted, match="the reply would be"):
                 c._unary(c.compute, "MatVec", pb.MatVecRequest(key=ref, columns=524288))
-            with pytest.raises(ResourceExhausted, match="oversize request: 2097152 columns"):
-                c._unary(c.compute, "MatVec", pb.MatVecRequest(key=ref, columns=1 << 21))
+            floor = (1 << 20) // pk.ciphertext_width            # no rows: at most 1 MiB of E(0)s
+            assert len(c._unary(c.compute, "MatVec", pb.MatVecRequest(key=ref, columns=floor)).ciphertexts) == 1 << 20
+            with pytest.raises(ResourceExhausted, match="the reply would be"):
+                c._unary(c.compute, "MatVec", pb.MatVecRequest(key=ref, columns=floor + 1))
+            with pytest.raises(ResourceExhausted, match="oversize request: 2097153 columns"):
+                c._unary(c.compute, "MatVec", pb.MatVecRequest(key=ref, columns=(1 << 21) + 1))
+            ct = c.encrypt(pk, pack([5], pk.plaintext_width))   # one row, 9000 columns: a full matrix
+            ks = [k % 7 for k in range(9000)]
+            out = c._unary(c.compute, "MatVec", pb.MatVecRequest(
+                key=ref, ciphertexts=ct, matrix=pb.SignedNumbers(magnitudes=bytes(ks), width=1), columns=9000))
+            assert len(out.ciphertexts) == 9000 * pk.ciphertext_width           # over the floor: allowed
+            assert Oracle.for_key(sk).dec_all(blob_to_ints(out.ciphertexts, pk.ciphertext_width)[:9]) == \
+                [5 * k for k in ks[:9]]
             assert blob_to_ints(c.matvec(pk, b"", [], 3), pk.ciphertext_width) == [1, 1, 1]
 
     def test_queued_work_is_capped_per_identity(self, key):
