@@ -424,11 +424,13 @@ def test_metrics_listen_on_the_service_host_by_default():
 
 
 def test_worker_count_follows_the_gpu_count():
-    class TwoGpus(CpuBackend):
-        runtimes = ["gpu0", "gpu1"]
+    """The GPU backend has no ``devices`` attribute: the count comes from its runtimes."""
+    from accel.backends.gpu import GpuBackend
 
-    assert device_count(TwoGpus(workers=1)) == 2 and device_count(CpuBackend(workers=1)) == 1
-    with serving(backend=TwoGpus(workers=1)) as srv:
+    two = GpuBackend(devices=[0, 1], runtime="emulated")
+    assert not hasattr(two, "devices")
+    assert device_count(two) == 2 and device_count(CpuBackend(workers=1)) == 1
+    with serving(backend=two) as srv:
         assert len(srv.batcher._threads) == 2
 
 
