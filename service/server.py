@@ -300,6 +300,7 @@ class ComputeServicer(pb_grpc.ComputeServiceServicer):
             return Job(("sum", kid), count, (req.ciphertexts,), lambda c: be.raw_sum(pk, c), 0, op)
         if op == "matvec":
             rows, cols = count_of(req.ciphertexts, cw, "ciphertext"), req.columns
+            self._limit(rows, "rows")
             self._limit(cols, "columns")
             self._limit(rows * cols, "matrix entries")
             # each column's reply (cw bytes) costs the request a matrix entry in every row; with
@@ -668,10 +669,12 @@ class HeAccelServer:
         grace = self.config.grace_seconds if grace is None else grace
         t0 = time.monotonic()
         self.health.enter_graceful_shutdown()   # every service NOT_SERVING, and it stays so
-        if not self.admission.drain(grace):
+        drained = self.admission.drain(grace)
+        if not drained:
             log.warning("%d calls still in progress after the %g s grace: they are cut off",
                         self.admission.working, grace)
-        self.grpc_server.stop(max(0.5, grace - (time.monotonic() - t0))).wait()
+        # what is left now is refusals on their way out and endless public calls (health Watch)
+        self.grpc_server.stop(1.0 if drained else 0).wait()
         self.batcher.close(timeout=max(0.5, grace - (time.monotonic() - t0)))
         for pool in (self._receivers, self._reserve):
             pool.shutdown(wait=False, cancel_futures=True)
