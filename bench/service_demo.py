@@ -26,6 +26,8 @@ def running_server(*args: str, env: dict[str, str] | None = None, startup_timeou
     cmd = [sys.executable, "-m", "accel.cli", "serve", "--address", "127.0.0.1:0", *args]
     if "--metrics-port" not in args:
         cmd += ["--metrics-port", "0"]
+    if "--key-store" not in args and "HEA_KEY_STORE" not in (env or {}):
+        cmd += ["--key-store", "memory"]  # a throwaway server: nothing written to the user's key store
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=None, text=True,
                             env={**os.environ, **(env or {})})
     try:

@@ -39,6 +39,12 @@ class Job:
     future: Future = field(default_factory=Future)
     arrived: float = field(default_factory=time.monotonic)
     cancelled: bool = False
+    owner: str = ""                 # the caller's identity: queued work is capped per identity
+    deadline: float | None = None   # time.monotonic() after which nobody waits for the result
+
+    @property
+    def abandoned(self) -> bool:
+        return self.cancelled or (self.deadline is not None and time.monotonic() >= self.deadline)
 
     @property
     def elementwise(self) -> bool:
@@ -60,13 +66,15 @@ class BatchObserver:
 class DynamicBatcher:
     def __init__(self, *, workers: int = 1, max_batch: int = 65536, max_delay: float = 0.002,
                  max_queue_elements: int = 1 << 22, preferred_batch: int = 512,
-                 observer: BatchObserver | None = None):
+                 max_identity_queue_elements: int | None = None, observer: BatchObserver | None = None):
         if workers < 1 or max_batch < 1 or max_delay < 0 or max_queue_elements < 1:
             raise ValueError("workers, max_batch and max_queue_elements must be >= 1, max_delay >= 0")
         self.max_batch = max_batch
         self.max_delay = max_delay
         self.preferred_batch = min(preferred_batch, max_batch)
         self.max_queue_elements = max_queue_elements
+        self.max_identity_queue_elements = max_identity_queue_elements or max_queue_elements
+        self._per_owner: collections.Counter[str] = collections.Counter()
         self.observer = observer or BatchObserver()
         self._groups: collections.OrderedDict[Hashable, collections.deque[Job]] = collections.OrderedDict()
         self._claimed: set[Hashable] = set()
@@ -87,6 +95,12 @@ class DynamicBatcher:
             if self._queued_requests and self._queued_elements + job.count > self.max_queue_elements:
                 raise ResourceExhausted(
                     f"the work queue is full ({self._queued_elements} elements queued); retry later")
+            mine = self._per_owner[job.owner]
+            if mine and mine + job.count > self.max_identity_queue_elements:
+                raise ResourceExhausted(
+                    f"this identity has {mine} elements queued, its share is {self.max_identity_queue_elements}; "
+                    "retry later")
+            self._per_owner[job.owner] += job.count
             self._groups.setdefault(job.group, collections.deque()).append(job)
             self._queued_elements += job.count
             self._queued_requests += 1
@@ -139,6 +153,10 @@ class DynamicBatcher:
                     del self._groups[g]
                 self._queued_requests -= len(batch)
                 self._queued_elements -= sum(j.count for j in batch)
+                for j in batch:
+                    self._per_owner[j.owner] -= j.count
+                    if not self._per_owner[j.owner]:
+                        del self._per_owner[j.owner]
                 self._notify_queue()
                 return batch
             finally:
@@ -152,7 +170,7 @@ class DynamicBatcher:
                 return
             live = []
             for job in batch:
-                if job.cancelled:
+                if job.abandoned:
                     job.future.set_exception(Cancelled("the caller cancelled or its deadline passed"))
                 elif job.future.set_running_or_notify_cancel():
                     live.append(job)

@@ -66,13 +66,26 @@ def ciphertexts(blob: bytes, nsquare: int, width: int, what: str = "ciphertext")
     return count
 
 
-def signed(magnitudes: bytes, width: int, negative: bytes, bound: int, what: str) -> list[int]:
-    """Signed ints from packed magnitudes and sign bytes, each |v| < bound."""
+def signed_count(magnitudes: bytes, width: int, negative: bytes, what: str) -> int:
+    """How many signed numbers a message holds, from its lengths alone (nothing decoded)."""
     if width <= 0 or width > MAX_SIGNED_WIDTH:
         raise InvalidArgument(f"{what}: width {width} must be in [1, {MAX_SIGNED_WIDTH}]")
     count = count_of(magnitudes, width, what)
     if negative and len(negative) != count:
         raise InvalidArgument(f"{what}: {len(negative)} sign bytes for {count} numbers")
+    return count
+
+
+def signed(magnitudes: bytes, width: int, negative: bytes, bound: int, what: str,
+           expected: int | None = None) -> list[int]:
+    """Signed ints from packed magnitudes and sign bytes, each |v| < bound.
+
+    ``expected``: the count the request's header implies; a blob of any other length fails
+    before a single number is decoded (decoding is the costly part: one Python int each).
+    """
+    count = signed_count(magnitudes, width, negative, what)
+    if expected is not None and count != expected:
+        raise InvalidArgument(f"length mismatch: {expected} expected, {count} {what}s given")
     if negative:
         signs = np.frombuffer(negative, dtype=np.uint8)
         bad = np.flatnonzero(signs > 1)

@@ -20,7 +20,7 @@ from typing import Any, Callable, Iterator
 import grpc
 import numpy as np
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
+from grpc_reflection.v1alpha import reflection, reflection_pb2, reflection_pb2_grpc
 from prometheus_client import CollectorRegistry
 
 import accel
@@ -28,7 +28,8 @@ from accel.backends import Backend, get_backend
 from accel.keys import PublicKey
 from accel.packing import blob_to_ints, ints_to_blob
 
-from . import codec
+from . import codec, lifeline
+from .admission import Admission, AdmissionInterceptor
 from .auth import Authenticator
 from .batcher import DynamicBatcher, Job
 from .errors import (
@@ -39,6 +40,7 @@ from .errors import (
     ServiceError,
 )
 from .keys import KeyRecord, KeyRegistry
+from .keystore import KeyStore, MemoryKeyStore, open_key_store
 from .metrics import CallbackCollector, NvmlCollector, ServiceMetrics
 from .proto.heaccel.v1 import heaccel_pb2 as pb
 from .proto.heaccel.v1 import heaccel_pb2_grpc as pb_grpc
@@ -50,13 +52,17 @@ SERVICE_NAMES = (
     pb.DESCRIPTOR.services_by_name["ComputeService"].full_name,
 )
 MAX_POWMOD_BITS = 8192
+REPLY_FLOOR = 1 << 20  # a reply may always be this large, whatever the request's size
+# grpc.reflection.v1 is v1alpha under its final name (same messages, field for field);
+# grpcio-reflection ships only v1alpha, so v1 is served by the same servicer under its name.
+REFLECTION_V1 = "grpc.reflection.v1.ServerReflection"
 
 
 @dataclass
 class ServerConfig:
     address: str = "127.0.0.1:50051"
     metrics_port: int | None = None          # None: no HTTP endpoint (metrics still collected)
-    metrics_address: str = "0.0.0.0"
+    metrics_address: str | None = None       # None: the host of ``address``
     backend: str = "auto"
     devices: list[int] | None = None
     workers: int | None = None               # batch workers; default one per GPU, else 1
@@ -65,16 +71,29 @@ class ServerConfig:
     preferred_batch: int = 512               # a batch this large runs without waiting
     max_queue_elements: int = 1 << 21        # back-pressure bound (RESOURCE_EXHAUSTED beyond)
     max_request_elements: int = 1 << 20      # larger requests must stream in chunks
-    max_message_bytes: int = 256 << 20
+    max_identity_queue_elements: int | None = None  # queued elements per identity (None: max_queue / 4)
+    max_message_bytes: int = 64 << 20        # request and response size limit
     handler_threads: int = 256
     stream_window: int = 16                  # chunks of one stream in flight at once
+    max_calls: int = 128                     # calls in progress (must stay below handler_threads)
+    max_calls_per_identity: int = 64
+    idle_timeout_s: float = 30.0             # a call that sends nothing for this long is ended
+    health_threads: int = 4                  # the reserve that answers grpc.health.v1 Check
+    keepalive_time_s: float = 60.0           # server pings idle connections this often
+    keepalive_timeout_s: float = 20.0        # ... and drops them when a ping goes unanswered this long
+    min_client_ping_interval_s: float = 10.0  # clients pinging more often are disconnected
+    max_connection_idle_s: float = 600.0     # connections with no call for this long are closed
+    max_streams_per_connection: int = 64     # HTTP/2 concurrent streams per connection
+    key_store: str = "memory"                # "memory" or "sqlite:PATH" (the CLI defaults to sqlite)
+    kek_file: str | None = None              # key-encryption key for the key store (or HEA_KEK)
+    max_keys_per_identity: int = 1_000
     tls_cert: str | None = None
     tls_key: str | None = None
     client_ca: str | None = None             # mTLS: require client certificates signed by this CA
     tokens: dict[str, str] = field(default_factory=dict)  # token -> identity
     min_key_bits: int = 1024
     max_keys: int = 10_000
-    grace_seconds: float = 30.0
+    grace_seconds: float = 30.0              # drain: how long in-flight calls may take after SIGTERM
 
 
 def as_service_error(e: BaseException, op: str) -> ServiceError:
@@ -183,96 +202,136 @@ class ComputeServicer(pb_grpc.ComputeServiceServicer):
         self.guard = _Guard(server)
 
     # -- planning (validation happens here, in the handler thread) --------------------------
+    # Sizes are checked from the message's lengths before anything is decoded, and the key a
+    # request names is registered for the caller only once the whole request proved valid.
     def _key(self, ref: pb.KeyRef, ident: str) -> KeyRecord:
         if not ref.key_id and not ref.public_key:
             raise InvalidArgument("the request names no key")
-        return self.s.keys.get(ref.key_id, ref.public_key, ident)
+        return self.s.keys.resolve(ref.key_id, ref.public_key, ident)
 
-    def _limit(self, count: int) -> None:
+    def _limit(self, count: int, what: str = "elements") -> None:
         if count > self.s.config.max_request_elements:
             raise ResourceExhausted(
-                f"oversize request: {count} elements > {self.s.config.max_request_elements}; stream it in chunks")
+                f"oversize request: {count} {what} > {self.s.config.max_request_elements}; stream it in chunks")
 
-    def _scalars(self, sn: pb.SignedNumbers, pk: PublicKey, what: str) -> list[int]:
-        return codec.signed(sn.magnitudes, sn.width or pk.plaintext_width, sn.negative, pk.n, what)
+    def _reply_limit(self, nbytes: int, request_bytes: int | None = None, per_byte: int = 1) -> None:
+        """A reply fits the message limit; with ``request_bytes``, it is also at most
+        ``per_byte`` x the request (or REPLY_FLOOR), so a tiny request cannot ask for a huge reply."""
+        limit = self.s.config.max_message_bytes
+        if request_bytes is not None:
+            limit = min(limit, max(REPLY_FLOOR, per_byte * request_bytes))
+        if nbytes > limit:
+            raise ResourceExhausted(f"the reply would be {nbytes} bytes, over the {limit}-byte limit for this request")
+
+    def _scalars(self, sn: pb.SignedNumbers, pk: PublicKey, what: str, expected: int) -> list[int]:
+        return codec.signed(sn.magnitudes, sn.width or pk.plaintext_width, sn.negative, pk.n, what, expected)
 
     def plan(self, op: str, req: Any, ident: str) -> tuple[Job, int | None]:
-        be = self.s.backend
         if op == "powmod":
-            return self._plan_powmod(req), None
-        rec = self._key(req.key, ident)
+            job = self._plan_powmod(req)
+        else:
+            rec = self._key(req.key, ident)
+            job = self._plan_keyed(op, req, rec, ident)
+            if req.key.public_key:
+                self.s.keys.commit(rec, ident)
+        job.owner = ident
+        return job, (None if op == "powmod" else rec.public_key.bits)
+
+    def _plan_keyed(self, op: str, req: Any, rec: KeyRecord, ident: str) -> Job:
+        be, keys = self.s.backend, self.s.keys
         pk = rec.public_key
         pw, cw = pk.plaintext_width, pk.ciphertext_width
         kid = rec.key_id
+        count_of = codec.count_of
         if op == "encrypt":
+            self._limit(count_of(req.plaintexts, pw, "plaintext"))
             count = codec.plaintexts(req.plaintexts, pk.n, pw)
             mode = req.mode
             if mode == pb.ENCRYPT_MODE_TEXTBOOK:
                 run = lambda ms: be.raw_encrypt(pk, ms)  # noqa: E731
             elif mode == pb.ENCRYPT_MODE_CRT:
-                _, sk = self.s.keys.private(kid, ident)
+                sk = keys.private_of(rec, ident)
                 run = lambda ms: be.raw_encrypt(pk, ms, private_key=sk)  # noqa: E731
             elif mode == pb.ENCRYPT_MODE_DJN:
-                djn = self.s.keys.djn(rec)
+                djn = keys.djn(rec)
                 run = lambda ms: be.raw_encrypt(pk, ms, djn=djn)  # noqa: E731
             elif mode == pb.ENCRYPT_MODE_DETERMINISTIC:
                 run = lambda ms: be.raw_encrypt(pk, ms, obfuscate=False)  # noqa: E731
             else:
                 raise InvalidArgument(f"unknown encrypt mode {mode}")
-            job = Job(("encrypt", kid, mode), count, (req.plaintexts,), run, cw, op)
-        elif op == "decrypt":
-            _, sk = self.s.keys.private(kid, ident)
+            self._reply_limit(count * cw)
+            return Job(("encrypt", kid, mode), count, (req.plaintexts,), run, cw, op)
+        if op == "decrypt":
+            sk = keys.private_of(rec, ident)
+            self._limit(count_of(req.ciphertexts, cw, "ciphertext"))
             count = codec.ciphertexts(req.ciphertexts, pk.nsquare, cw)
-            job = Job(("decrypt", kid), count, (req.ciphertexts,), lambda cs: be.raw_decrypt(sk, cs), pw, op)
-        elif op == "add":
-            count = codec.ciphertexts(req.a, pk.nsquare, cw, "ciphertext a")
-            if codec.ciphertexts(req.b, pk.nsquare, cw, "ciphertext b") != count:
+            return Job(("decrypt", kid), count, (req.ciphertexts,), lambda cs: be.raw_decrypt(sk, cs), pw, op)
+        if op == "add":
+            count = count_of(req.a, cw, "ciphertext a")
+            if count_of(req.b, cw, "ciphertext b") != count:
                 raise InvalidArgument(f"length mismatch: {count} vs {len(req.b) // cw} ciphertexts")
-            job = Job(("add", kid), count, (req.a, req.b), lambda a, b: be.raw_add(pk, a, b), cw, op)
-        elif op == "add_plain":
-            count = codec.ciphertexts(req.ciphertexts, pk.nsquare, cw)
-            if codec.plaintexts(req.plaintexts, pk.n, pw) != count:
-                raise InvalidArgument(f"length mismatch: {count} ciphertexts, {len(req.plaintexts) // pw} plaintexts")
-            job = Job(("add_plain", kid), count, (req.ciphertexts, req.plaintexts),
-                      lambda c, m: be.raw_add_plain(pk, c, m), cw, op)
-        elif op == "mul":
-            count = codec.ciphertexts(req.ciphertexts, pk.nsquare, cw)
             self._limit(count)
-            ks = self._scalars(req.scalars, pk, "scalar")
-            if len(ks) != count:
-                raise InvalidArgument(f"length mismatch: {count} ciphertexts, {len(ks)} scalars")
-            job = Job(("mul", kid), count, (req.ciphertexts, ks), lambda c, k: be.raw_mul(pk, c, k), cw, op)
-        elif op == "sum":
-            count = codec.ciphertexts(req.ciphertexts, pk.nsquare, cw)
-            job = Job(("sum", kid), count, (req.ciphertexts,), lambda c: be.raw_sum(pk, c), 0, op)
-        elif op == "matvec":
-            rows = codec.ciphertexts(req.ciphertexts, pk.nsquare, cw)
-            cols = req.columns
-            self._limit(max(rows * max(cols, 1), cols))
-            entries = self._scalars(req.matrix, pk, "matrix")
-            if len(entries) != rows * cols:
-                raise InvalidArgument(f"matrix has {len(entries)} entries; {rows} rows x {cols} columns expected")
+            codec.ciphertexts(req.a, pk.nsquare, cw, "ciphertext a")
+            codec.ciphertexts(req.b, pk.nsquare, cw, "ciphertext b")
+            return Job(("add", kid), count, (req.a, req.b), lambda a, b: be.raw_add(pk, a, b), cw, op)
+        if op == "add_plain":
+            count = count_of(req.ciphertexts, cw, "ciphertext")
+            if count_of(req.plaintexts, pw, "plaintext") != count:
+                raise InvalidArgument(f"length mismatch: {count} ciphertexts, {len(req.plaintexts) // pw} plaintexts")
+            self._limit(count)
+            codec.ciphertexts(req.ciphertexts, pk.nsquare, cw)
+            codec.plaintexts(req.plaintexts, pk.n, pw)
+            return Job(("add_plain", kid), count, (req.ciphertexts, req.plaintexts),
+                       lambda c, m: be.raw_add_plain(pk, c, m), cw, op)
+        if op == "mul":
+            count = count_of(req.ciphertexts, cw, "ciphertext")
+            self._limit(count)
+            n_scalars = codec.signed_count(req.scalars.magnitudes, req.scalars.width or pw, req.scalars.negative,
+                                           "scalar")
+            if n_scalars != count:
+                raise InvalidArgument(f"length mismatch: {count} ciphertexts, {n_scalars} scalars")
+            codec.ciphertexts(req.ciphertexts, pk.nsquare, cw)
+            ks = self._scalars(req.scalars, pk, "scalar", count)
+            return Job(("mul", kid), count, (req.ciphertexts, ks), lambda c, k: be.raw_mul(pk, c, k), cw, op)
+        if op == "sum":
+            count = count_of(req.ciphertexts, cw, "ciphertext")
+            self._limit(count)
+            codec.ciphertexts(req.ciphertexts, pk.nsquare, cw)
+            return Job(("sum", kid), count, (req.ciphertexts,), lambda c: be.raw_sum(pk, c), 0, op)
+        if op == "matvec":
+            rows, cols = count_of(req.ciphertexts, cw, "ciphertext"), req.columns
+            self._limit(rows, "rows")
+            self._limit(cols, "columns")
+            self._limit(rows * cols, "matrix entries")
+            # each column's reply (cw bytes) costs the request a matrix entry in every row; with
+            # no rows the reply is E(0)s for free, so it gets the small floor only
+            self._reply_limit(cols * cw, len(req.ciphertexts) + len(req.matrix.magnitudes), cw)
+            n_entries = codec.signed_count(req.matrix.magnitudes, req.matrix.width or pw, req.matrix.negative,
+                                           "matrix entry")
+            if n_entries != rows * cols:
+                raise InvalidArgument(f"matrix has {n_entries} entries; {rows} rows x {cols} columns expected")
+            codec.ciphertexts(req.ciphertexts, pk.nsquare, cw)
+            entries = self._scalars(req.matrix, pk, "matrix", rows * cols)
             if rows == 0:
                 X: Any = np.empty((0, cols), dtype=object)
             else:
                 X = [entries[i * cols:(i + 1) * cols] for i in range(rows)]
-            job = Job(("matvec", kid), rows, (req.ciphertexts,), lambda c: be.raw_matvec(pk, c, X), 0, op)
-            count = rows
-        elif op == "rerandomize":
+            # the work is rows x columns exponentiations: that is what the queue counts
+            return Job(("matvec", kid), max(rows * cols, cols, 1), (req.ciphertexts,),
+                       lambda c: be.raw_matvec(pk, c, X), 0, op)
+        if op == "rerandomize":
+            self._limit(count_of(req.ciphertexts, cw, "ciphertext"))
             count = codec.ciphertexts(req.ciphertexts, pk.nsquare, cw)
             if req.use_private_key:
-                _, sk = self.s.keys.private(kid, ident)
-                job = Job(("rerandomize_crt", kid), count, (req.ciphertexts,),
-                          lambda c: be.raw_rerandomize(pk, c, private_key=sk), cw, op)
-            else:
-                job = Job(("rerandomize", kid), count, (req.ciphertexts,),
-                          lambda c: be.raw_rerandomize(pk, c), cw, op)
-        else:
-            raise InvalidArgument(f"unknown op {op!r}")
-        self._limit(count)
-        return job, pk.bits
+                sk = keys.private_of(rec, ident)
+                return Job(("rerandomize_crt", kid), count, (req.ciphertexts,),
+                           lambda c: be.raw_rerandomize(pk, c, private_key=sk), cw, op)
+            return Job(("rerandomize", kid), count, (req.ciphertexts,), lambda c: be.raw_rerandomize(pk, c), cw, op)
+        raise InvalidArgument(f"unknown op {op!r}")
 
     def _plan_powmod(self, req: pb.PowModRequest) -> Job:
+        if len(req.modulus) > MAX_POWMOD_BITS // 8 + 1:
+            raise InvalidArgument(f"modulus has {len(req.modulus)} bytes; at most {MAX_POWMOD_BITS} bits")
         mod = int.from_bytes(req.modulus, "big")
         if mod < 2:
             raise InvalidArgument("modulus must be > 1")
@@ -281,14 +340,15 @@ class ComputeServicer(pb_grpc.ComputeServiceServicer):
         width = -(-mod.bit_length() // 32) * 4
         count = codec.count_of(req.bases, width, "bases")
         self._limit(count)
+        e = req.exponents
+        n_exps = codec.signed_count(e.magnitudes, e.width or width, e.negative, "exponent")
+        if n_exps != count:
+            raise InvalidArgument(f"length mismatch: {count} bases, {n_exps} exponents")
         i = codec.first_not_below(req.bases, width, mod)
         if i >= 0:
             raise InvalidArgument(f"base[{i}] is out of range: must be < the modulus")
-        e = req.exponents
         exps = codec.signed(e.magnitudes, e.width or width, e.negative, 1 << (8 * codec.MAX_SIGNED_WIDTH),
-                            "exponent")
-        if len(exps) != count:
-            raise InvalidArgument(f"length mismatch: {count} bases, {len(exps)} exponents")
+                            "exponent", count)
         be = self.s.backend
 
         def run(bases: bytes, es: list[int]) -> bytes:
@@ -297,6 +357,15 @@ class ComputeServicer(pb_grpc.ComputeServiceServicer):
         return Job(("powmod", mod), count, (req.bases, exps), run, width, "powmod")
 
     # -- execution --------------------------------------------------------------------------
+    @staticmethod
+    def _deadline(context: grpc.ServicerContext) -> float | None:
+        remaining = context.time_remaining()
+        return time.monotonic() + remaining if remaining is not None and remaining < 1e8 else None
+
+    def _submit(self, job: Job, context: grpc.ServicerContext) -> futures.Future:
+        job.deadline = self._deadline(context)  # an expired job is dropped before it runs
+        return self.s.batcher.submit(job)
+
     def _wait(self, job: Job, fut: futures.Future, context: grpc.ServicerContext) -> Any:
         context.add_callback(job.cancel)
         remaining = context.time_remaining()
@@ -309,7 +378,7 @@ class ComputeServicer(pb_grpc.ComputeServiceServicer):
     def _unary(self, op: str, request: Any, context: grpc.ServicerContext, wrap: Callable[[bytes], Any]):
         def body(ident):
             job, bits = self.plan(op, request, ident)
-            out = self._wait(job, self.s.batcher.submit(job), context)
+            out = self._wait(job, self._submit(job, context), context)
             return wrap(out), bits, job.count
         return self.guard(op, context, body)
 
@@ -345,11 +414,31 @@ class ComputeServicer(pb_grpc.ComputeServiceServicer):
         start = time.perf_counter()
         try:
             ident = s.auth.identify(context)
+            s.admission.acquire(ident)
         except ServiceError as e:
             s.metrics.observe_request("stream", None, e.code.name, 0.0, 0)
             context.abort(e.code, e.message)
+        try:
+            yield from self._stream(request_iterator, context, ident, start)
+        finally:
+            s.admission.release(ident)
+
+    def _stream(self, request_iterator: Iterator[pb.StreamRequest], context, ident: str,
+                start: float) -> Iterator[pb.StreamResponse]:
+        s = self.s
         window: queue.Queue = queue.Queue(maxsize=max(1, s.config.stream_window))
         stop = threading.Event()
+        lock = threading.Lock()
+        queued: set[Job] = set()            # submitted, not yet answered: cancelled with the call
+        last_message = [time.monotonic()]
+
+        def abandon() -> None:
+            stop.set()
+            with lock:
+                for j in queued:
+                    j.cancel()
+
+        context.add_callback(abandon)       # cancelled, past its deadline, or ended by an error
 
         def put(item: Any) -> bool:
             while not stop.is_set():
@@ -363,12 +452,17 @@ class ComputeServicer(pb_grpc.ComputeServiceServicer):
         def reader() -> None:
             try:
                 for req in request_iterator:
+                    last_message[0] = time.monotonic()
+                    if stop.is_set():
+                        return
                     op = req.WhichOneof("op")
                     try:
                         if op is None:
                             raise InvalidArgument("the chunk names no op")
                         job, bits = self.plan(op, getattr(req, op), ident)
-                        fut = s.batcher.submit(job)
+                        with lock:
+                            fut = self._submit(job, context)
+                            queued.add(job)
                         item = (req.sequence, op, bits, job, fut, None)
                     except Exception as e:  # noqa: BLE001 - answered in order with its status
                         item = (req.sequence, op, None, None, None, as_service_error(e, op or "stream"))
@@ -384,9 +478,18 @@ class ComputeServicer(pb_grpc.ComputeServiceServicer):
         threading.Thread(target=reader, name="heaccel-stream-reader", daemon=True).start()
         err: ServiceError | None = None
         chunks = elements = 0
+        idle = s.config.idle_timeout_s
         try:
             while True:
-                item = window.get()
+                try:
+                    item = window.get(timeout=min(1.0, idle))
+                except queue.Empty:
+                    with lock:
+                        busy = bool(queued)
+                    if not busy and time.monotonic() - last_message[0] > idle:
+                        err = DeadlineExceeded(f"no stream message within {idle:g} s (idle timeout)")
+                        break
+                    continue
                 if item is None:
                     break
                 seq, op, bits, job, fut, e = item
@@ -396,6 +499,9 @@ class ComputeServicer(pb_grpc.ComputeServiceServicer):
                         data = self._wait(job, fut, context)
                     except Exception as ex:  # noqa: BLE001
                         e = as_service_error(ex, op)
+                    finally:
+                        with lock:
+                            queued.discard(job)
                 if e is not None:
                     s.metrics.observe_request(op or "stream", None, e.code.name, 0.0, 0)
                     err = type(e)(f"stream chunk {seq} ({op}): {e.message}", e.code)
@@ -405,7 +511,7 @@ class ComputeServicer(pb_grpc.ComputeServiceServicer):
                 elements += job.count
                 yield pb.StreamResponse(sequence=seq, data=data)
         finally:
-            stop.set()
+            abandon()
             s.metrics.inflight.dec()
             if err is None:
                 s.metrics.observe_request("stream", None, "OK", time.perf_counter() - start, elements)
@@ -413,14 +519,34 @@ class ComputeServicer(pb_grpc.ComputeServiceServicer):
             context.abort(err.code, err.message)
 
 
+def device_count(backend: Backend) -> int:
+    """How many devices ``backend`` drives: the GPU backend's kernel runtimes (one per GPU), 1 otherwise."""
+    for attr in ("runtimes", "devices"):
+        found = getattr(backend, attr, None)
+        if found:
+            return len(found)
+    return 1
+
+
+def _host_of(address: str) -> str:
+    host = address.rsplit(":", 1)[0] if ":" in address else address
+    return host.strip("[]") or "0.0.0.0"
+
+
 class HeAccelServer:
     """The service in one object. ``backend`` and ``registry`` are injectable; by default the
     backend comes from ``config.backend`` and metrics go to a fresh CollectorRegistry."""
 
     def __init__(self, config: ServerConfig | None = None, *, backend: Backend | None = None,
-                 registry: CollectorRegistry | None = None, nvml: Any = None, keygen: Any = None):
+                 registry: CollectorRegistry | None = None, nvml: Any = None, keygen: Any = None,
+                 key_store: KeyStore | None = None):
         self.config = c = config or ServerConfig()
+        if c.max_calls >= c.handler_threads:
+            raise ValueError(f"max_calls ({c.max_calls}) must be below handler_threads ({c.handler_threads}): "
+                             "the spare threads answer refusals while every admitted call is busy")
         self._own_backend = backend is None
+        if backend is None and c.backend in ("cpu", "auto"):
+            lifeline.tie_forkserver()  # before the CPU pool first starts: its workers die with us
         if backend is None:
             kw: dict[str, Any] = {}
             if c.devices is not None and c.backend in ("gpu", "auto"):
@@ -431,28 +557,59 @@ class HeAccelServer:
         self.metrics = ServiceMetrics(self.registry, backend_name=backend.name)
         self.metrics.set_build_info(version=accel.__version__, grpc=grpc.__version__)
         kg = {"keygen": keygen} if keygen is not None else {}
-        self.keys = KeyRegistry(max_keys=c.max_keys, min_bits=c.min_key_bits, **kg)
+        if key_store is None:
+            key_store = open_key_store(c.key_store, c.kek_file) if c.key_store != "memory" else MemoryKeyStore()
+        self.keys = KeyRegistry(max_keys=c.max_keys, max_keys_per_identity=c.max_keys_per_identity,
+                                min_bits=c.min_key_bits, store=key_store, **kg)
         self.registry.register(CallbackCollector(self._fallbacks, self.keys.counts))
         self.registry.register(NvmlCollector(nvml))
         self.auth = Authenticator(c.tokens, mtls=bool(c.client_ca))
-        workers = c.workers or max(1, len(getattr(backend, "devices", []) or []))
+        workers = c.workers or device_count(backend)
+        queue_cap = max(c.max_queue_elements, c.max_request_elements)
         self.batcher = DynamicBatcher(workers=workers, max_batch=c.max_batch, max_delay=c.max_delay_ms / 1000,
-                                      max_queue_elements=max(c.max_queue_elements, c.max_request_elements),
-                                      preferred_batch=c.preferred_batch, observer=self.metrics)
+                                      max_queue_elements=queue_cap, preferred_batch=c.preferred_batch,
+                                      max_identity_queue_elements=max(c.max_identity_queue_elements or queue_cap // 4,
+                                                                      c.max_request_elements),
+                                      observer=self.metrics)
+        self.admission = Admission(c.max_calls, c.max_calls_per_identity)
+        self._receivers = futures.ThreadPoolExecutor(max_workers=c.max_calls, thread_name_prefix="heaccel-recv")
+        self._reserve = futures.ThreadPoolExecutor(max_workers=max(1, c.health_threads),
+                                                   thread_name_prefix="heaccel-health")
+        ms = lambda seconds: int(seconds * 1000)  # noqa: E731
         opts = [
             ("grpc.max_receive_message_length", c.max_message_bytes),
             ("grpc.max_send_message_length", c.max_message_bytes),
             ("grpc.so_reuseport", 0),
+            ("grpc.max_concurrent_streams", c.max_streams_per_connection),
+            ("grpc.keepalive_time_ms", ms(c.keepalive_time_s)),
+            ("grpc.keepalive_timeout_ms", ms(c.keepalive_timeout_s)),
+            ("grpc.keepalive_permit_without_calls", 1),
+            ("grpc.http2.min_recv_ping_interval_without_data_ms", ms(c.min_client_ping_interval_s)),
+            ("grpc.http2.min_ping_interval_without_data_ms", ms(c.min_client_ping_interval_s)),
+            ("grpc.http2.max_ping_strikes", 2),
+            ("grpc.max_connection_idle_ms", ms(c.max_connection_idle_s)),
         ]
+        self._interceptor = interceptor = AdmissionInterceptor(
+            self.admission, set(SERVICE_NAMES), self.auth.identify, idle_timeout=c.idle_timeout_s,
+            receivers=self._receivers, reserve=self._reserve, health_receivers=4 * max(1, c.health_threads),
+            reject=lambda method, e: self.metrics.observe_request(method.rsplit("/", 1)[-1].lower(), None,
+                                                                  e.code.name, 0.0, 0))
+        # no gRPC-wide call limit: it would count health checks too; Admission bounds the calls
         self.grpc_server = grpc.server(futures.ThreadPoolExecutor(max_workers=c.handler_threads,
                                                                   thread_name_prefix="heaccel-rpc"),
-                                       options=opts, maximum_concurrent_rpcs=c.handler_threads)
+                                       options=opts, interceptors=[interceptor])
         pb_grpc.add_KeyServiceServicer_to_server(KeyServicer(self), self.grpc_server)
         pb_grpc.add_ComputeServiceServicer_to_server(ComputeServicer(self), self.grpc_server)
         self.health = health.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.grpc_server)
-        reflection.enable_server_reflection(SERVICE_NAMES + (health.SERVICE_NAME, reflection.SERVICE_NAME),
-                                            self.grpc_server)
+        reflection_names = SERVICE_NAMES + (health.SERVICE_NAME, reflection.SERVICE_NAME, REFLECTION_V1)
+        reflector = reflection.ReflectionServicer(reflection_names)
+        reflection_pb2_grpc.add_ServerReflectionServicer_to_server(reflector, self.grpc_server)
+        self.grpc_server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(REFLECTION_V1, {
+            "ServerReflectionInfo": grpc.stream_stream_rpc_method_handler(
+                reflector.ServerReflectionInfo,
+                request_deserializer=reflection_pb2.ServerReflectionRequest.FromString,
+                response_serializer=reflection_pb2.ServerReflectionResponse.SerializeToString)}),))
         self.port = self._bind()
         self._metrics_http: Any = None
         self.metrics_port: int | None = None
@@ -489,7 +646,8 @@ class HeAccelServer:
         if c.metrics_port is not None:
             from .metrics import serve_metrics  # noqa: PLC0415
 
-            self._metrics_http, _ = serve_metrics(self.registry, c.metrics_port, c.metrics_address)
+            addr = c.metrics_address if c.metrics_address is not None else _host_of(c.address)
+            self._metrics_http, _ = serve_metrics(self.registry, c.metrics_port, addr)
             self.metrics_port = self._metrics_http.server_port
         self.grpc_server.start()
         for name in ("",) + SERVICE_NAMES:
@@ -503,14 +661,25 @@ class HeAccelServer:
         return self
 
     def stop(self, grace: float | None = None) -> None:
-        """Graceful: refuse new RPCs, let in-flight ones finish (up to ``grace`` s), drain the batcher."""
+        """Drain: health turns NOT_SERVING at once (and keeps answering), new calls get UNAVAILABLE,
+        calls in progress finish for up to ``grace`` s; then the server stops."""
         if self._stopped.is_set():
             return
         self._stopped.set()
         grace = self.config.grace_seconds if grace is None else grace
-        self.health.enter_graceful_shutdown()
-        self.grpc_server.stop(grace).wait()
-        self.batcher.close(timeout=grace)
+        t0 = time.monotonic()
+        self.health.enter_graceful_shutdown()   # every service NOT_SERVING, and it stays so
+        drained = self.admission.drain(grace)
+        if not drained:
+            log.warning("%d calls still in progress after the %g s grace: they are cut off",
+                        self.admission.working, grace)
+        # what is left now is refusals on their way out and endless public calls (health Watch)
+        self.grpc_server.stop(1.0 if drained else 0).wait()
+        self.batcher.close(timeout=max(0.5, grace - (time.monotonic() - t0)))
+        for pool in (self._receivers, self._reserve):
+            pool.shutdown(wait=False, cancel_futures=True)
+        self._interceptor.close()
+        self.keys.store.close()
         if self._metrics_http is not None:
             self._metrics_http.shutdown()
             self._metrics_http.server_close()
@@ -540,21 +709,48 @@ def config_from_args(args: Any, env: dict[str, str] | None = None) -> ServerConf
     metrics_port = pick("metrics_port", "HEA_METRICS_PORT", None, int)
     if metrics_port is not None and metrics_port < 0:
         metrics_port = None
+    d = ServerConfig()
     return ServerConfig(
-        address=pick("address", "HEA_ADDRESS", "127.0.0.1:50051"),
+        address=pick("address", "HEA_ADDRESS", d.address),
         metrics_port=metrics_port,
-        backend=pick("backend", "HEA_BACKEND", "auto"),
+        metrics_address=pick("metrics_address", "HEA_METRICS_ADDRESS", None),
+        backend=pick("backend", "HEA_BACKEND", d.backend),
         devices=devices,
         workers=pick("workers", "HEA_WORKERS", None, int),
-        max_batch=pick("max_batch", "HEA_MAX_BATCH", 65536, int),
-        max_delay_ms=pick("max_delay_ms", "HEA_MAX_DELAY_MS", 2.0, float),
-        preferred_batch=pick("preferred_batch", "HEA_PREFERRED_BATCH", 512, int),
-        max_queue_elements=pick("max_queue", "HEA_MAX_QUEUE", 1 << 21, int),
-        max_request_elements=pick("max_request", "HEA_MAX_REQUEST", 1 << 20, int),
-        max_message_bytes=pick("max_message_bytes", "HEA_MAX_MESSAGE_BYTES", 256 << 20, int),
+        max_batch=pick("max_batch", "HEA_MAX_BATCH", d.max_batch, int),
+        max_delay_ms=pick("max_delay_ms", "HEA_MAX_DELAY_MS", d.max_delay_ms, float),
+        preferred_batch=pick("preferred_batch", "HEA_PREFERRED_BATCH", d.preferred_batch, int),
+        max_queue_elements=pick("max_queue", "HEA_MAX_QUEUE", d.max_queue_elements, int),
+        max_request_elements=pick("max_request", "HEA_MAX_REQUEST", d.max_request_elements, int),
+        max_identity_queue_elements=pick("max_identity_queue", "HEA_MAX_IDENTITY_QUEUE", None, int),
+        max_message_bytes=pick("max_message_bytes", "HEA_MAX_MESSAGE_BYTES", d.max_message_bytes, int),
+        max_calls=pick("max_calls", "HEA_MAX_CALLS", d.max_calls, int),
+        max_calls_per_identity=pick("max_calls_per_identity", "HEA_MAX_CALLS_PER_IDENTITY",
+                                    d.max_calls_per_identity, int),
+        handler_threads=pick("handler_threads", "HEA_HANDLER_THREADS", d.handler_threads, int),
+        idle_timeout_s=pick("idle_timeout", "HEA_IDLE_TIMEOUT", d.idle_timeout_s, float),
+        health_threads=pick("health_threads", "HEA_HEALTH_THREADS", d.health_threads, int),
+        keepalive_time_s=pick("keepalive_time", "HEA_KEEPALIVE_TIME", d.keepalive_time_s, float),
+        keepalive_timeout_s=pick("keepalive_timeout", "HEA_KEEPALIVE_TIMEOUT", d.keepalive_timeout_s, float),
+        min_client_ping_interval_s=pick("min_ping_interval", "HEA_MIN_PING_INTERVAL",
+                                        d.min_client_ping_interval_s, float),
+        max_connection_idle_s=pick("max_connection_idle", "HEA_MAX_CONNECTION_IDLE", d.max_connection_idle_s, float),
+        max_streams_per_connection=pick("max_streams_per_connection", "HEA_MAX_STREAMS_PER_CONNECTION",
+                                        d.max_streams_per_connection, int),
+        grace_seconds=pick("grace", "HEA_GRACE", d.grace_seconds, float),
         tls_cert=pick("tls_cert", "HEA_TLS_CERT", None),
         tls_key=pick("tls_key", "HEA_TLS_KEY", None),
         client_ca=pick("client_ca", "HEA_CLIENT_CA", None),
         tokens=load_tokens(pick("tokens_file", "HEA_TOKENS_FILE", None), env),
-        min_key_bits=pick("min_key_bits", "HEA_MIN_KEY_BITS", 1024, int),
+        min_key_bits=pick("min_key_bits", "HEA_MIN_KEY_BITS", d.min_key_bits, int),
+        max_keys=pick("max_keys", "HEA_MAX_KEYS", d.max_keys, int),
+        max_keys_per_identity=pick("max_keys_per_identity", "HEA_MAX_KEYS_PER_IDENTITY", d.max_keys_per_identity, int),
+        key_store=pick("key_store", "HEA_KEY_STORE", default_key_store(env)),
+        kek_file=pick("kek_file", "HEA_KEK_FILE", None),
     )
+
+
+def default_key_store(env: dict[str, str]) -> str:
+    """``he-accel serve`` keeps keys across restarts by default: SQLite under the user's data dir."""
+    base = env.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
+    return "sqlite:" + os.path.join(base, "he-accel", "keys.db")

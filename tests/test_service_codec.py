@@ -62,6 +62,17 @@ def test_signed_rejects_bad_input():
         codec.signed(b"", 0, b"", 100, "scalar")
 
 
+def test_signed_counts_before_decoding():
+    """The count the header implies is checked first: a blob of the wrong length fails on its
+    length, even when its first number is out of range (decoding would have said so)."""
+    blob = b"\xff" * 4096
+    assert codec.signed_count(blob, 4, b"", "scalar") == 1024
+    with pytest.raises(InvalidArgument, match="length mismatch: 1 expected, 4096 scalars given"):
+        codec.signed(blob, 1, b"", 2, "scalar", expected=1)
+    with pytest.raises(InvalidArgument, match=r"scalar\[0\] is out of range"):
+        codec.signed(blob, 1, b"", 2, "scalar", expected=4096)
+
+
 # -- fuzzing the request decoder ---------------------------------------------------------------
 
 OPS = ["encrypt", "decrypt", "add", "add_plain", "mul", "sum", "matvec", "rerandomize", "powmod"]

@@ -12,7 +12,9 @@ Private keys stay with their owner. A :class:`~service.client.RemotePrivateKey` 
 ``client.generate_keypair``) decrypts on the service. A local :class:`PrivateKey` decrypts on
 the service only if the service already holds it for this caller, or if the backend was made
 with ``upload_private_keys=True`` (then it is imported once); otherwise it decrypts here, on
-the local CPU backend, and the key never leaves the process.
+the local CPU backend, and the key never leaves the process. When a service that held an
+uploaded key answers that it no longer does (a restart with an in-memory key store, another
+replica), the key is uploaded again and the call retried once.
 """
 from __future__ import annotations
 
@@ -49,6 +51,7 @@ class RemoteBackend(Backend):
         self.upload_private_keys = upload_private_keys
         self._RemotePrivateKey = RemotePrivateKey
         self._not_held = (KeyNotFound, PermissionDenied, FailedPrecondition)
+        self._KeyNotFound = KeyNotFound
         self._held: dict[str, bool] = {}
         self._lock = threading.Lock()
 
@@ -84,6 +87,21 @@ class RemoteBackend(Backend):
             self._held[kid] = held
         return held
 
+    def _with_private(self, sk: PrivateKey, call: Any) -> Any:
+        """``call()`` on the service with ``sk`` held there; re-uploads ``sk`` once if the service
+        lost it (only a key this process owns and was allowed to upload)."""
+        try:
+            return call()
+        except self._KeyNotFound:
+            if self._is_remote_key(sk) or not self.upload_private_keys:
+                raise
+        kid = sk.public_key.fingerprint
+        log.info("the service no longer holds the private key of %s: uploading it again", kid)
+        self.client.import_private_key(sk)
+        with self._lock:
+            self._held[kid] = True
+        return call()
+
     def _local(self) -> Backend:
         from . import get_backend  # noqa: PLC0415
 
@@ -105,7 +123,10 @@ class RemoteBackend(Backend):
             mode = "djn"  # the service's own DJN parameters for this key (same assumption)
         elif private_key is not None:
             sk = self._check_private_matches(pk, private_key)
-            mode = "crt" if self._service_holds(sk) else "textbook"
+            if self._service_holds(sk):
+                return from_blob(self._with_private(sk, lambda: self.client.encrypt(pk, blob, "crt")),
+                                 pk.ciphertext_width, packing)
+            mode = "textbook"
         else:
             mode = "textbook"
         return from_blob(self.client.encrypt(pk, blob, mode), pk.ciphertext_width, packing)
@@ -116,8 +137,12 @@ class RemoteBackend(Backend):
         if rng is not None or obfuscators is not None:
             return super().raw_rerandomize(pk, cs, rng=rng, obfuscators=obfuscators, private_key=private_key)
         blob, packing = to_blob(cs, pk.ciphertext_width, "ciphertext")
-        crt = private_key is not None and self._service_holds(self._check_private_matches(pk, private_key))
-        return from_blob(self.client.rerandomize(pk, blob, use_private_key=crt), pk.ciphertext_width, packing)
+        sk = self._check_private_matches(pk, private_key) if private_key is not None else None
+        if sk is not None and self._service_holds(sk):
+            out = self._with_private(sk, lambda: self.client.rerandomize(pk, blob, use_private_key=True))
+        else:
+            out = self.client.rerandomize(pk, blob, use_private_key=False)
+        return from_blob(out, pk.ciphertext_width, packing)
 
     def obfuscators(self, pk: PublicKey, count: int, *, rng: RandomSource | None = None,
                     private_key: PrivateKey | None = None, djn: DjnKey | None = None) -> bytes:
@@ -125,8 +150,10 @@ class RemoteBackend(Backend):
         if rng is not None or djn is not None or count <= 0:
             return super().obfuscators(pk, count, rng=rng, private_key=private_key, djn=djn)
         zeros = bytes(pk.plaintext_width * count)  # E(0) = r^n: an obfuscator
-        crt = private_key is not None and self._service_holds(self._check_private_matches(pk, private_key))
-        return self.client.encrypt(pk, zeros, "crt" if crt else "textbook")
+        sk = self._check_private_matches(pk, private_key) if private_key is not None else None
+        if sk is not None and self._service_holds(sk):
+            return self._with_private(sk, lambda: self.client.encrypt(pk, zeros, "crt"))
+        return self.client.encrypt(pk, zeros, "textbook")
 
     # -- hooks ---------------------------------------------------------------------------------
     def _obfuscators(self, pk: PublicKey, rs: bytes) -> bytes:
@@ -155,7 +182,7 @@ class RemoteBackend(Backend):
 
     def _decrypt(self, sk: PrivateKey, cs: bytes) -> bytes:
         if self._service_holds(sk):
-            return self.client.decrypt(sk.public_key, cs)
+            return self._with_private(sk, lambda: self.client.decrypt(sk.public_key, cs))
         return self._local()._decrypt(sk, cs)
 
     def _add(self, pk: PublicKey, a: bytes, b: bytes) -> bytes:
