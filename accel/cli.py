@@ -83,7 +83,7 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _bench(args: argparse.Namespace) -> int:
-    from bench.suite import main_suite  # noqa: PLC0415
+    from accel.bench.suite import main_suite  # noqa: PLC0415
 
     return main_suite(args)
 
@@ -93,7 +93,7 @@ def _serve(args: argparse.Namespace) -> int:
     import threading  # noqa: PLC0415
 
     try:
-        from service.server import HeAccelServer, config_from_args  # noqa: PLC0415
+        from accel.service.server import HeAccelServer, config_from_args  # noqa: PLC0415
     except ImportError as e:
         print(f"the service needs the 'service' extra (pip install 'he-accel[service]'): {e}", file=sys.stderr)
         return 2
@@ -137,7 +137,7 @@ def _health(args: argparse.Namespace) -> int:
 
 
 def _service_demo(args: argparse.Namespace) -> int:
-    from bench.service_demo import run  # noqa: PLC0415
+    from accel.bench.service_demo import run  # noqa: PLC0415
 
     return run(backend=args.backend, bits=args.bits, size=args.size, cols=args.cols)
 

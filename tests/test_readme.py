@@ -146,7 +146,7 @@ def test_readme_prints_what_its_comments_promise(tmp_path):
 @pytest.mark.parametrize("block", [pytest.param(b, id=b.id) for b in PY_BLOCKS if b.tag == "service"])
 def test_python_block_runs_against_a_service(block, tmp_path):
     pytest.importorskip("grpc")
-    from bench.service_demo import running_server, wait_healthy
+    from accel.bench.service_demo import running_server, wait_healthy
 
     assert "box1:50051" in block.code, "a service block names its service box1:50051"
     with running_server("--backend", "cpu", env={"HEA_TOKENS": "readme=..."}) as (_, port, _m):
