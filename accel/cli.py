@@ -98,16 +98,18 @@ def _serve(args: argparse.Namespace) -> int:
         print(f"the service needs the 'service' extra (pip install 'he-accel[service]'): {e}", file=sys.stderr)
         return 2
     config = config_from_args(args)
-    server = HeAccelServer(config).start()
-    print(f"he-accel serving on port {server.port} (backend {server.backend.name})"
-          + (f", metrics on port {server.metrics_port}" if server.metrics_port else ""), flush=True)
     done = threading.Event()
 
     def shutdown(signum, frame):  # noqa: ARG001
         done.set()
 
+    # before the "serving" line: a supervisor that stops us right after reading it gets the
+    # graceful shutdown, not the default SIGTERM death
     signal.signal(signal.SIGTERM, shutdown)
     signal.signal(signal.SIGINT, shutdown)
+    server = HeAccelServer(config).start()
+    print(f"he-accel serving on port {server.port} (backend {server.backend.name})"
+          + (f", metrics on port {server.metrics_port}" if server.metrics_port else ""), flush=True)
     done.wait()
     print("he-accel: shutting down (finishing in-flight requests)", flush=True)
     server.stop()
