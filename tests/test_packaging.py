@@ -101,6 +101,26 @@ def test_a_checkout_refuses_the_second_name():
     assert proc.returncode == 0 and "names ok" in proc.stdout, proc.stderr[-3000:]
 
 
+def test_a_plain_checkout_has_the_same_names(tmp_path):
+    # No install at all, as the device machine runs a copy of the tree: PYTHONPATH is the copy.
+    clone = _clone(tmp_path)
+    env = {**os.environ, "PYTHONPATH": str(clone)}
+    check = NAMES_CHECK.replace('assert importlib.util.find_spec("service") is None and '
+                                'importlib.util.find_spec("bench") is None\n', "")
+    proc = subprocess.run([sys.executable, "-c", check], cwd=clone, env=env, capture_output=True, text=True)
+    assert proc.returncode == 0 and f"names ok {clone / 'accel'}" in proc.stdout, proc.stderr[-3000:]
+    proc = subprocess.run([sys.executable, "-c", "import accel.service.errors as e; print(e.__file__)"],
+                          cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert proc.stdout.strip() == str(clone / "service" / "errors.py"), proc.stderr[-3000:]
+    proc = subprocess.run([sys.executable, "-m", "accel.cli", "bench", "--help"], cwd=clone, env=env,
+                          capture_output=True, text=True)
+    assert proc.returncode == 0 and "--backends" in proc.stdout, proc.stderr[-3000:]
+    for name in ("service", "bench"):
+        proc = subprocess.run([sys.executable, "-c", f"import {name}"], cwd=clone, env=env, capture_output=True,
+                              text=True)
+        assert proc.returncode != 0 and f"import this package as accel.{name}" in proc.stderr
+
+
 @pytest.mark.slow
 def test_the_wheel_installs_one_top_level_name_with_stock_pip(tmp_path):
     clone = _clone(tmp_path)
