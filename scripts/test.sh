@@ -2,8 +2,7 @@
 # Set up a virtual environment with the test extra and run the test suite; alongside it, compile
 # every CUDA kernel with nvcc for sm_80 and sm_90 (no GPU needed). Both must pass.
 #   ./scripts/test.sh [pytest args...]      HEA_SKIP_NVCC=1 skips the (slow) compile check locally
-# On a 2-core machine the whole run takes about 40 minutes (the nvcc compile sets the pace) and
-# its three venvs about 2.3 GB of disk; the README's "Two commands" has the breakdown.
+# The README's "Time and disk" table gives each stage's time and disk on a 2-core machine.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
@@ -12,7 +11,7 @@ stage() { printf '== test.sh [%dm%02ds] %s\n' $((SECONDS / 60)) $((SECONDS % 60)
 # setuptools notes every editable install of a layout like ours ("Editable installation ...");
 # information, not a problem with the package, so pip's runs stay quiet.
 pip_quiet() { PYTHONWARNINGS="ignore:Editable installation" "$@"; }
-stage "setting up .venv with the test extra (first time: a few minutes, ~0.6 GB)"
+stage "setting up .venv with the test extra (first time: about a minute from local wheels, 0.9 GB)"
 [ -x .venv/bin/python ] || "$PY" -m venv .venv || exit 1
 pip_quiet .venv/bin/python -m pip install -q --upgrade pip || exit 1
 pip_quiet .venv/bin/python -m pip install -q -e '.[test]' || exit 1
@@ -23,7 +22,7 @@ if [ -n "${HEA_SKIP_NVCC:-}" ] && [ -z "${CI:-}" ]; then
   echo "NOTE: HEA_SKIP_NVCC set: the nvcc compile check of kernels/*.cu did not run"
 elif command -v "${NVCC:-nvcc}" >/dev/null; then
   kernels=$(ls kernels/*.cu | wc -l); archs=$(echo ${HEA_ARCHS:-80 90} | wc -w)
-  stage "nvcc: compiling $kernels kernel files x $archs archs in the background (about 37 minutes on 2 cores);" \
+  stage "nvcc: compiling $kernels kernel files x $archs archs in the background;" \
     "a [nvcc] line as each one finishes, full log in build/compile.log"
   ./scripts/compile_kernels.sh build/cubin >build/compile.log 2>&1 &
   compile_pid=$!
@@ -43,7 +42,7 @@ rc=$?
 # The client and server again under FATE 2.x's pins (grpcio 1.62.1, protobuf 4.24.4, numpy<2),
 # in a second venv; also checks that the checked-in gRPC stubs are what grpcio-tools 1.62.1 writes.
 if [ -z "${HEA_SKIP_COMPAT:-}" ] || [ -n "${CI:-}" ]; then
-  stage "compat: client/server under FATE's pins in .venv-compat (about 2 minutes, ~0.2 GB)"
+  stage "compat: client/server under FATE's pins in .venv-compat (under a minute, 0.2 GB)"
   [ -x .venv-compat/bin/python ] || "$PY" -m venv .venv-compat || exit 1
   pip_quiet .venv-compat/bin/python -m pip install -q "grpcio==1.62.1" "protobuf==4.24.4" "grpcio-tools==1.62.1" \
     "grpcio-health-checking==1.62.1" "grpcio-reflection==1.62.1" "numpy<2" gmpy2 prometheus-client \
@@ -55,7 +54,7 @@ fi
 # FATE 2.x itself (pyfate 2.2.0 + fate_utils, torch CPU): plugin contract and wire interop,
 # then CoordinatedLR and SecureBoost stock vs plugin (about 5 minutes with the venv build).
 if [ -z "${HEA_SKIP_FATE:-}" ] || [ -n "${CI:-}" ]; then
-  stage "FATE 2.x suite in .venv-fate (about 10 minutes, ~1.5 GB; the venv is built once)"
+  stage "FATE 2.x suite in .venv-fate (about 10 minutes; the venv, 1.5 GB, is built once)"
   ./scripts/test_fate.sh || rc=1
 else
   echo "NOTE: HEA_SKIP_FATE set: the FATE 2.x suite (scripts/test_fate.sh) did not run"
