@@ -36,7 +36,7 @@ fi
 # GPU tests need a device; CI has none, so they are deselected here and run with -m gpu there.
 # The GPU backend's logic and every kernel still run here, through the g++ build (emulator).
 # tests/fate needs FATE's own pinned environment: scripts/test_fate.sh runs it below.
-stage "pytest: the main suite"
+stage "pytest: the main suite (about 7 minutes on 2 cores)"
 .venv/bin/python -m pytest -m "not gpu and not compat and not fate" --ignore=tests/fate "$@"
 rc=$?
 # The client and server again under FATE 2.x's pins (grpcio 1.62.1, protobuf 4.24.4, numpy<2),
