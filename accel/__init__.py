@@ -10,6 +10,10 @@ The raw batch API (ints in, ints out) lives on backends::
 
 and the encoded layer (floats, exponents) on :class:`EncryptedVector`.
 """
+from . import _checkout
+
+_checkout.install()  # a plain checkout's service/ and bench/ are accel.service and accel.bench
+
 from .backends import Backend, BackendUnavailableError, CpuBackend, KeyMismatchError, get_backend
 from .ciphertext import EncryptedVector
 from .encoding import (

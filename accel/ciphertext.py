@@ -36,13 +36,18 @@ class EncryptedVector:
     ``+``, ``-``, ``*`` and ``/`` work with other EncryptedVectors (add, subtract) and with
     scalars or numpy arrays (any op), ``sum()``, ``dot(X)`` and ``X @ v`` with float or int
     matrices, and :meth:`decrypt` returns a numpy float64 array.
+
+    As in numpy, ``sum()`` and ``dot`` with a 1-D operand give a scalar (``shape == ()``): its
+    :meth:`decrypt` returns a ``numpy.float64`` and :meth:`decrypt_exact` one value. A scalar is
+    stored as one ciphertext, so ``len()``, ``ciphertexts``, indexing and :meth:`concat` see one
+    element, as they did before scalars existed; arithmetic stays scalar while every operand is.
     """
 
     __array_priority__ = 1000  # make numpy defer to our reflected operators
 
     def __init__(self, public_key: PublicKey, ciphertexts: Any, exponents: Any = 0, *,
                  codec: FixedPointCodec | None = None, backend: "Backend | None" = None,
-                 public_exponents: bool = True, mantissa_bits: Any = None):
+                 public_exponents: bool = True, mantissa_bits: Any = None, scalar: bool = False):
         if not isinstance(public_key, PublicKey):
             raise TypeError("public_key must be a PublicKey")
         self.public_key = public_key
@@ -59,6 +64,9 @@ class EncryptedVector:
         if public_exponents:
             e = self.codec.from_public_exponent(e)
         self._exp = np.array(np.broadcast_to(e, (count,)), dtype=np.int64)
+        if scalar and count != 1:
+            raise ValueError(f"a scalar holds exactly one ciphertext, not {count}")
+        self._scalar = bool(scalar)
         # Upper bound on |mantissa| in bits per element, or None when unknown (ciphertexts
         # from elsewhere). Every op propagates it, so an overflow is refused before it wraps.
         self._bits = (None if mantissa_bits is None
@@ -66,10 +74,11 @@ class EncryptedVector:
 
     @classmethod
     def _make(cls, template: "EncryptedVector", blob: bytes, exp: np.ndarray,
-              bits: np.ndarray | None) -> "EncryptedVector":
+              bits: np.ndarray | None, scalar: bool = False) -> "EncryptedVector":
         v = cls.__new__(cls)
         v.public_key, v.codec, v.backend = template.public_key, template.codec, template.backend
         v._blob, v._exp = blob, np.asarray(exp, dtype=np.int64)
+        v._scalar = scalar and len(v._exp) == 1
         v._bits = None if bits is None else np.asarray(bits, dtype=np.int64)
         v._check_bound()
         return v
@@ -114,8 +123,14 @@ class EncryptedVector:
     def __len__(self) -> int:
         return len(self._exp)
 
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """``()`` for a scalar (a sum, a 1-D dot product), else ``(len,)``, as numpy would say."""
+        return () if self._scalar else (len(self),)
+
     def __repr__(self) -> str:
-        return f"<EncryptedVector len={len(self)} {self.codec.convention.value} {self.public_key!r}>"
+        size = "scalar" if self._scalar else f"len={len(self)}"
+        return f"<EncryptedVector {size} {self.codec.convention.value} {self.public_key!r}>"
 
     @property
     def ciphertexts(self) -> list[int]:
@@ -157,7 +172,7 @@ class EncryptedVector:
         # Ciphertexts, exponents and the codec's parameters; no backend or device handles.
         return (_rebuild, (self.public_key.n, self._blob, self._exp.tobytes(),
                            self.codec.convention.value, self.codec.max_int,
-                           None if self._bits is None else self._bits.tobytes()))
+                           None if self._bits is None else self._bits.tobytes(), self._scalar))
 
     # -- helpers -----------------------------------------------------------------------------
     def _check_compatible(self, other: "EncryptedVector") -> None:
@@ -207,7 +222,7 @@ class EncryptedVector:
             a, b = self._lowered_bits(t), other._lowered_bits(t)
             bits = None if a is None or b is None else np.maximum(a, b) + 1
             out = self.backend.raw_add(self.public_key, self._lowered_to(t), other._lowered_to(t))
-            return self._make(self, out, t, bits)
+            return self._make(self, out, t, bits, self._scalar and other._scalar)
         mants, e = self._plain(other)
         t = np.minimum(self._exp, e)
         n, max_int = self.public_key.n, self.codec.max_int
@@ -220,7 +235,7 @@ class EncryptedVector:
         a = self._lowered_bits(t)
         bits = None if a is None else np.maximum(a, _bit_lengths(mants) + LOG2_BASE * (e - t)) + 1
         out = self.backend.raw_add_plain(self.public_key, self._lowered_to(t), ms)
-        return self._make(self, out, t, bits)
+        return self._make(self, out, t, bits, self._scalar and np.ndim(other) == 0)
 
     __radd__ = __add__
 
@@ -230,7 +245,7 @@ class EncryptedVector:
     def __sub__(self, other: Any) -> "EncryptedVector":
         if isinstance(other, EncryptedVector):
             return self + (-other)
-        return self + (-np.asarray(other))
+        return self + (-np.asarray(other))  # a 0-d array stays a scalar operand
 
     def __rsub__(self, other: Any) -> "EncryptedVector":
         return (-self) + other
@@ -244,7 +259,7 @@ class EncryptedVector:
             raise PlaintextOverflowError(
                 f"the product could reach {int(bits.max())} bits, beyond the key's max_int ({self._bit_limit} bits)")
         out = self.backend.raw_mul(self.public_key, self._blob, mants)
-        return self._make(self, out, self._exp + e, bits)
+        return self._make(self, out, self._exp + e, bits, self._scalar and np.ndim(other) == 0)
 
     __rmul__ = __mul__
 
@@ -252,18 +267,18 @@ class EncryptedVector:
         return self * (1.0 / np.asarray(other, dtype=np.float64))
 
     def sum(self) -> "EncryptedVector":
-        """The encrypted sum, as a vector of length 1 (E(0) = ciphertext 1 when empty)."""
+        """The encrypted sum, a scalar (E(0) = ciphertext 1 when empty)."""
         if len(self) == 0:
             return self._make(self, (1).to_bytes(self.public_key.ciphertext_width, "little"),
-                              np.zeros(1, dtype=np.int64), np.zeros(1, dtype=np.int64))
+                              np.zeros(1, dtype=np.int64), np.zeros(1, dtype=np.int64), scalar=True)
         t = np.full(len(self), self._exp.min())
         a = self._lowered_bits(t)
         bits = None if a is None else a.max(keepdims=True) + _ceil_log2(len(self))
         out = self.backend.raw_sum(self.public_key, self._lowered_to(t))
-        return self._make(self, out, t[:1], bits)
+        return self._make(self, out, t[:1], bits, scalar=True)
 
     def dot(self, X: Any, *, precision: float | None = None) -> "EncryptedVector":
-        """E(v^T X): X of shape (len,) gives length 1, of shape (len, C) gives length C.
+        """E(v^T X): X of shape (len,) gives a scalar, of shape (len, C) a vector of length C.
 
         Float matrices are encoded at one shared exponent that keeps 53 significant bits of
         max|X| (or resolves ``precision``), so each column is one multi-exponentiation.
@@ -292,7 +307,8 @@ class EncryptedVector:
                     f"the matrix product could reach {int(bits[0])} bits, beyond the key's max_int "
                     f"({self._bit_limit} bits): use a coarser precision or a larger key")
         out = self.backend.raw_matvec(self.public_key, self._lowered_to(t), mant)
-        return self._make(self, out, np.full(X.shape[1], (t[0] if len(t) else 0) + ex, dtype=np.int64), bits)
+        return self._make(self, out, np.full(X.shape[1], (t[0] if len(t) else 0) + ex, dtype=np.int64), bits,
+                          scalar=squeeze)
 
     def _encode_matrix(self, X: np.ndarray, precision: float | None) -> tuple[Any, int]:
         if not np.all(np.isfinite(X)):
@@ -324,7 +340,7 @@ class EncryptedVector:
     def rerandomize(self, *, rng: RandomSource | None = None, obfuscators: Any = None) -> "EncryptedVector":
         """Fresh ciphertexts of the same values (do this before sending results to a peer)."""
         out = self.backend.raw_rerandomize(self.public_key, self._blob, rng=rng, obfuscators=obfuscators)
-        return self._make(self, out, self._exp, self._bits)
+        return self._make(self, out, self._exp, self._bits, self._scalar)
 
     # -- decryption --------------------------------------------------------------------------
     def _raw_plain(self, private_key: PrivateKey) -> list[int]:
@@ -335,13 +351,17 @@ class EncryptedVector:
         out = self.backend.raw_decrypt(private_key, self._blob)
         return blob_to_ints(out, self.public_key.plaintext_width)
 
-    def decrypt(self, private_key: PrivateKey) -> np.ndarray:
-        """Decrypt and decode to float64 (DecodeOverflowError if a result overflowed)."""
-        return self.codec.decode(self._raw_plain(private_key), self._exp)
+    def decrypt(self, private_key: PrivateKey) -> np.ndarray | np.float64:
+        """Decrypt and decode to float64 (DecodeOverflowError if a result overflowed): an array,
+        or a ``numpy.float64`` for a scalar."""
+        values = self.codec.decode(self._raw_plain(private_key), self._exp)
+        return values[0] if self._scalar else values
 
-    def decrypt_exact(self, private_key: PrivateKey) -> list[Any]:
-        """Decrypt to exact values: ints at exponent >= 0, Fractions otherwise."""
-        return self.codec.decode_exact(self._raw_plain(private_key), self._exp)
+    def decrypt_exact(self, private_key: PrivateKey) -> Any:
+        """Decrypt to exact values: ints at exponent >= 0, Fractions otherwise (a list, or one
+        value for a scalar)."""
+        values = self.codec.decode_exact(self._raw_plain(private_key), self._exp)
+        return values[0] if self._scalar else values
 
 
 def _bit_lengths(mants: list[int]) -> np.ndarray:
@@ -353,8 +373,9 @@ def _ceil_log2(k: int) -> int:
 
 
 def _rebuild(n: int, blob: bytes, exp: bytes, convention: str, max_int: int,
-             bits: bytes | None = None) -> EncryptedVector:
+             bits: bytes | None = None, scalar: bool = False) -> EncryptedVector:
     pk = PublicKey(n)
     codec = FixedPointCodec(pk, convention, max_int)
     return EncryptedVector(pk, blob, np.frombuffer(exp, dtype=np.int64), codec=codec, public_exponents=False,
-                           mantissa_bits=None if bits is None else np.frombuffer(bits, dtype=np.int64))
+                           mantissa_bits=None if bits is None else np.frombuffer(bits, dtype=np.int64),
+                           scalar=scalar)

@@ -1,7 +1,7 @@
 """End to end: vertical logistic regression with encrypted gradients (guest, host, arbiter in
 three processes; examples/hetero_lr.py), seconds per epoch on each engine, side by side.
 
-    python -m bench.e2e --data synthetic:100000x30 --epochs 1 \
+    python -m accel.bench.e2e --data synthetic:100000x30 --epochs 1 \
         --engines phe fate_utils accel:cpu accel:remote --json bench/results/e2e-cpu.json
 
 Engines: ``phe`` (python-paillier per value), ``fate_utils`` (FATE 2.x's Rust vectors),
@@ -73,7 +73,7 @@ def main(argv=None) -> int:
     cfg = hetero_lr.Config(data=a.data, bits=a.bits, epochs=a.epochs, batch_size=a.batch_size)
     n_train = len(hetero_lr.load_data(a.data, cfg.seed)[1])
     common = {"commit": git_commit(), "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-              "command": " ".join(shlex.quote(x) for x in ["python", "-m", "bench.e2e", *sys.argv[1:]])}
+              "command": " ".join(shlex.quote(x) for x in ["python", "-m", "accel.bench.e2e", *sys.argv[1:]])}
     print(f"reference: plaintext training of the same protocol on {a.data} ...", flush=True)
     ref = hetero_lr.run(hetero_lr.PlainEngine(), cfg)
     rows, missing, failed = [], {}, False

@@ -120,7 +120,7 @@ def run_ops(backend: Backend, bits: int, batch: int, repeats: int, ops: list[str
             progress: Callable[[str], None] | None = None, inputs: Any = None) -> list[Measurement]:
     """Measure ``ops`` at one key size and batch size on one backend.
 
-    ``inputs`` (a :class:`bench.peers.Inputs`) fixes the plaintexts, scalars and matrix, so that
+    ``inputs`` (a :class:`accel.bench.peers.Inputs`) fixes the plaintexts, scalars and matrix, so that
     peers measured in the same run see the same ones; by default plaintexts span [0, n).
     """
     pk, sk = keys or generate_keypair(bits)

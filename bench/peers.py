@@ -23,7 +23,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-#: The ops a peer may offer (names as in bench.ops).
+#: The ops a peer may offer (names as in accel.bench.ops).
 PEER_OPS = ["keygen", "encrypt", "decrypt", "add", "add_plain", "mul", "sum", "matvec", "rerandomize"]
 
 

@@ -1,4 +1,4 @@
-"""Service benchmarks (figures, not tests): run them with ``python -m bench.service_bench``.
+"""Service benchmarks (figures, not tests): run them with ``python -m accel.bench.service_bench``.
 
 1. **Overhead**: the same batch op in process (``get_backend(backend)``) and through the
    service on loopback (``he-accel serve`` in a subprocess with the same backend), side by side,
@@ -40,7 +40,7 @@ def _scrape(port: int) -> dict[str, float]:
 
 
 def overhead(backend: str, bits: int, batches: list[int], repeats: int, target: str) -> list[dict[str, Any]]:
-    from service.client import HeAccelClient
+    from accel.service.client import HeAccelClient
 
     pk, sk = generate_keypair(bits)
     local = get_backend(backend)
@@ -77,7 +77,7 @@ def overhead(backend: str, bits: int, batches: list[int], repeats: int, target: 
 
 def coalescing(bits: int, clients: int, request_size: int, seconds: float, target: str, metrics_port: int,
                op: str) -> dict[str, Any]:
-    from service.client import HeAccelClient
+    from accel.service.client import HeAccelClient
 
     pk, _ = generate_keypair(bits)
     ms = ints_to_blob([random.randrange(pk.n) for _ in range(request_size)], pk.plaintext_width)
@@ -127,7 +127,7 @@ def coalescing(bits: int, clients: int, request_size: int, seconds: float, targe
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m bench.service_bench", description=__doc__,
+    p = argparse.ArgumentParser(prog="python -m accel.bench.service_bench", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--backend", default="cpu", choices=["cpu", "gpu", "auto"])
     p.add_argument("--bits", type=int, default=2048)

@@ -14,15 +14,17 @@ import sys
 import time
 import urllib.request
 from contextlib import contextmanager
-from typing import Iterator
+from typing import Callable, Iterator
 
 import numpy as np
 
 
 @contextmanager
-def running_server(*args: str, env: dict[str, str] | None = None, startup_timeout: float = 60.0
+def running_server(*args: str, env: dict[str, str] | None = None, startup_timeout: float = 60.0,
+                   on_serving: Callable[[str], None] | None = None
                    ) -> Iterator[tuple[subprocess.Popen, int, int | None]]:
-    """``he-accel serve`` in a subprocess on free ports: yields (process, grpc port, metrics port)."""
+    """``he-accel serve`` in a subprocess on free ports: yields (process, grpc port, metrics port).
+    ``on_serving`` receives the server's "serving on port ... (backend ...)" line."""
     cmd = [sys.executable, "-m", "accel.cli", "serve", "--address", "127.0.0.1:0", *args]
     if "--metrics-port" not in args:
         cmd += ["--metrics-port", "0"]
@@ -43,6 +45,8 @@ def running_server(*args: str, env: dict[str, str] | None = None, startup_timeou
         if not m:
             raise RuntimeError("the server did not report its port in time")
         mm = re.search(r"metrics on port (\d+)", line)
+        if on_serving is not None:
+            on_serving(line.strip())
         yield proc, int(m.group(1)), int(mm.group(1)) if mm else None
     finally:
         if proc.poll() is None:
@@ -89,10 +93,16 @@ def run(backend: str = "auto", bits: int = 2048, size: int = 1000, cols: int = 4
     from accel import EncryptedVector, get_backend
 
     print(f"he-accel service demo: starting `he-accel serve --backend {backend}` ...", flush=True)
-    with running_server("--backend", backend, "--min-key-bits", str(min(bits, 1024))) as (proc, port, mport):
+    serving: list[str] = []
+    with running_server("--backend", backend, "--min-key-bits", str(min(bits, 1024)),
+                        on_serving=serving.append) as (proc, port, mport):
         target = f"127.0.0.1:{port}"
         wait_healthy(target)
         print(f"  server up on {target} (pid {proc.pid}), metrics on :{mport}; health SERVING")
+        m = re.search(r"\(backend (\w+)\)", serving[0] if serving else "")
+        ran_on = m.group(1) if m else "unknown"
+        fallback = "; 'auto' found no usable GPU" if backend == "auto" and ran_on == "cpu" else ""
+        print(f"  the service computes on backend {ran_on}{fallback}")
         be = get_backend("remote", target=target)
         ok = True
         try:
@@ -117,7 +127,7 @@ def run(backend: str = "auto", bits: int = 2048, size: int = 1000, cols: int = 4
             mv = step(f"matvec ({cols} cols)", lambda: ex.dot(X), size * cols)
             dec = step("decrypt", lambda: s.decrypt(sk), size)
             checks = {"x + y": (dec, x + y), "2.5 x + y": (a.decrypt(sk), 2.5 * x + y),
-                      "sum x": (tot.decrypt(sk), np.array([x.sum()])), "x^T X": (mv.decrypt(sk), x @ X)}
+                      "sum x": (tot.decrypt(sk), x.sum()), "x^T X": (mv.decrypt(sk), x @ X)}
             for name, (got, want) in checks.items():
                 good = bool(np.allclose(got, want, rtol=1e-9, atol=1e-9))
                 ok &= good

@@ -27,7 +27,7 @@ if .venv/bin/python -c "from accel import get_backend; get_backend('gpu')" 2>/de
 engines="phe fate_utils accel:cpu accel:remote"
 case "$backends" in gpu*) engines="$engines accel:gpu" ;; esac
 # shellcheck disable=SC2086
-.venv/bin/python -m bench.e2e --data "$data" --epochs 1 --engines $engines --serve-backend auto \
+.venv/bin/python -m accel.bench.e2e --data "$data" --epochs 1 --engines $engines --serve-backend auto \
   --json "bench/results/e2e-$tag.json"
 FATE_VENV=${HEA_FATE_VENV:-.venv-fate}
 if [ -x "$FATE_VENV/bin/python" ]; then

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Regenerate the checked-in Python stubs of service/proto/heaccel/v1/*.proto.
+# Regenerate the checked-in Python stubs of service/proto/heaccel/v1/*.proto (package accel.service.proto...).
 # grpcio-tools is pinned to 1.62.1 (protoc 25): its output imports under FATE 2.x's pins
 # (grpcio 1.62.1, protobuf 4.24.4) and under current grpcio/protobuf releases alike.
 # A temporary venv is used unless GEN_PYTHON names a Python that already has the pin.
@@ -20,8 +20,13 @@ from importlib.metadata import version
 if version("grpcio-tools") != "1.62.1":
     sys.exit(f"grpcio-tools {version('grpcio-tools')} found; the stubs are generated with 1.62.1")
 PYEOF
-mkdir -p "$OUT"
+# The folder service/ is the package accel.service: protoc sees it under that virtual path, so
+# that the stubs import each other as accel.service.proto... (their one name; see pyproject).
+GEN=$(mktemp -d)
+trap 'rm -rf "$GEN"' EXIT
 for proto in service/proto/heaccel/v1/*.proto; do
-  "$PY" -m grpc_tools.protoc -I . --python_out="$OUT" --pyi_out="$OUT" --grpc_python_out="$OUT" "$proto"
+  "$PY" -m grpc_tools.protoc -Iaccel/service=service --python_out="$GEN" --pyi_out="$GEN" --grpc_python_out="$GEN" "$proto"
 done
+mkdir -p "$OUT/service/proto/heaccel/v1"
+cp "$GEN"/accel/service/proto/heaccel/v1/* "$OUT/service/proto/heaccel/v1/"
 echo "stubs written under $OUT/service/proto/heaccel/v1"

@@ -16,6 +16,7 @@ if [ ! -x "$VENV/bin/python" ]; then
   "$VENV/bin/pip" install -q pyfate==2.2.0 fate_utils==0.1.0 "pandas<2.2" "numpy<2" \
       grpcio==1.62.1 grpcio-tools==1.62.1 grpcio-health-checking==1.62.1 grpcio-reflection==1.62.1 \
       protobuf==4.24.4 gmpy2 phe==1.5.0 scikit-learn prometheus-client pytest hypothesis cryptography
-  "$VENV/bin/pip" install -q --no-deps -e .
 fi
+# every run: the editable install's package map follows pyproject (accel.service, accel.bench)
+PYTHONWARNINGS="ignore:Editable installation" "$VENV/bin/pip" install -q --no-deps -e .
 "$VENV/bin/python" -m pytest -m fate tests/fate "$@"

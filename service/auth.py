@@ -1,6 +1,6 @@
 """Caller identity: a bearer token or the client certificate's subject (mTLS).
 
-Identities own private keys (see :mod:`service.keys`). With tokens configured, every call
+Identities own private keys (see :mod:`accel.service.keys`). With tokens configured, every call
 needs ``authorization: Bearer <token>``; with a client CA configured, gRPC itself refuses
 peers without a certificate signed by it and the identity is ``x509:<common name>``. With
 neither, every caller is ``anonymous`` (the server warns at start). Tokens are compared in

@@ -7,7 +7,7 @@
 * Batches larger than ``chunk_bytes`` go over the ordered ``Stream`` RPC in chunks; sums and
   matrix products over chunks are combined here (a product mod n^2 of the partial results).
 * UNAVAILABLE is retried with exponential backoff and jitter (a stream resumes at its first
-  unanswered chunk); every other failure raises the typed :mod:`service.errors` exception.
+  unanswered chunk); every other failure raises the typed :mod:`accel.service.errors` exception.
 
 Numbers go in and come out packed (bytes, little-endian at the key's widths). For ints and
 :class:`accel.EncryptedVector`, use the remote backend: ``accel.get_backend("remote", target=...)``.

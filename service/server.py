@@ -2,7 +2,7 @@
 
 Build one with :class:`HeAccelServer` (dependencies injected: backend, metrics registry,
 key generator) or run ``he-accel serve``. Each RPC is validated in its handler thread, then
-queued on the :class:`~service.batcher.DynamicBatcher`, which coalesces concurrent requests
+queued on the :class:`~accel.service.batcher.DynamicBatcher`, which coalesces concurrent requests
 for the same key and op into one backend call. Every handler turns every failure into a
 status code; the server never dies on a request.
 """

@@ -75,7 +75,7 @@ def emulated_gpu_split_backend(inline_backend):
 @pytest.fixture(scope="session")
 def service_server(pool_backend):
     """An in-process he-accel service on a free loopback port (CPU backend, test key sizes)."""
-    from service.server import HeAccelServer, ServerConfig
+    from accel.service.server import HeAccelServer, ServerConfig
 
     srv = HeAccelServer(ServerConfig(address="127.0.0.1:0", min_key_bits=256, max_delay_ms=1.0),
                         backend=pool_backend).start()

@@ -7,8 +7,8 @@ import json
 
 import pytest
 
-from bench import bounds, peers, suite
-from bench.peers import Inputs, PeerCheckError, PeerUnavailable
+from accel.bench import bounds, peers, suite
+from accel.bench.peers import Inputs, PeerCheckError, PeerUnavailable
 
 SCHEMA = {"device", "backend", "op", "key_bits", "batch", "ops_per_s", "commit", "date", "command"}
 
@@ -111,7 +111,7 @@ def test_end_to_end_bench_same_model_and_reports_missing(tmp_path):
     import sys
     pytest.importorskip("sklearn")
     out = tmp_path / "e2e.json"
-    proc = subprocess.run([sys.executable, "-m", "bench.e2e", "--data", "breast_cancer", "--epochs", "1",
+    proc = subprocess.run([sys.executable, "-m", "accel.bench.e2e", "--data", "breast_cancer", "--epochs", "1",
                            "--engines", "phe", "accel:cpu", "nonesuch_gpu:gpu", "--workers", "1", "--json", str(out)],
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]

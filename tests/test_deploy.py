@@ -15,7 +15,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from accel.cli import main as cli_main
-from service.server import HeAccelServer, ServerConfig
+from accel.service.server import HeAccelServer, ServerConfig
 
 from .test_service_metrics import FakeNvml
 

@@ -6,8 +6,8 @@ import time
 
 import pytest
 
-from service.batcher import DynamicBatcher, Job
-from service.errors import Cancelled, ResourceExhausted
+from accel.service.batcher import DynamicBatcher, Job
+from accel.service.errors import Cancelled, ResourceExhausted
 
 
 class Recorder:

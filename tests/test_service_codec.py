@@ -6,10 +6,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from service import codec
-from service.errors import InvalidArgument, ServiceError
-from service.proto.heaccel.v1 import heaccel_pb2 as pb
-from service.server import ComputeServicer
+from accel.service import codec
+from accel.service.errors import InvalidArgument, ServiceError
+from accel.service.proto.heaccel.v1 import heaccel_pb2 as pb
+from accel.service.server import ComputeServicer
 
 W = 8  # bytes per number in the unit tests (2 limbs)
 

@@ -41,7 +41,7 @@ def test_checked_in_stubs_are_what_grpcio_tools_1_62_1_writes(tmp_path):
 
 
 def test_round_trip_sync_and_async_under_the_pins(service_server):
-    from service.client import AsyncHeAccelClient, HeAccelClient
+    from accel.service.client import AsyncHeAccelClient, HeAccelClient
 
     pk, sk = generate_keypair(1024)
     o = Oracle.for_key(sk)

@@ -19,9 +19,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from accel import EncryptedVector, generate_keypair, get_backend
 from accel.djn import DjnKey
 from accel.packing import blob_to_ints, ints_to_blob
-from bench.service_demo import running_server, wait_healthy
-from service.client import AsyncHeAccelClient, HeAccelClient
-from service.errors import (
+from accel.bench.service_demo import running_server, wait_healthy
+from accel.service.client import AsyncHeAccelClient, HeAccelClient
+from accel.service.errors import (
     DeadlineExceeded,
     InvalidArgument,
     KeyNotFound,
@@ -30,7 +30,7 @@ from service.errors import (
     Unauthenticated,
     Unavailable,
 )
-from service.server import HeAccelServer, ServerConfig
+from accel.service.server import HeAccelServer, ServerConfig
 
 from .certs import make_pki
 from .oracle import Oracle
@@ -251,20 +251,20 @@ def _pq(key):
 
 
 def _sum_req(pk, blob, inline=True, key_id=None):
-    from service.proto.heaccel.v1 import heaccel_pb2 as pb
+    from accel.service.proto.heaccel.v1 import heaccel_pb2 as pb
 
     ref = pb.KeyRef(key_id=key_id or pk.fingerprint, public_key=pk.to_bytes() if inline else b"")
     return pb.SumRequest(key=ref, ciphertexts=blob)
 
 
 def _enc_req(pk, blob):
-    from service.proto.heaccel.v1 import heaccel_pb2 as pb
+    from accel.service.proto.heaccel.v1 import heaccel_pb2 as pb
 
     return pb.EncryptRequest(key=pb.KeyRef(key_id=pk.fingerprint, public_key=pk.to_bytes()), plaintexts=blob)
 
 
 def _powmod_req(mod):
-    from service.proto.heaccel.v1 import heaccel_pb2 as pb
+    from accel.service.proto.heaccel.v1 import heaccel_pb2 as pb
 
     return pb.PowModRequest(modulus=mod, bases=b"", exponents=pb.SignedNumbers())
 
@@ -485,8 +485,8 @@ def test_tls_with_tokens_and_mtls_identities(tmp_path, pool_backend, key):
 def test_a_server_bug_in_a_stream_is_internal_not_a_hang(pool_backend, key, monkeypatch):
     """An unexpected exception while planning a stream chunk ends the stream with INTERNAL
     (naming the chunk) instead of silently closing it, which the client would reopen forever."""
-    from service.errors import Internal
-    from service.server import ComputeServicer
+    from accel.service.errors import Internal
+    from accel.service.server import ComputeServicer
 
     pk, _ = key
     srv = HeAccelServer(ServerConfig(address="127.0.0.1:0"), backend=pool_backend).start()

@@ -7,7 +7,7 @@ from types import SimpleNamespace
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from service.metrics import CallbackCollector, NvmlCollector, ServiceMetrics
+from accel.service.metrics import CallbackCollector, NvmlCollector, ServiceMetrics
 
 
 class FakeNvml:

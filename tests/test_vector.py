@@ -82,8 +82,36 @@ def test_empty_vectors(inline_backend, key1024):
     pk, sk = key1024
     e = enc(pk, [], inline_backend)
     assert len(e) == 0 and e.decrypt(sk).shape == (0,)
-    assert e.sum().decrypt(sk).tolist() == [0.0]
+    assert e.sum().decrypt(sk) == 0.0 and e.sum().shape == ()
     assert e.dot(np.zeros((0, 2))).decrypt(sk).tolist() == [0.0, 0.0]
+
+
+def test_sum_and_1d_dot_are_scalars_as_in_numpy(inline_backend, key1024):
+    pk, sk = key1024
+    x = np.array([0.5, -1.25, 3.0, 0.0, -7.5])
+    w = np.array([2.0, 0.5, -1.0, 4.0, 0.25])
+    ex = enc(pk, x, inline_backend)
+    s = ex.sum()
+    got = s.decrypt(sk)
+    assert isinstance(got, np.float64) and np.ndim(got) == 0 and got == x.sum()
+    assert s.shape == () and ex.shape == (5,) and "scalar" in repr(s)
+    assert s.decrypt_exact(sk) == sum(float(v) for v in x)  # one exact value, not a list
+    d = ex.dot(w)
+    assert d.shape == () and np.ndim(d.decrypt(sk)) == 0
+    np.testing.assert_allclose(d.decrypt(sk), x @ w, rtol=1e-12)
+    assert (w @ ex).shape == () and ex.dot(w[:, None]).shape == (1,)
+    # arithmetic stays scalar while every operand is one, as in numpy
+    assert (s * 2.5 + 1 - s / 4).shape == () and (s + s).shape == () and (-s).rerandomize().shape == ()
+    assert (s * 2.5 + 1).decrypt(sk) == x.sum() * 2.5 + 1
+    assert (s * np.array([2.0])).shape == (1,) and (s + [1.0]).decrypt(sk).tolist() == [x.sum() + 1]
+    # stored as one ciphertext: length, indexing and concat treat it as one element, as before
+    assert len(s) == 1 and len(s.ciphertexts) == 1 and s[0].shape == (1,)
+    both = EncryptedVector.concat([ex, s])
+    assert both.shape == (6,) and both.decrypt(sk).tolist() == [*x.tolist(), x.sum()]
+    back = pickle.loads(pickle.dumps(s))
+    assert back.shape == () and back.decrypt(sk) == x.sum()
+    with pytest.raises(ValueError, match="exactly one"):
+        EncryptedVector(pk, ex.blob, ex.exponents, backend=inline_backend, scalar=True)
 
 
 def test_fate1_convention_has_positive_exponents(inline_backend, key1024):

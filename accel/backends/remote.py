@@ -8,7 +8,7 @@ Randomness: by default the service draws it (textbook, CRT and DJN encryption, r
 With an explicit ``rng=`` the backend draws r here and has the service compute r^n, so runs are
 reproducible; ``djn=`` then uses the given DJN parameters the same way.
 
-Private keys stay with their owner. A :class:`~service.client.RemotePrivateKey` (from
+Private keys stay with their owner. A :class:`~accel.service.client.RemotePrivateKey` (from
 ``client.generate_keypair``) decrypts on the service. A local :class:`PrivateKey` decrypts on
 the service only if the service already holds it for this caller, or if the backend was made
 with ``upload_private_keys=True`` (then it is imported once); otherwise it decrypts here, on
@@ -36,8 +36,8 @@ class RemoteBackend(Backend):
     def __init__(self, target: Any = None, *, client: Any = None, upload_private_keys: bool = False,
                  rng: RandomSource | None = None, **client_kwargs: Any):
         super().__init__(rng=rng)
-        from service.client import HeAccelClient, RemotePrivateKey  # noqa: PLC0415 - optional extra
-        from service.errors import FailedPrecondition, KeyNotFound, PermissionDenied  # noqa: PLC0415
+        from accel.service.client import HeAccelClient, RemotePrivateKey  # noqa: PLC0415 - optional extra
+        from accel.service.errors import FailedPrecondition, KeyNotFound, PermissionDenied  # noqa: PLC0415
 
         if client is None:
             if target is None:

@@ -6,7 +6,8 @@ parties in separate processes (FATE's multiprocess launcher), stock Paillier or 
 
 The guest holds 10 features and the label, the host the other 20. With ``--plugin heaccel``
 every party calls :func:`accel.integrations.fate2.install` before training: the one-line
-change. The guest writes the model quality (train AUC, accuracy) and timings to ``--out``.
+change. On success the guest prints one line (model, engine, time per round, train AUC and
+accuracy), and writes it with the per-sample scores to ``--out`` as JSON when given.
 """
 from __future__ import annotations
 
@@ -125,7 +126,7 @@ def run(ctx) -> None:
         pred = module.predict(ctx, data)
         rounds = opt.trees
 
-    if ctx.is_on_guest and opt.out:
+    if ctx.is_on_guest:
         from sklearn.metrics import accuracy_score, roc_auc_score
 
         df = pred.as_pd_df()
@@ -137,8 +138,21 @@ def run(ctx) -> None:
                   "train_auc": float(roc_auc_score(label, score)),
                   "train_accuracy": float(accuracy_score(label, score > 0.5)),
                   "scores": score.tolist()}
-        with open(opt.out, "w") as f:
-            json.dump(result, f)
+        if opt.out:
+            with open(opt.out, "w") as f:
+                json.dump(result, f)
+        print(summary(result) + (f"; wrote {opt.out}" if opt.out else ""), flush=True)
+
+
+def summary(result: dict) -> str:
+    """One line on success, printed by the guest (the party that holds the labels)."""
+    model = {"lr": "CoordinatedLR", "sbt": "HeteroSecureBoost"}[result["model"]]
+    engine = ("stock FATE Paillier (fate_utils)" if result["plugin"] == "stock"
+              else f"he-accel plugin, backend {result['backend']}")
+    return (f"train.py: {model} with {engine}, {result['key_size']}-bit key: {result['rounds']} "
+            f"{result['round']}{'s' if result['rounds'] != 1 else ''} in {result['fit_s']:.1f} s "
+            f"({result['per_round_s']:.2f} s per {result['round']}); train AUC {result['train_auc']:.4f}, "
+            f"accuracy {result['train_accuracy']:.4f}")
 
 
 def main() -> None:

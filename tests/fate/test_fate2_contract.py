@@ -411,7 +411,7 @@ def test_plugin_runs_against_the_offload_service(keys, rng):
     """``fate2.install("remote", target=...)``: the same evaluator through a he-accel service
     (here in process, CPU backend), read by stock fate_utils code on the other side."""
     from accel import CpuBackend
-    from service.server import HeAccelServer, ServerConfig
+    from accel.service.server import HeAccelServer, ServerConfig
 
     sk, pk, coder, fsk, fpk, fcoder = keys
     srv = HeAccelServer(ServerConfig(address="127.0.0.1:0", max_delay_ms=1.0),

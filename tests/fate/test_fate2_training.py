@@ -37,6 +37,7 @@ def _run(tmp: Path, model: str, plugin: str, extra: list[str]) -> dict:
            "--parties", f"guest:{base}", f"host:{base + 1}", f"arbiter:{base + 2}", "--log_level", "WARNING"]
     proc = subprocess.run(cmd, cwd=tmp, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0 and out.exists(), proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "train.py: " in proc.stdout and "train AUC" in proc.stdout  # the guest's summary line
     return json.loads(out.read_text())
 
 

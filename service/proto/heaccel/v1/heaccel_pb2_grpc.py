@@ -2,7 +2,7 @@
 """Client and server classes corresponding to protobuf-defined services."""
 import grpc
 
-from service.proto.heaccel.v1 import heaccel_pb2 as service_dot_proto_dot_heaccel_dot_v1_dot_heaccel__pb2
+from accel.service.proto.heaccel.v1 import heaccel_pb2 as accel_dot_service_dot_proto_dot_heaccel_dot_v1_dot_heaccel__pb2
 
 
 class KeyServiceStub(object):
@@ -16,38 +16,38 @@ class KeyServiceStub(object):
         """
         self.RegisterPublicKey = channel.unary_unary(
                 '/heaccel.v1.KeyService/RegisterPublicKey',
-                request_serializer=service_dot_proto_dot_heaccel_dot_v1_dot_heaccel__pb2.RegisterPublicKeyRequest.SerializeToString,
-                response_deserializer=service_dot_proto_dot_heaccel_dot_v1_dot_heaccel__pb2.KeyInfo.FromString,
+                request_serializer=accel_dot_service_dot_proto_dot_heaccel_dot_v1_dot_heaccel__pb2.RegisterPublicKeyRequest.SerializeToString,
+                response_deserializer=accel_dot_service_dot_proto_dot_heaccel_dot_v1_dot_heaccel__pb2.KeyInfo.FromString,
                 )
         self.GenerateKeyPair = channel.unary_unary(
                 '/heaccel.v1.KeyService/GenerateKeyPair',
-                request_serializer=service_dot_proto_dot_heaccel_dot_v1_dot_heaccel__pb2.GenerateKeyPairRequest.SerializeToString,
-                response_deserializer=service_dot_proto_dot_heaccel_dot_v1_dot_heaccel__pb2.KeyInfo.FromString,
+                request_serializer=accel_dot_service_dot_proto_dot_heaccel_dot_v1_dot_heaccel__pb2.GenerateKeyPairRequest.SerializeToString,
+                response_deserializer=accel_dot_service_dot_proto_dot_heaccel_dot_v1_dot_heaccel__pb2.KeyInfo.FromString,
                 )
         self.ImportPrivateKey = channel.unary_unary(
                 '/heaccel.v1.KeyService/ImportPrivateKey',
-                request_serializer=service_dot_proto_dot_heaccel_dot_v1_dot_heaccel__pb2.ImportPrivateKeyRequest.SerializeToString,
-                response_deserializer=service_dot_proto_dot_heaccel_dot_v1_dot_heaccel__pb2.KeyInfo.FromString,
+                request_serializer=accel_dot_service_dot_proto_dot_heaccel_dot_v1_dot_heaccel__pb2.ImportPrivateKeyRequest.SerializeToString,
+                response_deserializer=accel_dot_service_dot_proto_dot_heaccel_dot_v1_dot_heaccel__pb2.KeyInfo.FromString,
                 )
         self.ExportPrivateKey = channel.unary_unary(
                 '/heaccel.v1.KeyService/ExportPrivateKey',
-                request_serializer=service_dot_proto_dot_heaccel_dot_v1_dot_heaccel__pb2.ExportPrivateKeyRequest.SerializeToString,
-                response_deserializer=service_dot_proto_dot_heaccel_dot_v1_dot_heaccel__pb2.PrivateKeyMaterial.FromString,
+                request_serializer=accel_dot_service_dot_proto_dot_heaccel_dot_v1_dot_heaccel__pb2.ExportPrivateKeyRequest.SerializeToString,
+                response_deserializer=accel_dot_service_dot_proto_dot_heaccel_dot_v1_dot_heaccel__pb2.PrivateKeyMaterial.FromString,
                 )
         self.DescribeKey = channel.unary_unary(
                 '/heaccel.v1.KeyService/DescribeKey',
-                request_serializer=service_dot_proto_dot_heaccel_dot_v1_dot_heaccel__pb2.KeyRef.SerializeToString,
-                response_deserializer=service_dot_proto_dot_heaccel_dot_v1_dot_heaccel__pb2.KeyInfo.FromString,
+                request_serializer=accel_dot_service_dot_proto_dot_heaccel_dot_v1_dot_heaccel__pb2.KeyRef.SerializeToString,
+                response_deserializer=accel_dot_service_dot_proto_dot_heaccel_dot_v1_dot_heaccel__pb2.KeyInfo.FromString,
                 )
         self.DeleteKey = channel.unary_unary(
                 '/heaccel.v1.KeyService/DeleteKey',
-                request_serializer=service_dot_proto_dot_heaccel_dot_v1_dot_heaccel__pb2.DeleteKeyRequest.SerializeToString,
-                response_deserializer=service_dot_proto_dot_heaccel_dot_v1_dot_heaccel__pb2.DeleteKeyResponse.FromString,
+                request_serializer=accel_dot_service_dot_proto_dot_heaccel_dot_v1_dot_heaccel__pb2.DeleteKeyRequest.SerializeToString,
+                response_deserializer=accel_dot_service_dot_proto_dot_heaccel_dot_v1_dot_heaccel__pb2.DeleteKeyResponse.FromString,
                 )
         self.ListKeys = channel.unary_unary(
                 '/heaccel.v1.KeyService/ListKeys',
-                request_serializer=service_dot_proto_dot_heaccel_dot_v1_dot_heaccel__pb2.ListKeysRequest.SerializeToString,
-                response_deserializer=service_dot_proto_dot_heaccel_dot_v1_dot_heaccel__pb2.ListKeysResponse.FromString,
+                request_serializer=accel_dot_service_dot_proto_dot_heaccel_dot_v1_dot_heaccel__pb2.ListKeysRequest.SerializeToString,
+                response_deserializer=accel_dot_service_dot_proto_dot_heaccel_dot_v1_dot_heaccel__pb2.ListKeysResponse.FromString,
                 )
 
 
@@ -103,38 +103,38 @@ def add_KeyServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
             'RegisterPublicKey': grpc.unary_unary_rpc_method_handler(
                     servicer.RegisterPublicKey,
-                    request_deserializer=service_dot_proto_dot_heaccel_dot_v1_dot_heaccel__pb2.RegisterPublicKeyRequest.FromString,
-                    response_serializer=service_dot_proto_dot_heaccel_dot_v1_dot_heaccel__pb2.KeyInfo.SerializeToString,
+                    request_deserializer=accel_dot_service_dot_proto_dot_heaccel_dot_v1_dot_heaccel__pb2.RegisterPublicKeyRequest.FromString,
+                    response_serializer=accel_dot_service_dot_proto_dot_heaccel_dot_v1_dot_heaccel__pb2.KeyInfo.SerializeToString,
             ),
             'GenerateKeyPair': grpc.unary_unary_rpc_method_handler(
                     servicer.GenerateKeyPair,
-                    request_deserializer=service_dot_proto_dot_heaccel_dot_v1_dot_heaccel__pb2.GenerateKeyPairRequest.FromString,
-                    response_serializer=service_dot_proto_dot_heaccel_dot_v1_dot_heaccel__pb2.KeyInfo.SerializeToString,
+                    request_deserializer=accel_dot_service_dot_proto_dot_heaccel_dot_v1_dot_heaccel__pb2.GenerateKeyPairRequest.FromString,
+                    response_serializer=accel_dot_service_dot_proto_dot_heaccel_dot_v1_dot_heaccel__pb2.KeyInfo.SerializeToString,
             ),
             'ImportPrivateKey': grpc.unary_unary_rpc_method_handler(
                     servicer.ImportPrivateKey,
-                    request_deserializer=service_dot_proto_dot_heaccel_dot_v1_dot_heaccel__pb2.ImportPrivateKeyRequest.FromString,
-                    response_serializer=service_dot_proto_dot_heaccel_dot_v1_dot_heaccel__pb2.KeyInfo.SerializeToString,
+                    request_deserializer=accel_dot_service_dot_proto_dot_heaccel_dot_v1_dot_heaccel__pb2.ImportPrivateKeyRequest.FromString,
+                    response_serializer=accel_dot_service_dot_proto_dot_heaccel_dot_v1_dot_heaccel__pb2.KeyInfo.SerializeToString,
             ),
             'ExportPrivateKey': grpc.unary_unary_rpc_method_handler(
                     servicer.ExportPrivateKey,
-                    request_deserializer=service_dot_proto_dot_heaccel_dot_v1_dot_heaccel__pb2.ExportPrivateKeyRequest.FromString,
-                    response_serializer=service_dot_proto_dot_heaccel_dot_v1_dot_heaccel__pb2.PrivateKeyMaterial.SerializeToString,
+                    request_deserializer=accel_dot_service_dot_proto_dot_heaccel_dot_v1_dot_heaccel__pb2.ExportPrivateKeyRequest.FromString,
+                    response_serializer=accel_dot_service_dot_proto_dot_heaccel_dot_v1_dot_heaccel__pb2.PrivateKeyMaterial.SerializeToString,
             ),
             'DescribeKey': grpc.unary_unary_rpc_method_handler(
                     servicer.DescribeKey,
-                    request_deserializer=service_dot_proto_dot_heaccel_dot_v1_dot_heaccel__pb2.KeyRef.FromString,
-                    response_serializer=service_dot_proto_dot_heaccel_dot_v1_dot_heaccel__pb2.KeyInfo.SerializeToString,
+                    request_deserializer=accel_dot_service_dot_proto_dot_heaccel_dot_v1_dot_heaccel__pb2.KeyRef.FromString,
+                    response_serializer=accel_dot_service_dot_proto_dot_heaccel_dot_v1_dot_heaccel__pb2.KeyInfo.SerializeToString,
             ),
             'DeleteKey': grpc.unary_unary_rpc_method_handler(
                     servicer.DeleteKey,
-                    request_deserializer=service_dot_proto_dot_heaccel_dot_v1_dot_heaccel__pb2.DeleteKeyRequest.FromString,
-                    response_serializer=service_dot_proto_dot_heaccel_dot_v1_dot_heaccel__pb2.DeleteKeyResponse.SerializeToString,
+                    request_deserializer=accel_dot_service_dot_proto_dot_heaccel_dot_v1_dot_heaccel__pb2.DeleteKeyRequest.FromString,
+                    response_serializer=accel_dot_service_dot_proto_dot_heaccel_dot_v1_dot_heaccel__pb2.DeleteKeyResponse.SerializeToString,
             ),
             'ListKeys': grpc.unary_unary_rpc_method_handler(
                     servicer.ListKeys,
-                    request_deserializer=service_dot_proto_dot_heaccel_dot_v1_dot_heaccel__pb2.ListKeysRequest.FromString,
-                    response_serializer=service_dot_proto_dot_heaccel_dot_v1_dot_heaccel__pb2.ListKeysResponse.SerializeToString,
+                    request_deserializer=accel_dot_service_dot_proto_dot_heaccel_dot_v1_dot_heaccel__pb2.ListKeysRequest.FromString,
+                    response_serializer=accel_dot_service_dot_proto_dot_heaccel_dot_v1_dot_heaccel__pb2.ListKeysResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -158,8 +158,8 @@ class KeyService(object):
             timeout=None,
             metadata=None):
         return grpc.experimental.unary_unary(request, target, '/heaccel.v1.KeyService/RegisterPublicKey',
-            service_dot_proto_dot_heaccel_dot_v1_dot_heaccel__pb2.RegisterPublicKeyRequest.SerializeToString,
-            service_dot_proto_dot_heaccel_dot_v1_dot_heaccel__pb2.KeyInfo.FromString,
+            accel_dot_service_dot_proto_dot_heaccel_dot_v1_dot_heaccel__pb2.RegisterPublicKeyRequest.SerializeToString,
+            accel_dot_service_dot_proto_dot_heaccel_dot_v1_dot_heaccel__pb2.KeyInfo.FromString,
             options, channel_credentials,
             insecure, call_credentials, compression, wait_for_ready, timeout, metadata)
 
@@ -175,8 +175,8 @@ class KeyService(object):
             timeout=None,
             metadata=None):
         return grpc.experimental.unary_unary(request, target, '/heaccel.v1.KeyService/GenerateKeyPair',
-            service_dot_proto_dot_heaccel_dot_v1_dot_heaccel__pb2.GenerateKeyPairRequest.SerializeToString,
-            service_dot_proto_dot_heaccel_dot_v1_dot_heaccel__pb2.KeyInfo.FromString,
+            accel_dot_service_dot_proto_dot_heaccel_dot_v1_dot_heaccel__pb2.GenerateKeyPairRequest.SerializeToString,
+            accel_dot_service_dot_proto_dot_heaccel_dot_v1_dot_heaccel__pb2.KeyInfo.FromString,
             options, channel_credentials,
             insecure, call_credentials, compression, wait_for_ready, timeout, metadata)
 
@@ -192,8 +192,8 @@ class KeyService(object):
             timeout=None,
             metadata=None):
         return grpc.experimental.unary_unary(request, target, '/heaccel.v1.KeyService/ImportPrivateKey',
-            service_dot_proto_dot_heaccel_dot_v1_dot_heaccel__pb2.ImportPrivateKeyRequest.SerializeToString,
-            service_dot_proto_dot_heaccel_dot_v1_dot_heaccel__pb2.KeyInfo.FromString,
+            accel_dot_service_dot_proto_dot_heaccel_dot_v1_dot_heaccel__pb2.ImportPrivateKeyRequest.SerializeToString,
+            accel_dot_service_dot_proto_dot_heaccel_dot_v1_dot_heaccel__pb2.KeyInfo.FromString,
             options, channel_credentials,
             insecure, call_credentials, compression, wait_for_ready, timeout, metadata)
 
@@ -209,8 +209,8 @@ class KeyService(object):
             timeout=None,
             metadata=None):
         return grpc.experimental.unary_unary(request, target, '/heaccel.v1.KeyService/ExportPrivateKey',
-            service_dot_proto_dot_heaccel_dot_v1_dot_heaccel__pb2.ExportPrivateKeyRequest.SerializeToString,
-            service_dot_proto_dot_heaccel_dot_v1_dot_heaccel__pb2.PrivateKeyMaterial.FromString,
+            accel_dot_service_dot_proto_dot_heaccel_dot_v1_dot_heaccel__pb2.ExportPrivateKeyRequest.SerializeToString,
+            accel_dot_service_dot_proto_dot_heaccel_dot_v1_dot_heaccel__pb2.PrivateKeyMaterial.FromString,
             options, channel_credentials,
             insecure, call_credentials, compression, wait_for_ready, timeout, metadata)
 
@@ -226,8 +226,8 @@ class KeyService(object):
             timeout=None,
             metadata=None):
         return grpc.experimental.unary_unary(request, target, '/heaccel.v1.KeyService/DescribeKey',
-            service_dot_proto_dot_heaccel_dot_v1_dot_heaccel__pb2.KeyRef.SerializeToString,
-            service_dot_proto_dot_heaccel_dot_v1_dot_heaccel__pb2.KeyInfo.FromString,
+            accel_dot_service_dot_proto_dot_heaccel_dot_v1_dot_heaccel__pb2.KeyRef.SerializeToString,
+            accel_dot_service_dot_proto_dot_heaccel_dot_v1_dot_heaccel__pb2.KeyInfo.FromString,
             options, channel_credentials,
             insecure, call_credentials, compression, wait_for_ready, timeout, metadata)
 
@@ -243,8 +243,8 @@ class KeyService(object):
             timeout=None,
             metadata=None):
         return grpc.experimental.unary_unary(request, target, '/heaccel.v1.KeyService/DeleteKey',
-            service_dot_proto_dot_heaccel_dot_v1_dot_heaccel__pb2.DeleteKeyRequest.SerializeToString,
-            service_dot_proto_dot_heaccel_dot_v1_dot_heaccel__pb2.DeleteKeyResponse.FromString,
+            accel_dot_service_dot_proto_dot_heaccel_dot_v1_dot_heaccel__pb2.DeleteKeyRequest.SerializeToString,
+            accel_dot_service_dot_proto_dot_heaccel_dot_v1_dot_heaccel__pb2.DeleteKeyResponse.FromString,
             options, channel_credentials,
             insecure, call_credentials, compression, wait_for_ready, timeout, metadata)
 
@@ -260,8 +260,8 @@ class KeyService(object):
             timeout=None,
             metadata=None):
         return grpc.experimental.unary_unary(request, target, '/heaccel.v1.KeyService/ListKeys',
-            service_dot_proto_dot_heaccel_dot_v1_dot_heaccel__pb2.ListKeysRequest.SerializeToString,
-            service_dot_proto_dot_heaccel_dot_v1_dot_heaccel__pb2.ListKeysResponse.FromString,
+            accel_dot_service_dot_proto_dot_heaccel_dot_v1_dot_heaccel__pb2.ListKeysRequest.SerializeToString,
+            accel_dot_service_dot_proto_dot_heaccel_dot_v1_dot_heaccel__pb2.ListKeysResponse.FromString,
             options, channel_credentials,
             insecure, call_credentials, compression, wait_for_ready, timeout, metadata)
 
@@ -277,53 +277,53 @@ class ComputeServiceStub(object):
         """
         self.Encrypt = channel.unary_unary(
                 '/heaccel.v1.ComputeService/Encrypt',
-                request_serializer=service_dot_proto_dot_heaccel_dot_v1_dot_heaccel__pb2.EncryptRequest.SerializeToString,
-                response_deserializer=service_dot_proto_dot_heaccel_dot_v1_dot_heaccel__pb2.CiphertextBatch.FromString,
+                request_serializer=accel_dot_service_dot_proto_dot_heaccel_dot_v1_dot_heaccel__pb2.EncryptRequest.SerializeToString,
+                response_deserializer=accel_dot_service_dot_proto_dot_heaccel_dot_v1_dot_heaccel__pb2.CiphertextBatch.FromString,
                 )
         self.Decrypt = channel.unary_unary(
                 '/heaccel.v1.ComputeService/Decrypt',
-                request_serializer=service_dot_proto_dot_heaccel_dot_v1_dot_heaccel__pb2.DecryptRequest.SerializeToString,
-                response_deserializer=service_dot_proto_dot_heaccel_dot_v1_dot_heaccel__pb2.PlaintextBatch.FromString,
+                request_serializer=accel_dot_service_dot_proto_dot_heaccel_dot_v1_dot_heaccel__pb2.DecryptRequest.SerializeToString,
+                response_deserializer=accel_dot_service_dot_proto_dot_heaccel_dot_v1_dot_heaccel__pb2.PlaintextBatch.FromString,
                 )
         self.Add = channel.unary_unary(
                 '/heaccel.v1.ComputeService/Add',
-                request_serializer=service_dot_proto_dot_heaccel_dot_v1_dot_heaccel__pb2.AddRequest.SerializeToString,
-                response_deserializer=service_dot_proto_dot_heaccel_dot_v1_dot_heaccel__pb2.CiphertextBatch.FromString,
+                request_serializer=accel_dot_service_dot_proto_dot_heaccel_dot_v1_dot_heaccel__pb2.AddRequest.SerializeToString,
+                response_deserializer=accel_dot_service_dot_proto_dot_heaccel_dot_v1_dot_heaccel__pb2.CiphertextBatch.FromString,
                 )
         self.AddPlain = channel.unary_unary(
                 '/heaccel.v1.ComputeService/AddPlain',
-                request_serializer=service_dot_proto_dot_heaccel_dot_v1_dot_heaccel__pb2.AddPlainRequest.SerializeToString,
-                response_deserializer=service_dot_proto_dot_heaccel_dot_v1_dot_heaccel__pb2.CiphertextBatch.FromString,
+                request_serializer=accel_dot_service_dot_proto_dot_heaccel_dot_v1_dot_heaccel__pb2.AddPlainRequest.SerializeToString,
+                response_deserializer=accel_dot_service_dot_proto_dot_heaccel_dot_v1_dot_heaccel__pb2.CiphertextBatch.FromString,
                 )
         self.Mul = channel.unary_unary(
                 '/heaccel.v1.ComputeService/Mul',
-                request_serializer=service_dot_proto_dot_heaccel_dot_v1_dot_heaccel__pb2.MulRequest.SerializeToString,
-                response_deserializer=service_dot_proto_dot_heaccel_dot_v1_dot_heaccel__pb2.CiphertextBatch.FromString,
+                request_serializer=accel_dot_service_dot_proto_dot_heaccel_dot_v1_dot_heaccel__pb2.MulRequest.SerializeToString,
+                response_deserializer=accel_dot_service_dot_proto_dot_heaccel_dot_v1_dot_heaccel__pb2.CiphertextBatch.FromString,
                 )
         self.Sum = channel.unary_unary(
                 '/heaccel.v1.ComputeService/Sum',
-                request_serializer=service_dot_proto_dot_heaccel_dot_v1_dot_heaccel__pb2.SumRequest.SerializeToString,
-                response_deserializer=service_dot_proto_dot_heaccel_dot_v1_dot_heaccel__pb2.CiphertextBatch.FromString,
+                request_serializer=accel_dot_service_dot_proto_dot_heaccel_dot_v1_dot_heaccel__pb2.SumRequest.SerializeToString,
+                response_deserializer=accel_dot_service_dot_proto_dot_heaccel_dot_v1_dot_heaccel__pb2.CiphertextBatch.FromString,
                 )
         self.MatVec = channel.unary_unary(
                 '/heaccel.v1.ComputeService/MatVec',
-                request_serializer=service_dot_proto_dot_heaccel_dot_v1_dot_heaccel__pb2.MatVecRequest.SerializeToString,
-                response_deserializer=service_dot_proto_dot_heaccel_dot_v1_dot_heaccel__pb2.CiphertextBatch.FromString,
+                request_serializer=accel_dot_service_dot_proto_dot_heaccel_dot_v1_dot_heaccel__pb2.MatVecRequest.SerializeToString,
+                response_deserializer=accel_dot_service_dot_proto_dot_heaccel_dot_v1_dot_heaccel__pb2.CiphertextBatch.FromString,
                 )
         self.Rerandomize = channel.unary_unary(
                 '/heaccel.v1.ComputeService/Rerandomize',
-                request_serializer=service_dot_proto_dot_heaccel_dot_v1_dot_heaccel__pb2.RerandomizeRequest.SerializeToString,
-                response_deserializer=service_dot_proto_dot_heaccel_dot_v1_dot_heaccel__pb2.CiphertextBatch.FromString,
+                request_serializer=accel_dot_service_dot_proto_dot_heaccel_dot_v1_dot_heaccel__pb2.RerandomizeRequest.SerializeToString,
+                response_deserializer=accel_dot_service_dot_proto_dot_heaccel_dot_v1_dot_heaccel__pb2.CiphertextBatch.FromString,
                 )
         self.PowMod = channel.unary_unary(
                 '/heaccel.v1.ComputeService/PowMod',
-                request_serializer=service_dot_proto_dot_heaccel_dot_v1_dot_heaccel__pb2.PowModRequest.SerializeToString,
-                response_deserializer=service_dot_proto_dot_heaccel_dot_v1_dot_heaccel__pb2.NumberBatch.FromString,
+                request_serializer=accel_dot_service_dot_proto_dot_heaccel_dot_v1_dot_heaccel__pb2.PowModRequest.SerializeToString,
+                response_deserializer=accel_dot_service_dot_proto_dot_heaccel_dot_v1_dot_heaccel__pb2.NumberBatch.FromString,
                 )
         self.Stream = channel.stream_stream(
                 '/heaccel.v1.ComputeService/Stream',
-                request_serializer=service_dot_proto_dot_heaccel_dot_v1_dot_heaccel__pb2.StreamRequest.SerializeToString,
-                response_deserializer=service_dot_proto_dot_heaccel_dot_v1_dot_heaccel__pb2.StreamResponse.FromString,
+                request_serializer=accel_dot_service_dot_proto_dot_heaccel_dot_v1_dot_heaccel__pb2.StreamRequest.SerializeToString,
+                response_deserializer=accel_dot_service_dot_proto_dot_heaccel_dot_v1_dot_heaccel__pb2.StreamResponse.FromString,
                 )
 
 
@@ -398,53 +398,53 @@ def add_ComputeServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
             'Encrypt': grpc.unary_unary_rpc_method_handler(
                     servicer.Encrypt,
-                    request_deserializer=service_dot_proto_dot_heaccel_dot_v1_dot_heaccel__pb2.EncryptRequest.FromString,
-                    response_serializer=service_dot_proto_dot_heaccel_dot_v1_dot_heaccel__pb2.CiphertextBatch.SerializeToString,
+                    request_deserializer=accel_dot_service_dot_proto_dot_heaccel_dot_v1_dot_heaccel__pb2.EncryptRequest.FromString,
+                    response_serializer=accel_dot_service_dot_proto_dot_heaccel_dot_v1_dot_heaccel__pb2.CiphertextBatch.SerializeToString,
             ),
             'Decrypt': grpc.unary_unary_rpc_method_handler(
                     servicer.Decrypt,
-                    request_deserializer=service_dot_proto_dot_heaccel_dot_v1_dot_heaccel__pb2.DecryptRequest.FromString,
-                    response_serializer=service_dot_proto_dot_heaccel_dot_v1_dot_heaccel__pb2.PlaintextBatch.SerializeToString,
+                    request_deserializer=accel_dot_service_dot_proto_dot_heaccel_dot_v1_dot_heaccel__pb2.DecryptRequest.FromString,
+                    response_serializer=accel_dot_service_dot_proto_dot_heaccel_dot_v1_dot_heaccel__pb2.PlaintextBatch.SerializeToString,
             ),
             'Add': grpc.unary_unary_rpc_method_handler(
                     servicer.Add,
-                    request_deserializer=service_dot_proto_dot_heaccel_dot_v1_dot_heaccel__pb2.AddRequest.FromString,
-                    response_serializer=service_dot_proto_dot_heaccel_dot_v1_dot_heaccel__pb2.CiphertextBatch.SerializeToString,
+                    request_deserializer=accel_dot_service_dot_proto_dot_heaccel_dot_v1_dot_heaccel__pb2.AddRequest.FromString,
+                    response_serializer=accel_dot_service_dot_proto_dot_heaccel_dot_v1_dot_heaccel__pb2.CiphertextBatch.SerializeToString,
             ),
             'AddPlain': grpc.unary_unary_rpc_method_handler(
                     servicer.AddPlain,
-                    request_deserializer=service_dot_proto_dot_heaccel_dot_v1_dot_heaccel__pb2.AddPlainRequest.FromString,
-                    response_serializer=service_dot_proto_dot_heaccel_dot_v1_dot_heaccel__pb2.CiphertextBatch.SerializeToString,
+                    request_deserializer=accel_dot_service_dot_proto_dot_heaccel_dot_v1_dot_heaccel__pb2.AddPlainRequest.FromString,
+                    response_serializer=accel_dot_service_dot_proto_dot_heaccel_dot_v1_dot_heaccel__pb2.CiphertextBatch.SerializeToString,
             ),
             'Mul': grpc.unary_unary_rpc_method_handler(
                     servicer.Mul,
-                    request_deserializer=service_dot_proto_dot_heaccel_dot_v1_dot_heaccel__pb2.MulRequest.FromString,
-                    response_serializer=service_dot_proto_dot_heaccel_dot_v1_dot_heaccel__pb2.CiphertextBatch.SerializeToString,
+                    request_deserializer=accel_dot_service_dot_proto_dot_heaccel_dot_v1_dot_heaccel__pb2.MulRequest.FromString,
+                    response_serializer=accel_dot_service_dot_proto_dot_heaccel_dot_v1_dot_heaccel__pb2.CiphertextBatch.SerializeToString,
             ),
             'Sum': grpc.unary_unary_rpc_method_handler(
                     servicer.Sum,
-                    request_deserializer=service_dot_proto_dot_heaccel_dot_v1_dot_heaccel__pb2.SumRequest.FromString,
-                    response_serializer=service_dot_proto_dot_heaccel_dot_v1_dot_heaccel__pb2.CiphertextBatch.SerializeToString,
+                    request_deserializer=accel_dot_service_dot_proto_dot_heaccel_dot_v1_dot_heaccel__pb2.SumRequest.FromString,
+                    response_serializer=accel_dot_service_dot_proto_dot_heaccel_dot_v1_dot_heaccel__pb2.CiphertextBatch.SerializeToString,
             ),
             'MatVec': grpc.unary_unary_rpc_method_handler(
                     servicer.MatVec,
-                    request_deserializer=service_dot_proto_dot_heaccel_dot_v1_dot_heaccel__pb2.MatVecRequest.FromString,
-                    response_serializer=service_dot_proto_dot_heaccel_dot_v1_dot_heaccel__pb2.CiphertextBatch.SerializeToString,
+                    request_deserializer=accel_dot_service_dot_proto_dot_heaccel_dot_v1_dot_heaccel__pb2.MatVecRequest.FromString,
+                    response_serializer=accel_dot_service_dot_proto_dot_heaccel_dot_v1_dot_heaccel__pb2.CiphertextBatch.SerializeToString,
             ),
             'Rerandomize': grpc.unary_unary_rpc_method_handler(
                     servicer.Rerandomize,
-                    request_deserializer=service_dot_proto_dot_heaccel_dot_v1_dot_heaccel__pb2.RerandomizeRequest.FromString,
-                    response_serializer=service_dot_proto_dot_heaccel_dot_v1_dot_heaccel__pb2.CiphertextBatch.SerializeToString,
+                    request_deserializer=accel_dot_service_dot_proto_dot_heaccel_dot_v1_dot_heaccel__pb2.RerandomizeRequest.FromString,
+                    response_serializer=accel_dot_service_dot_proto_dot_heaccel_dot_v1_dot_heaccel__pb2.CiphertextBatch.SerializeToString,
             ),
             'PowMod': grpc.unary_unary_rpc_method_handler(
                     servicer.PowMod,
-                    request_deserializer=service_dot_proto_dot_heaccel_dot_v1_dot_heaccel__pb2.PowModRequest.FromString,
-                    response_serializer=service_dot_proto_dot_heaccel_dot_v1_dot_heaccel__pb2.NumberBatch.SerializeToString,
+                    request_deserializer=accel_dot_service_dot_proto_dot_heaccel_dot_v1_dot_heaccel__pb2.PowModRequest.FromString,
+                    response_serializer=accel_dot_service_dot_proto_dot_heaccel_dot_v1_dot_heaccel__pb2.NumberBatch.SerializeToString,
             ),
             'Stream': grpc.stream_stream_rpc_method_handler(
                     servicer.Stream,
-                    request_deserializer=service_dot_proto_dot_heaccel_dot_v1_dot_heaccel__pb2.StreamRequest.FromString,
-                    response_serializer=service_dot_proto_dot_heaccel_dot_v1_dot_heaccel__pb2.StreamResponse.SerializeToString,
+                    request_deserializer=accel_dot_service_dot_proto_dot_heaccel_dot_v1_dot_heaccel__pb2.StreamRequest.FromString,
+                    response_serializer=accel_dot_service_dot_proto_dot_heaccel_dot_v1_dot_heaccel__pb2.StreamResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -468,8 +468,8 @@ class ComputeService(object):
             timeout=None,
             metadata=None):
         return grpc.experimental.unary_unary(request, target, '/heaccel.v1.ComputeService/Encrypt',
-            service_dot_proto_dot_heaccel_dot_v1_dot_heaccel__pb2.EncryptRequest.SerializeToString,
-            service_dot_proto_dot_heaccel_dot_v1_dot_heaccel__pb2.CiphertextBatch.FromString,
+            accel_dot_service_dot_proto_dot_heaccel_dot_v1_dot_heaccel__pb2.EncryptRequest.SerializeToString,
+            accel_dot_service_dot_proto_dot_heaccel_dot_v1_dot_heaccel__pb2.CiphertextBatch.FromString,
             options, channel_credentials,
             insecure, call_credentials, compression, wait_for_ready, timeout, metadata)
 
@@ -485,8 +485,8 @@ class ComputeService(object):
             timeout=None,
             metadata=None):
         return grpc.experimental.unary_unary(request, target, '/heaccel.v1.ComputeService/Decrypt',
-            service_dot_proto_dot_heaccel_dot_v1_dot_heaccel__pb2.DecryptRequest.SerializeToString,
-            service_dot_proto_dot_heaccel_dot_v1_dot_heaccel__pb2.PlaintextBatch.FromString,
+            accel_dot_service_dot_proto_dot_heaccel_dot_v1_dot_heaccel__pb2.DecryptRequest.SerializeToString,
+            accel_dot_service_dot_proto_dot_heaccel_dot_v1_dot_heaccel__pb2.PlaintextBatch.FromString,
             options, channel_credentials,
             insecure, call_credentials, compression, wait_for_ready, timeout, metadata)
 
@@ -502,8 +502,8 @@ class ComputeService(object):
             timeout=None,
             metadata=None):
         return grpc.experimental.unary_unary(request, target, '/heaccel.v1.ComputeService/Add',
-            service_dot_proto_dot_heaccel_dot_v1_dot_heaccel__pb2.AddRequest.SerializeToString,
-            service_dot_proto_dot_heaccel_dot_v1_dot_heaccel__pb2.CiphertextBatch.FromString,
+            accel_dot_service_dot_proto_dot_heaccel_dot_v1_dot_heaccel__pb2.AddRequest.SerializeToString,
+            accel_dot_service_dot_proto_dot_heaccel_dot_v1_dot_heaccel__pb2.CiphertextBatch.FromString,
             options, channel_credentials,
             insecure, call_credentials, compression, wait_for_ready, timeout, metadata)
 
@@ -519,8 +519,8 @@ class ComputeService(object):
             timeout=None,
             metadata=None):
         return grpc.experimental.unary_unary(request, target, '/heaccel.v1.ComputeService/AddPlain',
-            service_dot_proto_dot_heaccel_dot_v1_dot_heaccel__pb2.AddPlainRequest.SerializeToString,
-            service_dot_proto_dot_heaccel_dot_v1_dot_heaccel__pb2.CiphertextBatch.FromString,
+            accel_dot_service_dot_proto_dot_heaccel_dot_v1_dot_heaccel__pb2.AddPlainRequest.SerializeToString,
+            accel_dot_service_dot_proto_dot_heaccel_dot_v1_dot_heaccel__pb2.CiphertextBatch.FromString,
             options, channel_credentials,
             insecure, call_credentials, compression, wait_for_ready, timeout, metadata)
 
@@ -536,8 +536,8 @@ class ComputeService(object):
             timeout=None,
             metadata=None):
         return grpc.experimental.unary_unary(request, target, '/heaccel.v1.ComputeService/Mul',
-            service_dot_proto_dot_heaccel_dot_v1_dot_heaccel__pb2.MulRequest.SerializeToString,
-            service_dot_proto_dot_heaccel_dot_v1_dot_heaccel__pb2.CiphertextBatch.FromString,
+            accel_dot_service_dot_proto_dot_heaccel_dot_v1_dot_heaccel__pb2.MulRequest.SerializeToString,
+            accel_dot_service_dot_proto_dot_heaccel_dot_v1_dot_heaccel__pb2.CiphertextBatch.FromString,
             options, channel_credentials,
             insecure, call_credentials, compression, wait_for_ready, timeout, metadata)
 
@@ -553,8 +553,8 @@ class ComputeService(object):
             timeout=None,
             metadata=None):
         return grpc.experimental.unary_unary(request, target, '/heaccel.v1.ComputeService/Sum',
-            service_dot_proto_dot_heaccel_dot_v1_dot_heaccel__pb2.SumRequest.SerializeToString,
-            service_dot_proto_dot_heaccel_dot_v1_dot_heaccel__pb2.CiphertextBatch.FromString,
+            accel_dot_service_dot_proto_dot_heaccel_dot_v1_dot_heaccel__pb2.SumRequest.SerializeToString,
+            accel_dot_service_dot_proto_dot_heaccel_dot_v1_dot_heaccel__pb2.CiphertextBatch.FromString,
             options, channel_credentials,
             insecure, call_credentials, compression, wait_for_ready, timeout, metadata)
 
@@ -570,8 +570,8 @@ class ComputeService(object):
             timeout=None,
             metadata=None):
         return grpc.experimental.unary_unary(request, target, '/heaccel.v1.ComputeService/MatVec',
-            service_dot_proto_dot_heaccel_dot_v1_dot_heaccel__pb2.MatVecRequest.SerializeToString,
-            service_dot_proto_dot_heaccel_dot_v1_dot_heaccel__pb2.CiphertextBatch.FromString,
+            accel_dot_service_dot_proto_dot_heaccel_dot_v1_dot_heaccel__pb2.MatVecRequest.SerializeToString,
+            accel_dot_service_dot_proto_dot_heaccel_dot_v1_dot_heaccel__pb2.CiphertextBatch.FromString,
             options, channel_credentials,
             insecure, call_credentials, compression, wait_for_ready, timeout, metadata)
 
@@ -587,8 +587,8 @@ class ComputeService(object):
             timeout=None,
             metadata=None):
         return grpc.experimental.unary_unary(request, target, '/heaccel.v1.ComputeService/Rerandomize',
-            service_dot_proto_dot_heaccel_dot_v1_dot_heaccel__pb2.RerandomizeRequest.SerializeToString,
-            service_dot_proto_dot_heaccel_dot_v1_dot_heaccel__pb2.CiphertextBatch.FromString,
+            accel_dot_service_dot_proto_dot_heaccel_dot_v1_dot_heaccel__pb2.RerandomizeRequest.SerializeToString,
+            accel_dot_service_dot_proto_dot_heaccel_dot_v1_dot_heaccel__pb2.CiphertextBatch.FromString,
             options, channel_credentials,
             insecure, call_credentials, compression, wait_for_ready, timeout, metadata)
 
@@ -604,8 +604,8 @@ class ComputeService(object):
             timeout=None,
             metadata=None):
         return grpc.experimental.unary_unary(request, target, '/heaccel.v1.ComputeService/PowMod',
-            service_dot_proto_dot_heaccel_dot_v1_dot_heaccel__pb2.PowModRequest.SerializeToString,
-            service_dot_proto_dot_heaccel_dot_v1_dot_heaccel__pb2.NumberBatch.FromString,
+            accel_dot_service_dot_proto_dot_heaccel_dot_v1_dot_heaccel__pb2.PowModRequest.SerializeToString,
+            accel_dot_service_dot_proto_dot_heaccel_dot_v1_dot_heaccel__pb2.NumberBatch.FromString,
             options, channel_credentials,
             insecure, call_credentials, compression, wait_for_ready, timeout, metadata)
 
@@ -621,7 +621,7 @@ class ComputeService(object):
             timeout=None,
             metadata=None):
         return grpc.experimental.stream_stream(request_iterator, target, '/heaccel.v1.ComputeService/Stream',
-            service_dot_proto_dot_heaccel_dot_v1_dot_heaccel__pb2.StreamRequest.SerializeToString,
-            service_dot_proto_dot_heaccel_dot_v1_dot_heaccel__pb2.StreamResponse.FromString,
+            accel_dot_service_dot_proto_dot_heaccel_dot_v1_dot_heaccel__pb2.StreamRequest.SerializeToString,
+            accel_dot_service_dot_proto_dot_heaccel_dot_v1_dot_heaccel__pb2.StreamResponse.FromString,
             options, channel_credentials,
             insecure, call_credentials, compression, wait_for_ready, timeout, metadata)
