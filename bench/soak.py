@@ -1,6 +1,6 @@
 """Soak and fault benchmark for the offload service (figures, not a test; loopback only).
 
-``python -m bench.soak``: ``he-accel serve`` in a subprocess (CPU backend, SQLite key store,
+``python -m accel.bench.soak``: ``he-accel serve`` in a subprocess (CPU backend, SQLite key store,
 four token identities); ``--clients`` client threads send a random mix of every op for
 ``--seconds``; halfway through the server is killed with SIGKILL and restarted on the same
 port and key store; at the end it gets SIGTERM while requests are still in flight. Every
@@ -129,7 +129,7 @@ def one_request(c: Any, ident: Identity, op: str, batch: int) -> bool:
 
 def run(clients: int = 64, seconds: float = 60.0, bits: int = 1024, max_batch: int = 16, grace: float = 30.0,
         identities: int = 4, seed: int | None = None) -> dict[str, Any]:
-    from service.client import HeAccelClient  # noqa: PLC0415
+    from accel.service.client import HeAccelClient  # noqa: PLC0415
 
     rnd = random.Random(seed)
     people = [Identity(f"id{i}", bits, 128) for i in range(identities)]

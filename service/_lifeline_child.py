@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from service.lifeline import PARENT_ENV, set_parent_death_signal
+from accel.service.lifeline import PARENT_ENV, set_parent_death_signal
 
 
 def _tie_child() -> None:

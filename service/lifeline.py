@@ -23,7 +23,7 @@ log = logging.getLogger(__name__)
 
 PR_SET_PDEATHSIG = 1
 PARENT_ENV = "HEA_LIFELINE_PARENT"
-CHILD_MODULE = "service._lifeline_child"
+CHILD_MODULE = "accel.service._lifeline_child"
 
 
 def set_parent_death_signal(sig: int = signal.SIGKILL) -> bool:

@@ -16,10 +16,10 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from accel import generate_keypair
 from accel.backends.cpu import CpuBackend
 from accel.packing import blob_to_ints, ints_to_blob
-from service.client import HeAccelClient
-from service.errors import InvalidArgument, KeyNotFound, ResourceExhausted
-from service.proto.heaccel.v1 import heaccel_pb2 as pb
-from service.server import HeAccelServer, ServerConfig, config_from_args, device_count
+from accel.service.client import HeAccelClient
+from accel.service.errors import InvalidArgument, KeyNotFound, ResourceExhausted
+from accel.service.proto.heaccel.v1 import heaccel_pb2 as pb
+from accel.service.server import HeAccelServer, ServerConfig, config_from_args, device_count
 
 from .oracle import Oracle
 
@@ -449,7 +449,7 @@ def test_reflection_v1_beside_v1alpha():
 
 
 def test_registry_quota_is_freed_by_delete_and_counts_each_identity_once():
-    from service.keys import KeyRegistry
+    from accel.service.keys import KeyRegistry
 
     keys = [generate_keypair(512, allow_insecure=True)[0] for _ in range(3)]
     reg = KeyRegistry(min_bits=512, max_keys=3, max_keys_per_identity=2)

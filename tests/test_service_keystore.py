@@ -13,11 +13,11 @@ import pytest
 from accel import generate_keypair, get_backend
 from accel.backends.cpu import CpuBackend
 from accel.packing import blob_to_ints, ints_to_blob
-from bench.service_demo import running_server, wait_healthy
-from service.client import HeAccelClient
-from service.keys import KeyRegistry
-from service.keystore import SqliteKeyStore, load_kek, open_key_store, parse_kek
-from service.server import HeAccelServer, ServerConfig
+from accel.bench.service_demo import running_server, wait_healthy
+from accel.service.client import HeAccelClient
+from accel.service.keys import KeyRegistry
+from accel.service.keystore import SqliteKeyStore, load_kek, open_key_store, parse_kek
+from accel.service.server import HeAccelServer, ServerConfig
 
 from .oracle import Oracle
 
