@@ -6,7 +6,9 @@ the Montgomery primitives. :func:`load` builds it once per source hash into a ca
 (``$HEA_CACHE_DIR`` or ``~/.cache/he-accel``) and loads it with ctypes.
 :class:`EmulatedRuntime` runs :class:`accel.backends.gpu.GpuBackend` on it, so the backend's
 packing, launches, splitting, error handling and fallback run in CI on the very kernels that
-the GPU runs. It is a test vehicle, slow by design (one CPU thread per emulated block).
+the GPU runs. It is a test vehicle, slow by design (one CPU thread per emulated block). Warp-collective
+kernels run each block's threads as fibers in lockstep (``kernels/host/lockstep.hpp``), so their
+shuffles exchange the values of one step, as on the GPU.
 """
 from __future__ import annotations
 
@@ -24,7 +26,7 @@ import numpy as np
 
 from .sources import source_dir
 
-from .runtime import DeviceFailure, KernelRuntime
+from .runtime import BLOCK, DeviceFailure, KernelRuntime
 
 CXX_FLAGS = ("-std=c++17", "-O2", "-shared", "-fPIC", "-pthread", "-Wall", "-Wextra")
 
@@ -34,6 +36,12 @@ _lib_lock = threading.Lock()
 
 class EmulatorUnavailableError(RuntimeError):
     """No C++ compiler to build the emulator."""
+
+
+class KernelFault(RuntimeError):
+    """A kernel did something CUDA leaves undefined (lanes of one mask at different warp
+    intrinsics, a shuffle naming an exited lane or one outside its mask): a kernel bug, which
+    the lockstep emulator reports instead of returning whatever a GPU might."""
 
 
 def _sources() -> list[Path]:
@@ -157,7 +165,15 @@ class EmulatedRuntime(KernelRuntime):
         if self.fail_after is not None and self.launches >= self.fail_after:
             raise DeviceFailure("injected device failure (out of memory)")
         self.launches += 1
-        fn = getattr(self._lib, f"emu_{kernel}")
         c_args = [_c_arg(a) for a in args]
         ptrs = (ctypes.c_void_p * len(c_args))(*[ctypes.cast(ctypes.pointer(a), ctypes.c_void_p) for a in c_args])
-        fn(ctypes.c_uint(self.grid_for(threads)), ctypes.c_uint(128), ptrs)
+        run_kernel(self._lib, kernel, self.grid_for(threads), BLOCK, ptrs)
+
+
+def run_kernel(lib: ctypes.CDLL, kernel: str, grid: int, block: int, ptrs) -> None:
+    """Launch ``emu_<kernel>``; a lockstep fault raises :class:`KernelFault` with its reason."""
+    fn = getattr(lib, f"emu_{kernel}")
+    fn.restype = ctypes.c_int
+    if fn(ctypes.c_uint(grid), ctypes.c_uint(block), ptrs):
+        lib.emu_last_error.restype = ctypes.c_char_p
+        raise KernelFault(f"{kernel}: {lib.emu_last_error().decode()}")

@@ -1,9 +1,13 @@
 // The kernels compiled with g++ as a shared library, for testing their arithmetic on the CPU
 // (CI has nvcc but no GPU). Exports, for every __global__ kernel K, a launcher
-//     extern "C" void emu_K(unsigned grid, unsigned block, void** args)
+//     extern "C" int emu_K(unsigned grid, unsigned block, void** args)
 // that takes its arguments the way cuLaunchKernel does and runs every (block, thread) pair,
-// blocks spread over host threads. Also exports the Montgomery primitives for direct tests.
-// Built and loaded by accel/gpu/emulator.py.
+// blocks spread over host threads; it returns 0, or 1 with the reason in emu_last_error().
+// One-thread-per-number kernels run thread after thread; warp-collective kernels (EMU_LOCKSTEP)
+// run every block's threads as fibers in lockstep (lockstep.hpp). Also exports the Montgomery
+// primitives for direct tests. Built and loaded by accel/gpu/emulator.py.
+#include <mutex>
+#include <string>
 #include <thread>
 #include <type_traits>
 #include <utility>
@@ -16,6 +20,7 @@
 #include "../matvec.cu"
 #include "../modexp.cu"
 #include "../djn.cu"
+#include "warp_probe.hpp"
 
 namespace {
 
@@ -24,8 +29,11 @@ void call_with(void (*kernel)(A...), void** args, std::index_sequence<I...>) {
   kernel(*static_cast<std::remove_reference_t<A>*>(args[I])...);
 }
 
+std::mutex g_error_lock;
+std::string g_last_error;
+
 template <typename... A>
-void launch(void (*kernel)(A...), unsigned grid, unsigned block, void** args) {
+int launch(void (*kernel)(A...), unsigned grid, unsigned block, void** args) {
   unsigned workers = std::thread::hardware_concurrency();
   if (workers == 0) workers = 1;
   if (workers > grid) workers = grid;
@@ -44,12 +52,49 @@ void launch(void (*kernel)(A...), unsigned grid, unsigned block, void** args) {
   for (unsigned w = 1; w < workers; w++) pool.emplace_back(run, w);
   if (workers) run(0);
   for (auto& th : pool) th.join();
+  return 0;
+}
+
+// Warp-collective kernels: each block's threads as fibers in lockstep; blocks over host threads.
+template <typename... A>
+int launch_lockstep(void (*kernel)(A...), unsigned grid, unsigned block, void** args) {
+  unsigned workers = std::thread::hardware_concurrency();
+  if (workers == 0) workers = 1;
+  if (workers > grid) workers = grid;
+  std::string first_error;
+  std::mutex lock;
+  auto run = [&](unsigned first) {
+    gridDim.x = grid;
+    blockDim.x = block;
+    for (unsigned b = first; b < grid; b += workers) {
+      blockIdx.x = b;
+      std::string err = hea_emu::run_block(block, [&] { call_with(kernel, args, std::index_sequence_for<A...>{}); });
+      if (!err.empty()) {
+        std::lock_guard<std::mutex> g(lock);
+        if (first_error.empty()) first_error = err;
+        return;
+      }
+    }
+  };
+  std::vector<std::thread> pool;
+  for (unsigned w = 1; w < workers; w++) pool.emplace_back(run, w);
+  if (workers) run(0);
+  for (auto& th : pool) th.join();
+  if (first_error.empty()) return 0;
+  std::lock_guard<std::mutex> g(g_error_lock);
+  g_last_error = first_error;
+  return 1;
 }
 
 }  // namespace
 
+extern "C" const char* emu_last_error() { return g_last_error.c_str(); }
+
+#define EMU_LOCKSTEP(name) \
+  extern "C" int emu_##name(unsigned g, unsigned b, void** a) { return launch_lockstep(name, g, b, a); }
+
 #define EMU_EXPORT(name) \
-  extern "C" void emu_##name(unsigned g, unsigned b, void** a) { launch(name, g, b, a); }
+  extern "C" int emu_##name(unsigned g, unsigned b, void** a) { return launch(name, g, b, a); }
 
 #define EMU_PAILLIER(LP)                                                                    \
   EMU_EXPORT(paillier_encrypt_##LP) EMU_EXPORT(paillier_obfuscate_##LP)                     \
@@ -92,3 +137,11 @@ EMU_PRIMITIVES(96)
 EMU_PRIMITIVES(128)
 EMU_PRIMITIVES(192)
 EMU_PRIMITIVES(256)
+
+// Warp-intrinsic probes (tests/test_warp_emulator.py).
+EMU_LOCKSTEP(probe_rotate)
+EMU_LOCKSTEP(probe_shuffles)
+EMU_LOCKSTEP(probe_smem_exchange)
+EMU_LOCKSTEP(probe_split_masks)
+EMU_LOCKSTEP(probe_divergent)
+EMU_LOCKSTEP(probe_exited_lane)
