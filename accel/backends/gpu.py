@@ -37,6 +37,7 @@ from ..gpu.limbs import (
     pub_rec,
     signed_magnitudes,
 )
+from ..gpu.build import COOP_TPI
 from ..gpu.runtime import DeviceFailure, KernelRuntime
 from ..keys import PrivateKey, PublicKey, RandomSource
 from ..packing import to_blob
@@ -93,14 +94,19 @@ class GpuBackend(Backend):
         max_batch: most elements per launch.
         min_per_device: batches are shared among devices only in pieces at least this large.
         rng: randomness source (default: the OS CSPRNG).
+        cooperative: run ``powmod`` on the cooperative kernels (a group of threads per number,
+            limbs in registers: ``kernels/modexp_coop.cu``) when no exponent is negative; False
+            keeps the one-thread-per-number kernel for every call.
     """
 
     name = "gpu"
 
     def __init__(self, devices: Sequence[int] | None = None, *, runtime: Any = None,
                  fallback: Backend | None = None, max_batch: int = DEFAULT_MAX_BATCH,
-                 min_per_device: int = MIN_PER_DEVICE, rng: RandomSource | None = None):
+                 min_per_device: int = MIN_PER_DEVICE, rng: RandomSource | None = None,
+                 cooperative: bool = True):
         super().__init__(rng=rng)
+        self.cooperative = bool(cooperative)
         try:
             self.runtimes = _make_runtimes(runtime, devices)
         except ImportError as e:
@@ -533,6 +539,13 @@ class GpuBackend(Backend):
             mags, neg = signed_magnitudes(exps, el)
             base_limbs = np.stack([_int_limbs(b, lc) for b in bases])
             out = rt.empty((count, lc))
+            if self.cooperative and not neg.any():
+                # one group of COOP_TPI[lc] threads per number; negative exponents need the
+                # one-thread kernel's per-element inversion
+                self._launch(rt, f"powmod_coop_{lc}", count * COOP_TPI[lc],
+                             [out, rt.upload(base_limbs), rt.upload(mags), np.uint64(count),
+                              rt.upload(mod_rec(mod, lc)), np.int32(lc), np.int32(el), np.int32(0)])
+                return [int.from_bytes(row.tobytes(), "little") for row in rt.download(out)]
             self._launch(rt, f"powmod_{lc}", count,
                          [out, rt.upload(base_limbs), rt.upload(mags), rt.upload(neg), np.uint64(count),
                           rt.upload(mod_rec(mod, lc)), np.int32(lc), np.int32(el), np.int32(0)],

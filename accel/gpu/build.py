@@ -1,7 +1,7 @@
 """Building the CUDA kernels: one path for run-time compilation, prebuilt binaries and CI.
 
 A *unit* is one kernel family (one ``kernels/*.cu`` file) at one size class: the file compiled
-with ``-DHEA_KEY_CLASS=LP`` (or ``-DHEA_MOD_LIMBS=L`` for ``modexp.cu``) defines exactly the
+with ``-DHEA_KEY_CLASS=LP`` (or ``-DHEA_MOD_LIMBS=L`` for ``modexp*.cu``) defines exactly the
 kernels ``<name>_<size>`` of that family. :func:`compile_unit` compiles a unit through NVRTC
 (CuPy's bindings, which need no GPU) into a cubin for one architecture; :class:`CupyRuntime
 <accel.gpu.runtime.CupyRuntime>` loads what it returns, ``he-accel kernels build`` writes the
@@ -42,15 +42,19 @@ KERNEL_FILES = {
     "he_add": "homomorphic.cu", "he_add_plain": "homomorphic.cu", "he_mul_scalar": "homomorphic.cu",
     "he_product": "reduce.cu",
     "matvec_tables": "matvec.cu", "matvec_partial": "matvec.cu", "matvec_finish": "matvec.cu",
-    "powmod": "modexp.cu",
+    "powmod": "modexp.cu", "powmod_coop": "modexp_coop.cu",
     "djn_table": "djn.cu", "djn_encrypt": "djn.cu",
 }
 #: Paillier size classes: plaintext limbs of keys up to 1024, 2048, 3072 and 4096 bits
 KEY_CLASSES = (32, 64, 96, 128)
 #: generic powmod: modulus limbs up to 8192 bits (n^2 of a 4096-bit key)
 MOD_CLASSES = (32, 64, 96, 128, 192, 256)
-#: the file whose size parameter is a modulus width, not a key class
+#: the files whose size parameter is a modulus width, not a key class
 MODEXP_FILE = "modexp.cu"
+MODEXP_FILES = (MODEXP_FILE, "modexp_coop.cu")
+#: cooperative kernels: threads per number (a group of lanes of one warp) by size class, as
+#: coop_tpi() in kernels/modexp_coop.cu (tests/test_coop_kernels.py checks that they agree)
+COOP_TPI = {32: 8, 64: 16, 96: 32, 128: 32, 192: 32, 256: 32}
 #: the architecture the prebuilt binaries target by default (H100 / H200)
 DEFAULT_ARCH = "sm_90"
 MANIFEST = "manifest.json"
@@ -77,7 +81,7 @@ def unit_of(kernel: str) -> tuple[str, int]:
 
 
 def size_classes(file: str) -> tuple[int, ...]:
-    return MOD_CLASSES if file == MODEXP_FILE else KEY_CLASSES
+    return MOD_CLASSES if file in MODEXP_FILES else KEY_CLASSES
 
 
 def source_files() -> list[str]:
@@ -91,7 +95,7 @@ def all_units(sizes: Iterable[int] | None = None) -> list[tuple[str, int]]:
     out = []
     for f in source_files():
         for s in size_classes(f):
-            if keep is None or s in keep or (f == MODEXP_FILE and s // 2 in keep):
+            if keep is None or s in keep or (f in MODEXP_FILES and s // 2 in keep):
                 out.append((f, s))
     return out
 
@@ -104,7 +108,7 @@ def kernels_of(file: str, size: int) -> list[str]:
 def size_define(file: str, size: int) -> str:
     if size not in size_classes(file):
         raise KeyError(f"{file} has no size class {size}")
-    return f"-DHEA_MOD_LIMBS={size}" if file == MODEXP_FILE else f"-DHEA_KEY_CLASS={size}"
+    return f"-DHEA_MOD_LIMBS={size}" if file in MODEXP_FILES else f"-DHEA_KEY_CLASS={size}"
 
 
 def portable_options(file: str, size: int, arch: str) -> tuple[str, ...]:
@@ -333,7 +337,9 @@ def parse_ptxas_log(text: str) -> dict[str, dict]:
 
 
 #: sm_90 limits per multiprocessor (CUDA C Programming Guide, compute capability 9.0)
-SM90 = {"regs": 65536, "warps": 64, "blocks": 32, "smem": 228 * 1024, "reg_unit": 256, "max_regs": 255}
+#: (the system reserves 1 KB of shared memory per resident block)
+SM90 = {"regs": 65536, "warps": 64, "blocks": 32, "smem": 228 * 1024, "smem_reserved": 1024, "reg_unit": 256,
+        "max_regs": 255}
 
 
 def theoretical_occupancy(registers: int, block: int, smem: int = 0, limits: dict = SM90) -> float:
@@ -342,7 +348,7 @@ def theoretical_occupancy(registers: int, block: int, smem: int = 0, limits: dic
     regs_per_warp = -(-max(1, registers) * 32 // limits["reg_unit"]) * limits["reg_unit"]
     by_regs = (limits["regs"] // regs_per_warp) // warps_per_block
     by_warps = limits["warps"] // warps_per_block
-    by_smem = limits["smem"] // smem if smem else limits["blocks"]
+    by_smem = limits["smem"] // (smem + limits.get("smem_reserved", 0)) if smem else limits["blocks"]
     blocks = min(by_regs, by_warps, by_smem, limits["blocks"])
     return blocks * warps_per_block / limits["warps"]
 
@@ -409,7 +415,7 @@ def main_kernels(args) -> int:
             manifest = build(tmp, archs=args.arch, sizes=sizes, jobs=args.jobs)
     rows = report_rows(manifest)
     if sizes is not None:
-        rows = [r for r in rows if r["size"] in sizes or (r["file"] == MODEXP_FILE and r["size"] // 2 in sizes)]
+        rows = [r for r in rows if r["size"] in sizes or (r["file"] in MODEXP_FILES and r["size"] // 2 in sizes)]
     print(f"kernel resources ({manifest['toolkit']}, sources {manifest['source_digest']}; "
           f"occupancy: theoretical, sm_90 limits, {128} threads per block)")
     print(format_report(rows))

@@ -20,6 +20,7 @@
 #include "../matvec.cu"
 #include "../modexp.cu"
 #include "../djn.cu"
+#include "../modexp_coop.cu"
 #include "warp_probe.hpp"
 
 namespace {
@@ -138,7 +139,18 @@ EMU_PRIMITIVES(128)
 EMU_PRIMITIVES(192)
 EMU_PRIMITIVES(256)
 
-// Warp-intrinsic probes (tests/test_warp_emulator.py).
+// Cooperative kernels run in lockstep; the threads-per-number table is exported for the host's check.
+#define EMU_COOP(L)                     \
+  EMU_LOCKSTEP(powmod_coop_##L)         \
+  extern "C" int emu_coop_tpi_##L() { return hea::coop::coop_tpi(L); }
+
+EMU_COOP(32)
+EMU_COOP(64)
+EMU_COOP(96)
+EMU_COOP(128)
+EMU_COOP(192)
+EMU_COOP(256)
+
 EMU_LOCKSTEP(probe_rotate)
 EMU_LOCKSTEP(probe_shuffles)
 EMU_LOCKSTEP(probe_smem_exchange)

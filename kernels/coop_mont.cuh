@@ -1,0 +1,412 @@
+// Cooperative Montgomery arithmetic: a number is owned by a group of TPI threads (8, 16 or 32,
+// consecutive lanes of one warp), lane l holding limbs [l*LPT, (l+1)*LPT) in registers
+// (LPT = L / TPI). Our own design after the structure of NVlabs CGBN (not its code):
+//
+// * multiplication is row-wise CIOS: each multiplier word b_i is broadcast from its owner with
+//   one shuffle, every lane adds a*b_i and m*u into its slice with PTX carry chains, lane 0's
+//   u = t_0 * m' is broadcast, and the division by 2^32 moves each lane's lowest limb to the
+//   lane below (one shuffle). The carry out of a lane's slice is not passed on at once: it
+//   stays in a per-lane word `hi` (<= 3, see mont_mul) that is folded into the lane's top limb
+//   at the next shift, so a step has no group-wide dependency besides the three shuffles;
+// * a group-wide carry resolution (two ballots and one 64-bit add, as in a carry-lookahead
+//   adder over the lanes) normalises the result once per multiplication, and the final
+//   conditional subtraction is a masked select (no data-dependent branch);
+// * exponent tables live in shared memory, one column per thread (each thread reads only
+//   what it wrote: no bank conflicts, no barrier), never in per-thread local memory.
+//
+// Every routine here must be called by all TPI lanes of the group together (their shuffles and
+// ballots name the group's lanes only, so groups of one warp may take different paths).
+// Off the GPU (g++), the PTX carry chains are portable C++ and the intrinsics come from the
+// lockstep emulator (host/lockstep.hpp).
+#pragma once
+#include "montgomery.cuh"
+
+#if defined(__CUDACC__)
+#define HEA_UNROLL_ALL HEA_PRAGMA(unroll)
+#else
+#define HEA_UNROLL_ALL
+#endif
+
+// Threads per block the cooperative kernels are written for (shared-memory tables are sized
+// by it; accel/gpu/runtime.py launches every kernel with this many).
+#define HEA_COOP_BLOCK 128
+
+namespace hea {
+namespace coop {
+
+// One carry chain: PTX's CC.CF flag on the GPU, a member off it. Use one object per chain, in
+// program order (the asm statements are volatile, so they stay in that order).
+struct carry {
+#if !defined(__CUDA_ARCH__)
+  limb_t cf = 0;
+#endif
+  HEA_FN limb_t add_cc(limb_t a, limb_t b) {
+#if defined(__CUDA_ARCH__)
+    limb_t r;
+    asm volatile("add.cc.u32 %0, %1, %2;" : "=r"(r) : "r"(a), "r"(b));
+    return r;
+#else
+    uint64_t s = (uint64_t)a + b;
+    cf = (limb_t)(s >> 32);
+    return (limb_t)s;
+#endif
+  }
+  HEA_FN limb_t addc_cc(limb_t a, limb_t b) {
+#if defined(__CUDA_ARCH__)
+    limb_t r;
+    asm volatile("addc.cc.u32 %0, %1, %2;" : "=r"(r) : "r"(a), "r"(b));
+    return r;
+#else
+    uint64_t s = (uint64_t)a + b + cf;
+    cf = (limb_t)(s >> 32);
+    return (limb_t)s;
+#endif
+  }
+  HEA_FN limb_t addc(limb_t a, limb_t b) {
+#if defined(__CUDA_ARCH__)
+    limb_t r;
+    asm volatile("addc.u32 %0, %1, %2;" : "=r"(r) : "r"(a), "r"(b));
+    return r;
+#else
+    return a + b + cf;
+#endif
+  }
+  HEA_FN limb_t sub_cc(limb_t a, limb_t b) {
+#if defined(__CUDA_ARCH__)
+    limb_t r;
+    asm volatile("sub.cc.u32 %0, %1, %2;" : "=r"(r) : "r"(a), "r"(b));
+    return r;
+#else
+    cf = a < b;
+    return a - b;
+#endif
+  }
+  HEA_FN limb_t subc_cc(limb_t a, limb_t b) {
+#if defined(__CUDA_ARCH__)
+    limb_t r;
+    asm volatile("subc.cc.u32 %0, %1, %2;" : "=r"(r) : "r"(a), "r"(b));
+    return r;
+#else
+    uint64_t need = (uint64_t)b + cf;
+    limb_t r = (limb_t)((uint64_t)a - need);
+    cf = (uint64_t)a < need;
+    return r;
+#endif
+  }
+  HEA_FN limb_t subc(limb_t a, limb_t b) {
+#if defined(__CUDA_ARCH__)
+    limb_t r;
+    asm volatile("subc.u32 %0, %1, %2;" : "=r"(r) : "r"(a), "r"(b));
+    return r;
+#else
+    return a - b - cf;
+#endif
+  }
+  HEA_FN limb_t mad_lo_cc(limb_t a, limb_t b, limb_t c) {
+#if defined(__CUDA_ARCH__)
+    limb_t r;
+    asm volatile("mad.lo.cc.u32 %0, %1, %2, %3;" : "=r"(r) : "r"(a), "r"(b), "r"(c));
+    return r;
+#else
+    return add_cc(a * b, c);
+#endif
+  }
+  HEA_FN limb_t madc_lo_cc(limb_t a, limb_t b, limb_t c) {
+#if defined(__CUDA_ARCH__)
+    limb_t r;
+    asm volatile("madc.lo.cc.u32 %0, %1, %2, %3;" : "=r"(r) : "r"(a), "r"(b), "r"(c));
+    return r;
+#else
+    return addc_cc(a * b, c);
+#endif
+  }
+  HEA_FN limb_t mad_hi_cc(limb_t a, limb_t b, limb_t c) {
+#if defined(__CUDA_ARCH__)
+    limb_t r;
+    asm volatile("mad.hi.cc.u32 %0, %1, %2, %3;" : "=r"(r) : "r"(a), "r"(b), "r"(c));
+    return r;
+#else
+    return add_cc((limb_t)(((uint64_t)a * b) >> 32), c);
+#endif
+  }
+  HEA_FN limb_t madc_hi_cc(limb_t a, limb_t b, limb_t c) {
+#if defined(__CUDA_ARCH__)
+    limb_t r;
+    asm volatile("madc.hi.cc.u32 %0, %1, %2, %3;" : "=r"(r) : "r"(a), "r"(b), "r"(c));
+    return r;
+#else
+    return addc_cc((limb_t)(((uint64_t)a * b) >> 32), c);
+#endif
+  }
+  HEA_FN limb_t madc_hi(limb_t a, limb_t b, limb_t c) {
+#if defined(__CUDA_ARCH__)
+    limb_t r;
+    asm volatile("madc.hi.u32 %0, %1, %2, %3;" : "=r"(r) : "r"(a), "r"(b), "r"(c));
+    return r;
+#else
+    return addc((limb_t)(((uint64_t)a * b) >> 32), c);
+#endif
+  }
+};
+
+// The group of the calling thread: TPI consecutive lanes of its warp.
+template <int L, int TPI> struct group {
+  static_assert(TPI == 8 || TPI == 16 || TPI == 32, "8, 16 or 32 threads per number");
+  static_assert(L % TPI == 0 && L / TPI >= 2, "each lane holds at least two limbs");
+  static constexpr int LPT = L / TPI;
+  unsigned lane;   // index within the group
+  unsigned first;  // warp lane of the group's lane 0
+  unsigned mask;   // the group's lanes, as a warp mask
+
+  HEA_FN static group mine() {
+    group g;
+    unsigned w = threadIdx.x & 31u;
+    g.lane = w & (TPI - 1);
+    g.first = w & ~(unsigned)(TPI - 1);
+    g.mask = TPI == 32 ? 0xffffffffu : ((1u << TPI) - 1u) << g.first;
+    return g;
+  }
+
+  // Group-wide carry (or borrow) propagation across lanes. Each lane says whether its slice
+  // generates a carry out (gen) and whether it passes an incoming one on (prop: all ones for a
+  // carry, all zeros for a borrow; never both). Returns this lane's carry in; *out is the
+  // carry out of the whole group. The lanes are the bits of a TPI-bit adder: with A = gen|prop
+  // and B = gen, the carries of A + B are (A + B) ^ A ^ B, i.e. exactly c_l = gen_{l-1} |
+  // (prop_{l-1} & c_{l-1}) for every lane at once.
+  HEA_FN limb_t propagate(limb_t gen, limb_t prop, limb_t* out) const {
+    const uint64_t lanes = TPI == 32 ? 0xffffffffull : (1ull << TPI) - 1ull;
+    uint64_t gm = ((uint64_t)__ballot_sync(mask, gen != 0) >> first) & lanes;
+    uint64_t pm = ((uint64_t)__ballot_sync(mask, prop != 0 && gen == 0) >> first) & lanes;
+    uint64_t carries = ((gm | pm) + gm) ^ pm;
+    *out = (limb_t)(carries >> TPI) & 1u;
+    return (limb_t)(carries >> lane) & 1u;
+  }
+};
+
+// d = a - b over the group; returns the group's borrow out (1 iff a < b), the same on every lane.
+template <int L, int TPI> HEA_FN limb_t sub(const group<L, TPI>& g, limb_t* d, const limb_t* a, const limb_t* b) {
+  constexpr int LPT = L / TPI;
+  carry c;
+  d[0] = c.sub_cc(a[0], b[0]);
+  HEA_UNROLL_ALL
+  for (int k = 1; k < LPT; k++) d[k] = c.subc_cc(a[k], b[k]);
+  limb_t gen = c.subc(0u, 0u) & 1u;
+  limb_t zero = d[0];
+  HEA_UNROLL_ALL
+  for (int k = 1; k < LPT; k++) zero |= d[k];
+  limb_t out;
+  limb_t borrow_in = g.propagate(gen, zero == 0u, &out);
+  carry c2;
+  d[0] = c2.sub_cc(d[0], borrow_in);
+  HEA_UNROLL_ALL
+  for (int k = 1; k < LPT; k++) d[k] = c2.subc_cc(d[k], 0u);
+  return out;
+}
+
+// r = x if pick else y (pick is 0 or 1; no branch).
+template <int LPT> HEA_FN void select(limb_t* r, limb_t pick, const limb_t* x, const limb_t* y) {
+  limb_t mask = 0u - pick;
+  HEA_UNROLL_ALL
+  for (int k = 0; k < LPT; k++) r[k] = (x[k] & mask) | (y[k] & ~mask);
+}
+
+// The modulus as the group holds it: this lane's slice of m and -m^-1 mod 2^32.
+template <int L, int TPI> struct modulus {
+  limb_t m[L / TPI];
+  limb_t minv;
+};
+
+// One CIOS row: t <- (t + a*bi + m*u) / 2^32 with u = (t + a*bi)_0 * m' from lane 0. The carry
+// out of each lane's slice goes into its `hi` (see mont_mul for the bound).
+template <int L, int TPI>
+HEA_FN void mont_row(const group<L, TPI>& g, limb_t* t, limb_t& hi, const limb_t* a, limb_t bi,
+                     const modulus<L, TPI>& M) {
+  constexpr int LPT = L / TPI;
+  carry c;
+  t[0] = c.mad_lo_cc(a[0], bi, t[0]);
+  HEA_UNROLL_ALL
+  for (int k = 1; k < LPT; k++) t[k] = c.madc_lo_cc(a[k], bi, t[k]);
+  limb_t c1 = c.addc(0u, 0u);
+  t[1] = c.mad_hi_cc(a[0], bi, t[1]);
+  HEA_UNROLL_ALL
+  for (int k = 2; k < LPT; k++) t[k] = c.madc_hi_cc(a[k - 1], bi, t[k]);
+  c1 = c.madc_hi(a[LPT - 1], bi, c1);
+
+  limb_t u = __shfl_sync(g.mask, t[0] * M.minv, 0, TPI);
+
+  t[0] = c.mad_lo_cc(M.m[0], u, t[0]);
+  HEA_UNROLL_ALL
+  for (int k = 1; k < LPT; k++) t[k] = c.madc_lo_cc(M.m[k], u, t[k]);
+  limb_t c2 = c.addc(0u, 0u);
+  t[1] = c.mad_hi_cc(M.m[0], u, t[1]);
+  HEA_UNROLL_ALL
+  for (int k = 2; k < LPT; k++) t[k] = c.madc_hi_cc(M.m[k - 1], u, t[k]);
+  c2 = c.madc_hi(M.m[LPT - 1], u, c2);
+
+  // Divide by 2^32: lane l's limb 0 becomes lane l-1's top limb (lane 0's is zero by the choice
+  // of u); the top limb also collects this lane's carries, which had that weight.
+  limb_t next = __shfl_down_sync(g.mask, t[0], 1, TPI);
+  next = g.lane == TPI - 1 ? 0u : next;
+  HEA_UNROLL_ALL
+  for (int k = 0; k < LPT - 1; k++) t[k] = t[k + 1];
+  carry s;
+  limb_t top = s.add_cc(next, hi);
+  limb_t h = s.addc(0u, 0u);
+  top = s.add_cc(top, c1);
+  h = s.addc(h, 0u);
+  top = s.add_cc(top, c2);
+  hi = s.addc(h, 0u);
+  t[LPT - 1] = top;
+}
+
+// Fold each lane's `hi` into the lane above and propagate: t (plus the returned top word, the
+// group's bits above L limbs) is then an ordinary number in slices.
+template <int L, int TPI> HEA_FN limb_t normalise(const group<L, TPI>& g, limb_t* t, limb_t hi) {
+  constexpr int LPT = L / TPI;
+  limb_t below = __shfl_up_sync(g.mask, hi, 1, TPI);
+  below = g.lane == 0 ? 0u : below;
+  limb_t top = __shfl_sync(g.mask, hi, TPI - 1, TPI);
+  carry c;
+  t[0] = c.add_cc(t[0], below);
+  HEA_UNROLL_ALL
+  for (int k = 1; k < LPT; k++) t[k] = c.addc_cc(t[k], 0u);
+  limb_t gen = c.addc(0u, 0u);
+  limb_t ones = t[0];
+  HEA_UNROLL_ALL
+  for (int k = 1; k < LPT; k++) ones &= t[k];
+  limb_t out;
+  limb_t carry_in = g.propagate(gen, ones == 0xffffffffu, &out);
+  carry c2;
+  t[0] = c2.add_cc(t[0], carry_in);
+  HEA_UNROLL_ALL
+  for (int k = 1; k < LPT; k++) t[k] = c2.addc_cc(t[k], 0u);
+  return top + out;
+}
+
+// r = a * b * R^-1 mod m, R = 2^(32L). requires: m odd, a < R, b < m (so the CIOS result is
+// below 2m); r < m. r may alias a or b. Constant time: no branch or address depends on values.
+//
+// Why hi stays small: after a row, hi = carry of next + hi + c1 + c2 where each term is below
+// 2^32 and the old hi is at most 3, so the sum is below 4 * 2^32 and the new hi is at most 3.
+template <int L, int TPI>
+HEA_FN void mont_mul(const group<L, TPI>& g, limb_t* r, const limb_t* a, const limb_t* b, const modulus<L, TPI>& M) {
+  constexpr int LPT = L / TPI;
+  limb_t t[LPT], hi = 0u;
+  HEA_UNROLL_ALL
+  for (int k = 0; k < LPT; k++) t[k] = 0u;
+  HEA_UNROLL(1)
+  for (int j = 0; j < TPI; j++) {
+    HEA_UNROLL_ALL
+    for (int k = 0; k < LPT; k++) mont_row<L, TPI>(g, t, hi, a, __shfl_sync(g.mask, b[k], j, TPI), M);
+  }
+  limb_t top = normalise<L, TPI>(g, t, hi);
+  limb_t d[LPT];
+  limb_t borrow = sub<L, TPI>(g, d, t, M.m);
+  select<LPT>(r, top | (borrow ^ 1u), d, t);
+}
+
+// r = a^2 * R^-1 mod m (the same rows with the multiplier taken from a itself).
+template <int L, int TPI>
+HEA_FN void mont_sqr(const group<L, TPI>& g, limb_t* r, const limb_t* a, const modulus<L, TPI>& M) {
+  mont_mul<L, TPI>(g, r, a, a, M);
+}
+
+// Shared-memory exponent table: `entries` numbers per thread, one column per thread, entry e
+// limb k of thread t at [(e*LPT + k) * HEA_COOP_BLOCK + t]. requires blockDim.x <= HEA_COOP_BLOCK.
+template <int LPT> HEA_FN void table_put(limb_t* tab, int e, const limb_t* x) {
+  HEA_UNROLL_ALL
+  for (int k = 0; k < LPT; k++) tab[(e * LPT + k) * HEA_COOP_BLOCK + threadIdx.x] = x[k];
+}
+template <int LPT> HEA_FN void table_get(limb_t* x, const limb_t* tab, int e) {
+  HEA_UNROLL_ALL
+  for (int k = 0; k < LPT; k++) x[k] = tab[(e * LPT + k) * HEA_COOP_BLOCK + threadIdx.x];
+}
+// x = entry d for a SECRET d: every entry is read, one kept by mask.
+template <int LPT, int ENTRIES> HEA_FN void table_get_secret(limb_t* x, const limb_t* tab, limb_t d) {
+  HEA_UNROLL_ALL
+  for (int k = 0; k < LPT; k++) x[k] = 0u;
+  HEA_UNROLL(1)
+  for (int e = 0; e < ENTRIES; e++) {
+    limb_t mask = 0u - (limb_t)((limb_t)e == d);
+    HEA_UNROLL_ALL
+    for (int k = 0; k < LPT; k++) x[k] |= tab[(e * LPT + k) * HEA_COOP_BLOCK + threadIdx.x] & mask;
+  }
+}
+
+HEA_FN limb_t exp_bit(const limb_t* e, int i) { return (e[i >> 5] >> (i & 31)) & 1u; }
+
+// r = base^e (Montgomery form in and out) for a PUBLIC exponent of `ebits` significant bits:
+// left-to-right sliding windows of up to log2(ENTRIES)+1 bits over the odd powers
+// base, base^3, ..., base^(2 ENTRIES - 1) in `tab`. `one` is R mod m.
+template <int L, int TPI, int ENTRIES>
+HEA_FN void pow_public(const group<L, TPI>& g, limb_t* r, const limb_t* base, const limb_t* one, const limb_t* e,
+                       int ebits, limb_t* tab, const modulus<L, TPI>& M) {
+  constexpr int LPT = L / TPI;
+  constexpr int W = ENTRIES == 16 ? 5 : ENTRIES == 8 ? 4 : ENTRIES == 4 ? 3 : 2;
+  limb_t acc[LPT], x[LPT];
+  table_put<LPT>(tab, 0, base);
+  mont_sqr<L, TPI>(g, x, base, M);  // base^2
+  for (int d = 1; d < ENTRIES; d++) {
+    table_get<LPT>(acc, tab, d - 1);
+    mont_mul<L, TPI>(g, acc, acc, x, M);
+    table_put<LPT>(tab, d, acc);
+  }
+  HEA_UNROLL_ALL
+  for (int k = 0; k < LPT; k++) acc[k] = one[k];
+  bool started = false;
+  int i = ebits - 1;
+  while (i >= 0) {
+    if (!exp_bit(e, i)) {
+      if (started) mont_sqr<L, TPI>(g, acc, acc, M);
+      i--;
+      continue;
+    }
+    int lo = i - W + 1 < 0 ? 0 : i - W + 1;
+    while (!exp_bit(e, lo)) lo++;  // windows end on a set bit: odd digits only
+    limb_t d = 0;
+    for (int b = i; b >= lo; b--) d = (d << 1) | exp_bit(e, b);
+    table_get<LPT>(x, tab, (int)(d >> 1));
+    if (started) {
+      for (int s = lo; s <= i; s++) mont_sqr<L, TPI>(g, acc, acc, M);
+      mont_mul<L, TPI>(g, acc, acc, x, M);
+    } else {
+      HEA_UNROLL_ALL
+      for (int k = 0; k < LPT; k++) acc[k] = x[k];
+      started = true;
+    }
+    i = lo - 1;
+  }
+  HEA_UNROLL_ALL
+  for (int k = 0; k < LPT; k++) r[k] = acc[k];
+}
+
+// Same result for a SECRET exponent: fixed windows of log2(ENTRIES) bits over all `ebits`
+// (a public bound), a squaring run and a multiplication in every window, masked table reads.
+// No branch or address depends on e. tab holds base^0 .. base^(ENTRIES-1).
+template <int L, int TPI, int ENTRIES>
+HEA_FN void pow_secret(const group<L, TPI>& g, limb_t* r, const limb_t* base, const limb_t* one, const limb_t* e,
+                       int el, int ebits, limb_t* tab, const modulus<L, TPI>& M) {
+  constexpr int LPT = L / TPI;
+  constexpr int W = ENTRIES == 16 ? 4 : ENTRIES == 8 ? 3 : ENTRIES == 4 ? 2 : 1;
+  limb_t acc[LPT], x[LPT];
+  table_put<LPT>(tab, 0, one);
+  table_put<LPT>(tab, 1, base);
+  HEA_UNROLL_ALL
+  for (int k = 0; k < LPT; k++) acc[k] = base[k];
+  for (int d = 2; d < ENTRIES; d++) {
+    mont_mul<L, TPI>(g, acc, acc, base, M);
+    table_put<LPT>(tab, d, acc);
+  }
+  HEA_UNROLL_ALL
+  for (int k = 0; k < LPT; k++) acc[k] = one[k];
+  for (int w = (ebits + W - 1) / W - 1; w >= 0; w--) {
+    for (int s = 0; s < W; s++) mont_sqr<L, TPI>(g, acc, acc, M);
+    table_get_secret<LPT, ENTRIES>(x, tab, mp_window(e, el, w * W, W));
+    mont_mul<L, TPI>(g, acc, acc, x, M);
+  }
+  HEA_UNROLL_ALL
+  for (int k = 0; k < LPT; k++) r[k] = acc[k];
+}
+
+}  // namespace coop
+}  // namespace hea

@@ -1,0 +1,166 @@
+"""The cooperative Montgomery core (kernels/coop_mont.cuh) through powmod_coop, bit-exact against
+gmpy2 at every size class, run by the lockstep emulator (groups of 8/16/32 lanes exchanging limbs
+with shuffles), and through GpuBackend on the emulated runtime."""
+import ctypes
+import secrets
+
+import gmpy2
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from accel.backends.gpu import GpuBackend
+from accel.gpu import emulator
+from accel.gpu.build import COOP_TPI
+from accel.gpu.emulator import EmulatedRuntime, run_kernel
+from accel.gpu.limbs import MOD_CLASSES, limbs, mod_rec
+
+lib = emulator.load()
+BLOCK = 128
+NO_ERROR = 2**64 - 1
+
+
+def _arg(a):
+    if isinstance(a, np.ndarray):
+        return ctypes.c_void_p(a.ctypes.data)
+    if isinstance(a, np.uint64):
+        return ctypes.c_ulonglong(int(a))
+    return ctypes.c_int(int(a))
+
+
+def powmod_coop(L, bases, exps, m, *, secret=False, el=None, bstride=None, grid=None, base_rows=None):
+    """Run powmod_coop_L; returns (results, error word)."""
+    n = len(bases)
+    el = el or max(1, -(-max(e.bit_length() for e in exps) // 32))
+    bstride = bstride or L
+    rows = base_rows if base_rows is not None else np.stack([limbs(b, bstride) for b in bases])
+    out = np.zeros((n, L), np.uint32)
+    err = np.array([NO_ERROR], np.uint64)
+    args = [out, np.ascontiguousarray(rows), np.stack([limbs(e, el) for e in exps]), np.uint64(n), mod_rec(m, L),
+            bstride, el, int(secret), err]
+    c_args = [_arg(a) for a in args]
+    ptrs = (ctypes.c_void_p * len(c_args))(*[ctypes.cast(ctypes.pointer(a), ctypes.c_void_p) for a in c_args])
+    run_kernel(lib, f"powmod_coop_{L}", grid or -(-n * COOP_TPI[L] // BLOCK), BLOCK, ptrs)
+    return [int.from_bytes(r.tobytes(), "little") for r in out], int(err[0])
+
+
+def odd_modulus(bits):
+    return secrets.randbits(bits) | (1 << (bits - 1)) | 1
+
+
+def test_threads_per_number_agree_with_the_kernels():
+    for L in MOD_CLASSES:
+        assert getattr(lib, f"emu_coop_tpi_{L}")() == COOP_TPI[L]
+        assert L % COOP_TPI[L] == 0 and COOP_TPI[L] in (8, 16, 32)
+
+
+# exponent bits per size class: full-width exponents where the emulator is quick, shorter above
+EXP_BITS = {32: 1024, 64: 1024, 96: 256, 128: 256, 192: 96, 256: 64}
+
+
+@pytest.mark.parametrize("L", MOD_CLASSES)
+@pytest.mark.parametrize("secret", [False, True])
+def test_powmod_coop_edges_and_random_against_gmpy2(L, secret):
+    bits = 32 * L
+    eb = EXP_BITS[L]
+    for m in (odd_modulus(bits), odd_modulus(bits - 31), (1 << bits) - 1):
+        bases = [0, 1, 2, m - 1, m - 2, secrets.randbelow(m), secrets.randbelow(m), (1 << (bits - 1)) % m]
+        exps = [0, 1, 2, (1 << eb) - 1, secrets.randbits(eb), 0, 1, secrets.randbits(eb) | 1]
+        got, err = powmod_coop(L, bases, exps, m, secret=secret, el=-(-eb // 32))
+        assert err == NO_ERROR
+        assert got == [int(gmpy2.powmod(b, e, m)) for b, e in zip(bases, exps)]
+
+
+def test_small_moduli_and_exponent_edges():
+    L = 32
+    for m in (3, 5, 0xFFFFFFFF, (1 << 33) + 1):
+        bases = [0, 1, m - 1, 2 % m]
+        exps = [0, 1, (1 << 64) - 1, 65537]
+        for secret in (False, True):
+            got, err = powmod_coop(L, bases, exps, m, secret=secret)
+            assert err == NO_ERROR and got == [pow(b, e, m) for b, e in zip(bases, exps)]
+
+
+@pytest.mark.parametrize("L", [64, 128])
+def test_paillier_shaped_powmod_at_full_exponent_length(L):
+    """r^n mod n^2 with a full-length n, as textbook encryption does (n of 16 L bits)."""
+    n = odd_modulus(16 * L)
+    nsq = n * n
+    rs = [secrets.randbelow(nsq) for _ in range(3)]
+    got, err = powmod_coop(L, rs, [n] * 3, nsq)
+    assert err == NO_ERROR and got == [int(gmpy2.powmod(r, n, nsq)) for r in rs]
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.sampled_from([32, 64]), st.integers(min_value=1), st.lists(st.integers(min_value=0), min_size=1, max_size=5),
+       st.lists(st.integers(min_value=0, max_value=2**300), min_size=1, max_size=5), st.booleans())
+def test_powmod_coop_property(L, m, bases, exps, secret):
+    m = (m % (1 << (32 * L))) | 1
+    k = min(len(bases), len(exps))
+    bases, exps = [b % m for b in bases[:k]], exps[:k]
+    got, err = powmod_coop(L, bases, exps, m, secret=secret)
+    assert err == NO_ERROR and got == [pow(b, e, m) for b, e in zip(bases, exps)]
+
+
+def test_grid_stride_and_partial_blocks():
+    """More numbers than threads launched (grid-stride over groups), a count that is no multiple
+    of the groups per block."""
+    L = 32  # 16 groups per block
+    m = odd_modulus(1000)
+    bases = [secrets.randbelow(m) for _ in range(37)]
+    exps = [secrets.randbits(40) for _ in range(37)]
+    for grid in (1, 2, 3):
+        got, err = powmod_coop(L, bases, exps, m, grid=grid)
+        assert err == NO_ERROR and got == [pow(b, e, m) for b, e in zip(bases, exps)]
+
+
+def test_range_errors_name_the_lowest_failing_element():
+    L = 64
+    m = odd_modulus(2000)
+    bases = [5, m, 7, m + 1]
+    got, err = powmod_coop(L, bases, [3, 3, 3, 3], m, bstride=L)
+    assert err == (1 << 8) | 5  # element 1: ERR_INPUT_RANGE
+    assert got[0] == pow(5, 3, m) and got[2] == pow(7, 3, m)
+
+
+def test_wide_base_rows_are_checked_above_L():
+    L = 32
+    m = odd_modulus(1024)
+    rows = np.stack([limbs(3, 40), limbs(4 + (1 << (32 * 35)), 40)])
+    got, err = powmod_coop(L, [3, 4], [5, 5], m, bstride=40, base_rows=rows)
+    assert err == (1 << 8) | 5 and got[0] == pow(3, 5, m)
+
+
+def test_even_modulus_is_refused():
+    got, err = powmod_coop(32, [3], [5], 1 << 100)
+    assert err & 0xFF == 4  # ERR_MODULUS_EVEN
+
+
+def test_backend_powmod_runs_the_cooperative_kernel(inline_backend):
+    launched = []
+
+    class Recording(EmulatedRuntime):
+        def launch(self, kernel, threads, args):
+            launched.append((kernel, threads))
+            return super().launch(kernel, threads, args)
+
+    gpu = GpuBackend(runtime=Recording(0), fallback=inline_backend)
+    for bits in (1024, 2048, 4096, 8192):
+        m = odd_modulus(bits)
+        bases = [0, 1, m - 1, secrets.randbelow(m)]
+        exps = [0, 1, 65537, secrets.randbits(64)]
+        assert gpu.powmod(bases, exps, m) == [pow(b, e, m) for b, e in zip(bases, exps)]
+    lcs = [32, 64, 128, 256]
+    assert launched == [(f"powmod_coop_{lc}", 4 * COOP_TPI[lc]) for lc in lcs]
+    # negative exponents take the one-thread kernel (it inverts the base per element)
+    launched.clear()
+    m = odd_modulus(1024)
+    assert gpu.powmod([3, 5], [-1, 7], m) == [pow(3, -1, m), pow(5, 7, m)]
+    assert launched == [("powmod_32", 2)]
+    assert gpu.stats["cpu_fallbacks"] == 0
+    # cooperative=False keeps the one-thread kernel
+    launched.clear()
+    plain = GpuBackend(runtime=Recording(0), fallback=inline_backend, cooperative=False)
+    assert plain.powmod([3], [5], m) == [pow(3, 5, m)]
+    assert launched == [("powmod_32", 1)]
