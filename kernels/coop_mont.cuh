@@ -149,6 +149,19 @@ struct carry {
   }
 };
 
+// Threads per number: four limbs per lane up to 4096-bit moduli (3 at 3072), then a full warp.
+// Mirrored by accel/gpu/build.py COOP_TPI (a test checks that they agree).
+__host__ __device__ constexpr int coop_tpi(int L) { return L <= 32 ? 8 : (L <= 64 ? 16 : 32); }
+// Exponent-table entries per number: 8 (sliding windows of 4 bits over odd powers for public
+// exponents, fixed 3-bit windows for secret ones). The table takes ENTRIES * L * 4 bytes of
+// shared memory per number: 16 KB per block of 128 threads at four limbs per lane, which keeps
+// 8 blocks (32 warps, 50%) per sm_90 SM where 16 entries (32 KB + 1 KB reserved) would keep 6.
+// A 5-bit window saves about 2.5% of the multiplications of a 2048-bit exponent.
+#ifndef HEA_COOP_ENTRIES
+#define HEA_COOP_ENTRIES 8
+#endif
+__host__ __device__ constexpr int coop_entries(int) { return HEA_COOP_ENTRIES; }
+
 // The group of the calling thread: TPI consecutive lanes of its warp.
 template <int L, int TPI> struct group {
   static_assert(TPI == 8 || TPI == 16 || TPI == 32, "8, 16 or 32 threads per number");
@@ -201,6 +214,52 @@ template <int L, int TPI> HEA_FN limb_t sub(const group<L, TPI>& g, limb_t* d, c
   HEA_UNROLL_ALL
   for (int k = 1; k < LPT; k++) d[k] = c2.subc_cc(d[k], 0u);
   return out;
+}
+
+// x = x + v for a small v (< 2^32) over the group; returns the group's carry out.
+template <int L, int TPI> HEA_FN limb_t add_small(const group<L, TPI>& g, limb_t* x, limb_t v) {
+  constexpr int LPT = L / TPI;
+  carry c;
+  x[0] = c.add_cc(x[0], g.lane == 0 ? v : 0u);
+  HEA_UNROLL_ALL
+  for (int k = 1; k < LPT; k++) x[k] = c.addc_cc(x[k], 0u);
+  limb_t gen = c.addc(0u, 0u);
+  limb_t ones = x[0];
+  HEA_UNROLL_ALL
+  for (int k = 1; k < LPT; k++) ones &= x[k];
+  limb_t out;
+  limb_t carry_in = g.propagate(gen, ones == 0xffffffffu, &out);
+  carry c2;
+  x[0] = c2.add_cc(x[0], carry_in);
+  HEA_UNROLL_ALL
+  for (int k = 1; k < LPT; k++) x[k] = c2.addc_cc(x[k], 0u);
+  return out;
+}
+
+// This lane's slice of a number stored as `stride` limbs at src, zero-extended to L limbs and
+// cut at `width` limbs (width <= L). Returns, on every lane, whether all stored limbs at or
+// above `width` are zero (the number fits).
+template <int L, int TPI>
+HEA_FN bool load(const group<L, TPI>& g, limb_t* x, const limb_t* src, int stride, int width = L) {
+  constexpr int LPT = L / TPI;
+  HEA_UNROLL_ALL
+  for (int k = 0; k < LPT; k++) {
+    int idx = (int)g.lane * LPT + k;
+    x[k] = idx < stride && idx < width ? src[idx] : 0u;
+  }
+  limb_t above = 0u;
+  for (int idx = width + (int)g.lane; idx < stride; idx += TPI) above |= src[idx];
+  return __ballot_sync(g.mask, above != 0u) == 0u;
+}
+
+// Store the first `stride` limbs of the number (the rest must be zero: the caller's contract).
+template <int L, int TPI> HEA_FN void store(const group<L, TPI>& g, limb_t* dst, const limb_t* x, int stride) {
+  constexpr int LPT = L / TPI;
+  HEA_UNROLL_ALL
+  for (int k = 0; k < LPT; k++) {
+    int idx = (int)g.lane * LPT + k;
+    if (idx < stride) dst[idx] = x[k];
+  }
 }
 
 // r = x if pick else y (pick is 0 or 1; no branch).
@@ -281,6 +340,26 @@ template <int L, int TPI> HEA_FN limb_t normalise(const group<L, TPI>& g, limb_t
   HEA_UNROLL_ALL
   for (int k = 1; k < LPT; k++) t[k] = c2.addc_cc(t[k], 0u);
   return top + out;
+}
+
+// (forward) the Montgomery multiplication, below
+template <int L, int TPI>
+HEA_FN void mont_mul(const group<L, TPI>& g, limb_t* r, const limb_t* a, const limb_t* b, const modulus<L, TPI>& M);
+
+// This lane's slices of a modulus record: m and m', R^2 mod m, the plain 1 and R mod m (the
+// Montgomery form of 1). requires: m odd.
+template <int L, int TPI>
+HEA_FN void load_modulus(const group<L, TPI>& g, modulus<L, TPI>& M, limb_t* r2, limb_t* one, limb_t* rmod,
+                         const mod_rec<L>& rec) {
+  constexpr int LPT = L / TPI;
+  HEA_UNROLL_ALL
+  for (int k = 0; k < LPT; k++) {
+    M.m[k] = rec.m[g.lane * LPT + k];
+    r2[k] = rec.r2[g.lane * LPT + k];
+    one[k] = (g.lane == 0 && k == 0) ? 1u : 0u;
+  }
+  M.minv = rec.minv;
+  mont_mul<L, TPI>(g, rmod, r2, one, M);
 }
 
 // r = a * b * R^-1 mod m, R = 2^(32L). requires: m odd, a < R, b < m (so the CIOS result is

@@ -15,19 +15,6 @@
 namespace hea {
 namespace coop {
 
-// Threads per number: four limbs per lane up to 4096-bit moduli (3 at 3072), then a full warp.
-// Mirrored by accel/gpu/build.py COOP_TPI (a test checks that they agree).
-__host__ __device__ constexpr int coop_tpi(int L) { return L <= 32 ? 8 : (L <= 64 ? 16 : 32); }
-// Exponent-table entries per number: 8 (sliding windows of 4 bits over odd powers for public
-// exponents, fixed 3-bit windows for secret ones). The table takes ENTRIES * L * 4 bytes of
-// shared memory per number: 16 KB per block of 128 threads at four limbs per lane, which keeps
-// 8 blocks (32 warps, 50%) per sm_90 SM where 16 entries (32 KB + 1 KB reserved) would keep 6.
-// A 5-bit window saves about 2.5% of the multiplications of a 2048-bit exponent.
-#ifndef HEA_COOP_ENTRIES
-#define HEA_COOP_ENTRIES 8
-#endif
-__host__ __device__ constexpr int coop_entries(int) { return HEA_COOP_ENTRIES; }
-
 template <int L>
 HEA_FN void powmod_coop(limb_t* out, const limb_t* bases, const limb_t* exps, unsigned long long count,
                         const limb_t* modulus_rec, int bstride, int el, int secret, unsigned long long* err,
@@ -40,39 +27,22 @@ HEA_FN void powmod_coop(limb_t* out, const limb_t* bases, const limb_t* exps, un
   }
   const group<L, TPI> g = group<L, TPI>::mine();
   modulus<L, TPI> M;
-  limb_t r2[LPT], one[LPT], b[LPT], x[LPT];
-  HEA_UNROLL_ALL
-  for (int k = 0; k < LPT; k++) {
-    M.m[k] = rec.m[g.lane * LPT + k];
-    r2[k] = rec.r2[g.lane * LPT + k];
-    one[k] = (g.lane == 0 && k == 0) ? 1u : 0u;
-  }
-  M.minv = rec.minv;
+  limb_t r2[LPT], one[LPT], rmod[LPT], b[LPT], x[LPT];
+  load_modulus<L, TPI>(g, M, r2, one, rmod, rec);
   const unsigned long long per_block = HEA_COOP_BLOCK / TPI;
   for (unsigned long long i = blockIdx.x * per_block + threadIdx.x / TPI; i < count; i += gridDim.x * per_block) {
-    const limb_t* src = bases + i * (unsigned long long)bstride;
-    HEA_UNROLL_ALL
-    for (int k = 0; k < LPT; k++) {
-      int idx = (int)g.lane * LPT + k;
-      b[k] = idx < bstride ? src[idx] : 0u;
-    }
-    limb_t wide = 0u;  // any nonzero limb above L
-    for (int idx = L + (int)g.lane; idx < bstride; idx += TPI) wide |= src[idx];
-    bool fits = __ballot_sync(g.mask, wide != 0u) == 0u;
+    bool fits = load<L, TPI>(g, b, bases + i * (unsigned long long)bstride, bstride);
     bool below = sub<L, TPI>(g, x, b, M.m) == 1u;  // borrow: b < m
     if (!fits || !below) {
       if (g.lane == 0) report_error(err, i, ERR_INPUT_RANGE);
       continue;
     }
     const limb_t* e = exps + i * (unsigned long long)el;
-    limb_t rmod[LPT];
-    mont_mul<L, TPI>(g, rmod, r2, one, M);  // R mod m: the Montgomery form of 1
     mont_mul<L, TPI>(g, b, b, r2, M);       // to Montgomery form
     if (secret) pow_secret<L, TPI, ENTRIES>(g, b, b, rmod, e, el, 32 * el, tab, M);
     else pow_public<L, TPI, ENTRIES>(g, b, b, rmod, e, mp_bits(e, el), tab, M);
     mont_mul<L, TPI>(g, b, b, one, M);      // out of Montgomery form
-    HEA_UNROLL_ALL
-    for (int k = 0; k < LPT; k++) out[i * L + g.lane * LPT + k] = b[k];
+    store<L, TPI>(g, out + i * L, b, L);
   }
 }
 
@@ -80,8 +50,9 @@ HEA_FN void powmod_coop(limb_t* out, const limb_t* bases, const limb_t* exps, un
 }  // namespace hea
 
 #define HEA_MODEXP_COOP_KERNELS(L)                                                                   \
-  extern "C" __global__ void powmod_coop_##L(limb_t* out, const limb_t* bases, const limb_t* exps, unsigned long long count,    \
-                  const limb_t* modulus, int bstride, int el, int secret, unsigned long long* err) {  \
+  extern "C" __global__ void powmod_coop_##L(limb_t* out, const limb_t* bases, const limb_t* exps,    \
+      unsigned long long count, const limb_t* modulus, int bstride, int el, int secret,               \
+      unsigned long long* err) {                                                                      \
     __shared__ limb_t tab[hea::coop::coop_entries(L) * (L / hea::coop::coop_tpi(L)) * HEA_COOP_BLOCK]; \
     hea::coop::powmod_coop<L>(out, bases, exps, count, modulus, bstride, el, secret, err, tab);      \
   }

@@ -155,7 +155,7 @@ def test_backend_powmod_runs_the_cooperative_kernel(inline_backend):
     assert launched == [(f"powmod_coop_{lc}", 4 * COOP_TPI[lc]) for lc in lcs]
     # negative exponents take the one-thread kernel (it inverts the base per element)
     launched.clear()
-    m = odd_modulus(1024)
+    m = int(gmpy2.next_prime(odd_modulus(1024)))  # 3 is invertible
     assert gpu.powmod([3, 5], [-1, 7], m) == [pow(3, -1, m), pow(5, 7, m)]
     assert launched == [("powmod_32", 2)]
     assert gpu.stats["cpu_fallbacks"] == 0
@@ -164,3 +164,32 @@ def test_backend_powmod_runs_the_cooperative_kernel(inline_backend):
     plain = GpuBackend(runtime=Recording(0), fallback=inline_backend, cooperative=False)
     assert plain.powmod([3], [5], m) == [pow(3, 5, m)]
     assert launched == [("powmod_32", 1)]
+
+
+@pytest.mark.parametrize("bits", [1024, 2048, 3072, 4096])
+def test_cooperative_encryption_and_obfuscators_match_the_cpu(bits, inline_backend):
+    """paillier_encrypt_coop / paillier_obfuscate_coop against the CPU backend with the same
+    randomness, at every key class, with plaintext edges and a range error."""
+    from .conftest import keypair
+    from .test_gpu_backend import SeededRng
+
+    launched = []
+
+    class Recording(EmulatedRuntime):
+        def launch(self, kernel, threads, args):
+            launched.append((kernel, threads))
+            return super().launch(kernel, threads, args)
+
+    gpu = GpuBackend(runtime=Recording(0), fallback=inline_backend)
+    pk, sk = keypair(bits)
+    ms = [0, 1, pk.n - 1, secrets.randbelow(pk.n)] if bits <= 2048 else [1, pk.n - 1]  # the emulator is slow
+    cs = gpu.raw_encrypt(pk, ms, rng=SeededRng(11))
+    assert cs == inline_backend.raw_encrypt(pk, ms, rng=SeededRng(11))
+    assert inline_backend.raw_decrypt(sk, cs) == ms
+    assert gpu.obfuscators(pk, 1, rng=SeededRng(4)) == inline_backend.obfuscators(pk, 1, rng=SeededRng(4))
+    lp = -(-bits // 1024) * 32
+    assert {k for k, _ in launched} == {f"paillier_encrypt_coop_{lp}", f"paillier_obfuscate_coop_{lp}"}
+    assert all(t % COOP_TPI[2 * lp] == 0 for _, t in launched)
+    with pytest.raises(ValueError, match=r"plaintext\[1\]"):
+        gpu.raw_encrypt(pk, [5, pk.n, 7], rng=SeededRng(1))
+    assert gpu.stats["cpu_fallbacks"] == 0

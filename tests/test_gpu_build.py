@@ -199,7 +199,8 @@ def test_every_name_the_backend_launches_is_a_known_kernel(inline_backend):
     gpu.raw_sum(pk, cs)
     gpu.raw_matvec(pk, cs, [[1, -1], [2, 0], [3, 4]])
     gpu.raw_rerandomize(pk, cs)
-    gpu.powmod([3, 5], [7, -1], pk.n)
+    gpu.powmod([3, 5], [7, -1], pk.n)  # a negative exponent: the one-thread kernel
+    gpu.powmod([3, 5], [7, 1], pk.n)   # the cooperative kernel
     assert gpu.stats["cpu_fallbacks"] == 0
     families = {B.split_kernel_name(k)[0] for k in launched}
     assert families == set(KERNEL_FILES), set(KERNEL_FILES) - families
@@ -231,6 +232,23 @@ def test_build_writes_checked_binaries_and_a_manifest(prebuilt):
 
 def _compile_forbidden(*a, **k):
     raise AssertionError("compiled although a prebuilt binary was expected")
+
+
+def test_binaries_are_whole_elf_files(prebuilt):
+    """Every byte NVRTC wrote: the program headers end the file, and CuPy 14's getCUBIN drops
+    the last byte (the driver then refuses the image and every call would run on the CPU)."""
+    import io
+
+    from elftools.elf.elffile import ELFFile
+
+    out, manifest = prebuilt
+    for u in manifest["units"]:
+        data = (out / u["binary"]).read_bytes()
+        elf = ELFFile(io.BytesIO(data))
+        h = elf.header
+        assert len(data) >= h["e_phoff"] + h["e_phnum"] * h["e_phentsize"], u["binary"]
+        assert len(data) >= h["e_shoff"] + h["e_shnum"] * h["e_shentsize"], u["binary"]
+        assert sum(1 for _ in elf.iter_segments()) == h["e_phnum"]
 
 
 def test_a_matching_prebuilt_binary_is_used_before_compiling(prebuilt, fresh_cache):

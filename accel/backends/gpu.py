@@ -94,9 +94,10 @@ class GpuBackend(Backend):
         max_batch: most elements per launch.
         min_per_device: batches are shared among devices only in pieces at least this large.
         rng: randomness source (default: the OS CSPRNG).
-        cooperative: run ``powmod`` on the cooperative kernels (a group of threads per number,
-            limbs in registers: ``kernels/modexp_coop.cu``) when no exponent is negative; False
-            keeps the one-thread-per-number kernel for every call.
+        cooperative: run textbook encryption, obfuscators and ``powmod`` (when no exponent is
+            negative) on the cooperative kernels (a group of threads per number, limbs in
+            registers: ``kernels/paillier_coop.cu``, ``kernels/modexp_coop.cu``); False keeps
+            the one-thread-per-number kernels for every call.
     """
 
     name = "gpu"
@@ -252,7 +253,11 @@ class GpuBackend(Backend):
     def _d_encrypt(self, rt, pk, ms, rs, offset=0):
         lp, key = self._pub(rt, pk)
         out = rt.empty((ms.shape[0], pk.ciphertext_width // 4))
-        self._launch(rt, f"paillier_encrypt_{lp}", ms.shape[0],
+        if self.cooperative:  # a group of COOP_TPI[2 lp] threads per number (mod n^2)
+            kernel, threads = f"paillier_encrypt_coop_{lp}", ms.shape[0] * COOP_TPI[2 * lp]
+        else:
+            kernel, threads = f"paillier_encrypt_{lp}", ms.shape[0]
+        self._launch(rt, kernel, threads,
                      [out, ms, rs, np.uint64(ms.shape[0]), key, np.int32(ms.shape[1]), np.int32(out.shape[1])],
                      offset=offset)
         return out
@@ -260,7 +265,11 @@ class GpuBackend(Backend):
     def _d_obfuscate(self, rt, pk, rs, offset=0):
         lp, key = self._pub(rt, pk)
         out = rt.empty((rs.shape[0], pk.ciphertext_width // 4))
-        self._launch(rt, f"paillier_obfuscate_{lp}", rs.shape[0],
+        if self.cooperative:
+            kernel, threads = f"paillier_obfuscate_coop_{lp}", rs.shape[0] * COOP_TPI[2 * lp]
+        else:
+            kernel, threads = f"paillier_obfuscate_{lp}", rs.shape[0]
+        self._launch(rt, kernel, threads,
                      [out, rs, np.uint64(rs.shape[0]), key, np.int32(rs.shape[1]), np.int32(out.shape[1])],
                      offset=offset)
         return out

@@ -43,6 +43,7 @@ KERNEL_FILES = {
     "he_product": "reduce.cu",
     "matvec_tables": "matvec.cu", "matvec_partial": "matvec.cu", "matvec_finish": "matvec.cu",
     "powmod": "modexp.cu", "powmod_coop": "modexp_coop.cu",
+    "paillier_encrypt_coop": "paillier_coop.cu", "paillier_obfuscate_coop": "paillier_coop.cu",
     "djn_table": "djn.cu", "djn_encrypt": "djn.cu",
 }
 #: Paillier size classes: plaintext limbs of keys up to 1024, 2048, 3072 and 4096 bits
@@ -52,8 +53,9 @@ MOD_CLASSES = (32, 64, 96, 128, 192, 256)
 #: the files whose size parameter is a modulus width, not a key class
 MODEXP_FILE = "modexp.cu"
 MODEXP_FILES = (MODEXP_FILE, "modexp_coop.cu")
-#: cooperative kernels: threads per number (a group of lanes of one warp) by size class, as
-#: coop_tpi() in kernels/modexp_coop.cu (tests/test_coop_kernels.py checks that they agree)
+#: cooperative kernels: threads per number (a group of lanes of one warp) by modulus limbs, as
+#: coop_tpi() in kernels/coop_mont.cuh (tests/test_coop_kernels.py checks that they agree); the
+#: Paillier ones work modulo n^2, so key class LP takes COOP_TPI[2 * LP]
 COOP_TPI = {32: 8, 64: 16, 96: 32, 128: 32, 192: 32, 256: 32}
 #: the architecture the prebuilt binaries target by default (H100 / H200)
 DEFAULT_ARCH = "sm_90"
@@ -159,11 +161,54 @@ def compile_unit(file: str, size: int, arch: str = DEFAULT_ARCH, *, verbose: boo
         except nvrtc.NVRTCError as e:
             raise KernelBuildError(f"NVRTC failed on {file} size {size} {arch}: {e}\n"
                                    f"{nvrtc.getProgramLog(prog)[-4000:]}") from e
-        cubin = nvrtc.getCUBIN(prog)
+        cubin = _whole_cubin(prog, nvrtc.getCUBIN)
         build_log = nvrtc.getProgramLog(prog)
     finally:
         nvrtc.destroyProgram(prog)
     return CompiledUnit(file, size, arch, cubin, build_log, time.perf_counter() - t0, kernels_of(file, size))
+
+
+def _libnvrtc():
+    """The NVRTC library CuPy has loaded (dlopen by soname finds the loaded copy first)."""
+    import ctypes  # noqa: PLC0415
+
+    for name in ("libnvrtc.so.13", "libnvrtc.so.12", "libnvrtc.so", "nvrtc64_130_0.dll", "nvrtc64_120_0.dll"):
+        try:
+            return ctypes.CDLL(name)
+        except OSError:
+            continue
+    return None
+
+
+def _elf_size(image: bytes) -> int:
+    """Bytes a 64-bit ELF image needs: up to the end of its program and section header tables."""
+    import struct  # noqa: PLC0415
+
+    if len(image) < 64 or image[:4] != b"\x7fELF":
+        return len(image)
+    phoff, shoff = struct.unpack_from("<QQ", image, 0x20)
+    phentsize, phnum, shentsize, shnum = struct.unpack_from("<HHHH", image, 0x36)
+    return max(phoff + phentsize * phnum, shoff + shentsize * shnum)
+
+
+def _whole_cubin(prog: int, cupy_get_cubin: Callable[[int], bytes]) -> bytes:
+    """The cubin of a compiled NVRTC program, every byte of it. CuPy 14's ``getCUBIN`` returns
+    one byte short (it strips a terminator a binary does not have), which cuts the ELF program
+    header table and makes the driver refuse the image; so read it through NVRTC's C API."""
+    import ctypes  # noqa: PLC0415
+
+    lib = _libnvrtc()
+    if lib is not None:
+        size = ctypes.c_size_t()
+        if lib.nvrtcGetCUBINSize(ctypes.c_void_p(prog), ctypes.byref(size)) == 0:
+            buf = ctypes.create_string_buffer(size.value)
+            if lib.nvrtcGetCUBIN(ctypes.c_void_p(prog), buf) == 0:
+                return buf.raw
+    cubin = cupy_get_cubin(prog)
+    if len(cubin) < _elf_size(cubin):
+        raise KernelBuildError(f"NVRTC's cubin came back truncated ({len(cubin)} of {_elf_size(cubin)} bytes) "
+                               "and libnvrtc could not be opened to read it whole")
+    return cubin
 
 
 def cubin_symbols(cubin: bytes) -> set[str]:
