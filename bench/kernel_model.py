@@ -261,7 +261,7 @@ def one_thread_model(L: int) -> MulModel:
             straight.add(op)
     for lo, hi in others:
         per_mul = per_mul + f.mix(lo, hi).scaled(L / 4)
-    per_mul = (per_mul + straight).scaled(32)  # a warp holds 32 numbers
+    per_mul = per_mul + straight  # one thread's stream: a warp runs it once for its 32 numbers
     per_step = inner_mix.scaled(1.0 / 8)       # a limb-step: one step of each of the two loops
     return MulModel(name.split("$")[1] if "$" in name else name, L, 32, per_step, per_mul)
 
