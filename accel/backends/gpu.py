@@ -17,6 +17,7 @@ copied over, never curand). Specific to this backend:
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import warnings
 from collections import Counter
@@ -96,8 +97,9 @@ class GpuBackend(Backend):
         rng: randomness source (default: the OS CSPRNG).
         cooperative: run textbook encryption, obfuscators and ``powmod`` (when no exponent is
             negative) on the cooperative kernels (a group of threads per number, limbs in
-            registers: ``kernels/paillier_coop.cu``, ``kernels/modexp_coop.cu``); False keeps
-            the one-thread-per-number kernels for every call.
+            registers: ``kernels/paillier_coop.cu``, ``kernels/modexp_coop.cu``). Opt-in until
+            they are measured on a device: None (default) reads ``HEA_GPU_COOPERATIVE=1``;
+            False keeps the one-thread-per-number kernels for every call.
     """
 
     name = "gpu"
@@ -105,8 +107,10 @@ class GpuBackend(Backend):
     def __init__(self, devices: Sequence[int] | None = None, *, runtime: Any = None,
                  fallback: Backend | None = None, max_batch: int = DEFAULT_MAX_BATCH,
                  min_per_device: int = MIN_PER_DEVICE, rng: RandomSource | None = None,
-                 cooperative: bool = True):
+                 cooperative: bool | None = None):
         super().__init__(rng=rng)
+        if cooperative is None:
+            cooperative = os.environ.get("HEA_GPU_COOPERATIVE", "") == "1"
         self.cooperative = bool(cooperative)
         try:
             self.runtimes = _make_runtimes(runtime, devices)

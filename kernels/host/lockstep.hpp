@@ -146,29 +146,33 @@ inline bool resolve(block_run* r, unsigned first) {
   const unsigned n = (unsigned)r->lanes.size();
   fiber& f = r->lanes[first];
   const unsigned warp = first / 32, lane = first % 32;
-  char where[96];
-  std::snprintf(where, sizeof where, " (block %u, warp %u, lane %u)", blockIdx.x, warp, lane);
+  // the place, for error messages only (formatting it on every call would dominate the run time)
+  auto at = [&] {
+    char buf[96];
+    std::snprintf(buf, sizeof buf, " (block %u, warp %u, lane %u)", blockIdx.x, warp, lane);
+    return std::string(buf);
+  };
   if (f.op == OP_SYNCTHREADS) {
     for (unsigned j = 0; j < n; j++) {
-      if (r->lanes[j].state == DONE) return fail(r, std::string("__syncthreads after a thread exited") + where), false;
+      if (r->lanes[j].state == DONE) return fail(r, std::string("__syncthreads after a thread exited") + at()), false;
       if (r->lanes[j].op != OP_SYNCTHREADS)
-        return fail(r, std::string("__syncthreads while another thread waits at a warp intrinsic") + where), false;
+        return fail(r, std::string("__syncthreads while another thread waits at a warp intrinsic") + at()), false;
     }
     for (unsigned j = 0; j < n; j++) r->lanes[j].state = READY;
     return true;
   }
-  if (!(f.mask >> lane & 1u)) return fail(r, std::string("a lane calls a warp intrinsic without itself in the mask") + where), false;
+  if (!(f.mask >> lane & 1u)) return fail(r, std::string("a lane calls a warp intrinsic without itself in the mask") + at()), false;
   if (f.width <= 0 || f.width > 32 || (f.width & (f.width - 1)))
-    return fail(r, std::string("shuffle width is not a power of two up to 32") + where), false;
+    return fail(r, std::string("shuffle width is not a power of two up to 32") + at()), false;
   const unsigned base = warp * 32;
   uint64_t offered[32] = {};
   for (unsigned b = 0; b < 32; b++) {
     if (!(f.mask >> b & 1u)) continue;
-    if (base + b >= n) return fail(r, std::string("mask names a lane beyond the block") + where), false;
+    if (base + b >= n) return fail(r, std::string("mask names a lane beyond the block") + at()), false;
     const fiber& g = r->lanes[base + b];
-    if (g.state == DONE) return fail(r, std::string("mask names a lane that has exited") + where), false;
+    if (g.state == DONE) return fail(r, std::string("mask names a lane that has exited") + at()), false;
     if (g.op != f.op || g.mask != f.mask || g.width != f.width)
-      return fail(r, std::string("lanes of one mask wait at different warp intrinsics (divergence)") + where), false;
+      return fail(r, std::string("lanes of one mask wait at different warp intrinsics (divergence)") + at()), false;
     offered[b] = g.value;
   }
   uint64_t ballot = 0;
@@ -187,7 +191,7 @@ inline bool resolve(block_run* r, unsigned first) {
       case OP_SHFL_XOR: src = b ^ (unsigned)g.arg; if (src >= seg + w || src >= 32) src = b; break;
       default: break;
     }
-    if (!(f.mask >> src & 1u)) return fail(r, std::string("a shuffle reads a lane outside its mask") + where), false;
+    if (!(f.mask >> src & 1u)) return fail(r, std::string("a shuffle reads a lane outside its mask") + at()), false;
     g.result = g.op == OP_BALLOT ? ballot : (g.op == OP_SYNCWARP ? 0 : offered[src]);
   }
   for (unsigned b = 0; b < 32; b++)

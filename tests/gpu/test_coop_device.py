@@ -14,6 +14,15 @@ pytestmark = pytest.mark.gpu
 
 
 @pytest.fixture(scope="module")
+def coop(cpu):
+    from accel.backends.gpu import GpuBackend
+
+    be = GpuBackend(fallback=cpu, cooperative=True)
+    yield be
+    be.close()
+
+
+@pytest.fixture(scope="module")
 def one_thread(cpu):
     from accel.backends.gpu import GpuBackend
 
@@ -24,22 +33,23 @@ def one_thread(cpu):
 
 @pytest.mark.parametrize("L", MOD_CLASSES)
 @pytest.mark.parametrize("batch", [1, 5, 3000])
-def test_powmod_coop_on_device(gpu, one_thread, L, batch):
+def test_powmod_coop_on_device(coop, one_thread, L, batch):
     m = secrets.randbits(32 * L) | (1 << (32 * L - 1)) | 1
     bases = [0, 1, m - 1] + [secrets.randbelow(m) for _ in range(batch)]
     exps = [(1 << 256) - 1, 0, 1] + [secrets.randbits(256) for _ in range(batch)]
     bases, exps = bases[:batch], exps[:batch]
-    got = gpu.powmod(bases, exps, m)
+    got = coop.powmod(bases, exps, m)
     idx = sorted(random.sample(range(batch), min(batch, 32)))
     assert [got[i] for i in idx] == [int(gmpy2.powmod(bases[i], exps[i], m)) for i in idx]
     assert got == one_thread.powmod(bases, exps, m)
-    assert gpu.stats["cpu_fallbacks"] == 0
+    assert coop.stats["cpu_fallbacks"] == 0
 
 
-def test_encryption_coop_on_device_4096(gpu, one_thread, cpu):
+def test_encryption_coop_on_device_4096(coop, one_thread, cpu):
     pk, sk = generate_keypair(4096)
     ms = [0, 1, pk.n - 1] + [secrets.randbelow(pk.n) for _ in range(61)]
-    a = gpu.raw_encrypt(pk, ms, rng=random.Random(3))
+    a = coop.raw_encrypt(pk, ms, rng=random.Random(3))
     assert a == one_thread.raw_encrypt(pk, ms, rng=random.Random(3))
-    assert gpu.raw_encrypt(pk, ms[:4], rng=random.Random(5)) == cpu.raw_encrypt(pk, ms[:4], rng=random.Random(5))
-    assert gpu.raw_decrypt(sk, a) == ms
+    assert coop.raw_encrypt(pk, ms[:4], rng=random.Random(5)) == cpu.raw_encrypt(pk, ms[:4], rng=random.Random(5))
+    assert coop.raw_decrypt(sk, a) == ms
+    assert coop.stats["cpu_fallbacks"] == 0
