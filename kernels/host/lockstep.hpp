@@ -87,18 +87,27 @@ struct block_run {
 };
 
 inline thread_local block_run* g_run = nullptr;
-// Stacks are kept per host thread and reused from block to block.
-inline thread_local std::vector<char*> g_stacks;
 
-inline char* stack_for(unsigned i) {
-  while (g_stacks.size() <= i) {
-    void* p = mmap(nullptr, kStackBytes + kGuardBytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (p == MAP_FAILED) return nullptr;
-    mprotect(p, kGuardBytes, PROT_NONE);  // overflow faults instead of corrupting a neighbour
-    g_stacks.push_back(static_cast<char*>(p) + kGuardBytes);
+// Fiber stacks, kept per host thread and reused from block to block; unmapped when the host
+// thread ends (the launcher's worker threads live for one launch).
+struct stack_pool {
+  std::vector<char*> stacks;
+  ~stack_pool() {
+    for (char* s : stacks) munmap(s - kGuardBytes, kStackBytes + kGuardBytes);
   }
-  return g_stacks[i];
-}
+  char* get(unsigned i) {
+    while (stacks.size() <= i) {
+      void* p = mmap(nullptr, kStackBytes + kGuardBytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+      if (p == MAP_FAILED) return nullptr;
+      mprotect(p, kGuardBytes, PROT_NONE);  // overflow faults instead of corrupting a neighbour
+      stacks.push_back(static_cast<char*>(p) + kGuardBytes);
+    }
+    return stacks[i];
+  }
+};
+inline thread_local stack_pool g_stacks;
+
+inline char* stack_for(unsigned i) { return g_stacks.get(i); }
 
 inline void to_scheduler(block_run* r) {
   fiber& me = r->lanes[r->current];
