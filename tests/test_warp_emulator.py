@@ -5,6 +5,7 @@ do not run in lockstep (a thread-after-thread launcher reads values of another s
 expected values here are CUDA's documented results, computed independently in Python.
 """
 import ctypes
+import os
 import secrets
 
 import numpy as np
@@ -111,3 +112,19 @@ def test_blocks_smaller_than_a_warp_fail_when_a_mask_names_missing_lanes():
     out = np.zeros(16, np.uint32)
     with pytest.raises(KernelFault, match="beyond the block"):
         launch("probe_rotate", 1, out, 1, block=16)
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/maps"), reason="needs Linux /proc")
+def test_fiber_stacks_are_released_between_launches():
+    """Every launch's worker threads map a stack per fiber; they must go when the threads end."""
+    out = np.zeros(4 * BLOCK, np.uint32)
+    launch("probe_rotate", 4, out, 1)
+
+    def maps():
+        with open("/proc/self/maps") as f:
+            return sum(1 for _ in f)
+
+    before = maps()
+    for _ in range(100):
+        launch("probe_rotate", 4, out, 1)
+    assert maps() - before < 64
