@@ -1,6 +1,6 @@
 """A performance model of the Montgomery kernels, read from their SASS: a benchmark, not a test.
 
-    python -m bench.kernel_model [--markdown]
+    python -m accel.bench.kernel_model
 
 Compiles the powmod units through the backend's own NVRTC path (accel.gpu.build), disassembles
 the cubins with ``nvdisasm`` (pip: nvidia-cuda-nvdisasm, matching the NVRTC version; CUDA 13.5's
