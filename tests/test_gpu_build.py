@@ -406,3 +406,15 @@ def test_cli_builds_and_reports(tmp_path, capsys):
     assert B.classes_for_bits([2048, 1500, 1024]) == [32, 64]
     with pytest.raises(ValueError, match="no kernel size class"):
         B.classes_for_bits([8192])
+
+
+@pytest.mark.parametrize("file,size", [("paillier_coop.cu", 64), ("modexp_coop.cu", 64), ("modexp_coop.cu", 128)])
+def test_cooperative_kernels_at_2048_bit_keys_hold_everything_in_registers(file, size):
+    """Issue 15's bar at 2048-bit keys on sm_90: no stack (no local-memory operands or tables),
+    no spills, and at least 50% theoretical occupancy at the backend's 128 threads per block."""
+    unit = B.compile_unit(file, size, "sm_90", verbose=True)
+    resources = B.parse_ptxas_log(unit.log)
+    assert set(resources) == set(B.kernels_of(file, size))
+    for name, r in resources.items():
+        assert r["stack_frame"] == 0 and r["spill_stores"] == r["spill_loads"] == 0, (name, r)
+        assert B.theoretical_occupancy(r["registers"], 128, r["smem"]) >= 0.5, (name, r)
