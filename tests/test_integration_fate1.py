@@ -12,7 +12,9 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent / "fate1_standin"))
 
-from federatedml.optim.gradient.hetero_linear_model_gradient import HeteroGradientBase  # noqa: E402
+from federatedml.feature.instance import Instance  # noqa: E402
+from federatedml.feature.sparse_vector import SparseVector  # noqa: E402
+from federatedml.optim.gradient.hetero_linear_model_gradient import HeteroGradientBase, Host  # noqa: E402
 from federatedml.secureprotol import fate_paillier  # noqa: E402
 from federatedml.secureprotol.encrypt import PaillierEncrypt  # noqa: E402
 from federatedml.secureprotol.fixedpoint import FixedPointNumber  # noqa: E402
@@ -138,10 +140,36 @@ def test_raw_paths(encrypters, plugin):
     assert one.exponent == 3 and stock.privacy_key.raw_decrypt(one.ciphertext(False)) == 42
     t = Table([(i, v) for i, v in enumerate(packed)])
     assert [v for _, v in patched.distribute_raw_decrypt(patched.distribute_raw_encrypt(t)).collect()] == packed
-    with pytest.raises(ValueError, match=r"\[0, n\)"):
-        patched.recursive_raw_encrypt([n])
-    with pytest.raises(TypeError):
-        patched.raw_encrypt(1.5)
+
+
+def test_raw_paths_take_what_stock_takes_and_refuse_what_it_refuses(encrypters, inline_backend):
+    stock, patched = encrypters
+    n = stock.public_key.n
+    ints = [-5, n, n + 7, -n - 3, 3 * n + 1, True, 2**2000]     # stock encrypts every int mod n
+    bad = [[5.7], [1, 2.0], np.array([1, 2], dtype=np.int64), [np.int64(3)]]
+
+    def outcomes():
+        got = {"ints": [stock.privacy_key.raw_decrypt(x.ciphertext(False))
+                        for x in patched.recursive_raw_encrypt(ints)],
+               "one": [stock.privacy_key.raw_decrypt(patched.raw_encrypt(m).ciphertext(False)) for m in ints],
+               "table": [stock.privacy_key.raw_decrypt(v.ciphertext(False)) for _, v in
+                         patched.distribute_raw_encrypt(Table(enumerate(ints))).collect()]}
+        for X in bad:
+            with pytest.raises(TypeError, match="plaintext should be int"):
+                patched.recursive_raw_encrypt(X)
+            with pytest.raises(TypeError, match="plaintext should be int"):
+                patched.distribute_raw_encrypt(Table([(0, X)]))
+        with pytest.raises(TypeError, match="plaintext should be int"):
+            patched.raw_encrypt(5.7)
+        return got
+
+    want = outcomes()                                            # stock, before install
+    assert want["ints"] == [m % n for m in ints]
+    fate1.install(inline_backend)
+    try:
+        assert outcomes() == want
+    finally:
+        fate1.uninstall()
 
 
 def test_bad_input_fails_clearly(encrypters, plugin):
@@ -159,25 +187,142 @@ def test_bad_input_fails_clearly(encrypters, plugin):
     assert keyless.encrypt_list([1, 2]) == [None, None]
 
 
-def test_batched_gradient_equals_the_per_row_loop(encrypters, inline_backend):
-    stock, patched = encrypters
-    rng = np.random.default_rng()
-    n, d = 23, 4
-    X = rng.standard_normal((n, d))
-    fore = rng.standard_normal(n) * 0.1
-    data = Table([(i, X[i]) for i in range(n)])
-    enc_d = Table([(i, stock.public_key.encrypt(float(fore[i]))) for i in range(n)])
-    grad = HeteroGradientBase()
-    want = [stock.privacy_key.decrypt(g) for g in grad.compute_gradient(data, enc_d, True)]
+def _rows(X, sparse=False):
+    def features(x):
+        if not sparse:
+            return x
+        nz = np.flatnonzero(x)
+        return SparseVector(indices=nz.tolist(), data=x[nz].tolist(), shape=len(x))
+    return Table([(i, Instance(inst_id=i, features=features(X[i]), label=i % 2)) for i in range(len(X))])
+
+
+def _mixed_scales(rng, n):
+    """Columns of very different scales, as real features are: 1e4, 1e-8, one mixing 1e6 and
+    1e-9, one beyond 2^53 (negative exponents), one with exact zeros and negatives."""
+    X = np.column_stack([rng.standard_normal(n) * 1e4, rng.standard_normal(n) * 1e-8,
+                         np.where(rng.random(n) < 0.5, 1e6, 1e-9) * rng.standard_normal(n),
+                         rng.standard_normal(n) * 2.0**60,
+                         np.where(rng.random(n) < 0.4, 0.0, rng.integers(-3, 4, n).astype(float))])
+    X[0, :] = 0.0
+    return X
+
+
+def _encrypted_fore_gradient(stock, rng, n):
+    """What the guest sends the host: (E(half_d) + E(host forward)) re-randomised, / batch size,
+    so the exponents differ from row to row."""
+    half = rng.standard_normal(n) * 0.25
+    fwd = rng.standard_normal(n) * 10.0 ** rng.integers(-3, 3, n)
+    return Table([(i, (stock.public_key.encrypt(float(half[i])) + stock.public_key.encrypt(float(fwd[i]))) / n)
+                  for i in range(n)])
+
+
+def _decrypted(stock, grad):
+    return [stock.privacy_key.decrypt(g) for g in grad], [g.exponent for g in grad]
+
+
+def _stock_and_plugin(run, inline_backend):
+    want = run()
     fate1.install(inline_backend)
     try:
-        got_enc = grad.compute_gradient(data, enc_d, True)
+        got = run()
     finally:
         fate1.uninstall()
-    assert all(type(g) is PEN for g in got_enc)
-    got = [stock.privacy_key.decrypt(g) for g in got_enc]
-    assert got == pytest.approx(want, rel=1e-12)
-    np.testing.assert_allclose(got, np.append(X.T @ fore, fore.sum()) / n, rtol=1e-9)
+    return want, got
+
+
+@pytest.mark.parametrize("sparse", [False, True])
+@pytest.mark.parametrize("fit_intercept, need_average", [(True, True), (False, False), (True, False)])
+def test_gradient_is_stocks_exactly_on_instance_tables(encrypters, inline_backend, sparse, fit_intercept, need_average):
+    stock, _ = encrypters
+    rng = np.random.default_rng()
+    n = 17
+    X = _mixed_scales(rng, n)
+    data, fore = _rows(X, sparse), _encrypted_fore_gradient(stock, rng, n)
+    grad = HeteroGradientBase()
+    want, got = _stock_and_plugin(
+        lambda: grad.compute_gradient(data, fore, fit_intercept, need_average=need_average), inline_backend)
+    assert all(type(g) is PEN for g in got)
+    # the same plaintexts at the same exponents: stock's precision, bit for bit
+    assert _decrypted(stock, got) == _decrypted(stock, want)
+    d = np.array([stock.privacy_key.decrypt(v) for _, v in fore.collect()])
+    exact = np.append(X.T @ d, d.sum()) if fit_intercept else X.T @ d
+    np.testing.assert_allclose(_decrypted(stock, got)[0], exact / (n if need_average else 1), rtol=1e-9, atol=0)
+
+
+def test_gradient_with_fixed_point_encoder_and_int_features_is_stocks(encrypters, inline_backend):
+    stock, _ = encrypters
+    rng = np.random.default_rng()
+    n = 11
+    fore = _encrypted_fore_gradient(stock, rng, n)
+    grad = HeteroGradientBase()
+    grad.set_fixed_float_precision(23)
+    data = _rows(_mixed_scales(rng, n)[:, [0, 4]])
+    want, got = _stock_and_plugin(lambda: grad.compute_gradient(data, fore, True), inline_backend)
+    assert _decrypted(stock, got) == _decrypted(stock, want)
+    plain = HeteroGradientBase()
+    ints = _rows(rng.integers(-5, 6, (n, 3)))                  # int features: exponent 0
+    want, got = _stock_and_plugin(lambda: plain.compute_gradient(ints, fore, False, need_average=False),
+                                  inline_backend)
+    assert _decrypted(stock, got) == _decrypted(stock, want)
+
+
+def test_asynchronous_path_plaintext_fore_gradient_goes_to_stock(encrypters, inline_backend):
+    stock, _ = encrypters
+    rng = np.random.default_rng()
+    n = 9
+    X = _mixed_scales(rng, n)
+    data = _rows(X, sparse=True)
+    forwards = Table([(i, float(v)) for i, v in enumerate(rng.standard_normal(n))])
+    guest_half_d = Table([(i, stock.public_key.encrypt(float(v))) for i, v in enumerate(rng.standard_normal(n))])
+    host = Host()
+    host.set_use_async()
+    want, got = _stock_and_plugin(lambda: host.unilateral_gradient(data, forwards, guest_half_d), inline_backend)
+    assert _decrypted(stock, got) == _decrypted(stock, want)
+    plain_want, plain_got = _stock_and_plugin(lambda: host.compute_gradient(data, forwards, True), inline_backend)
+    np.testing.assert_array_equal(plain_got, plain_want)
+    assert plain_got.dtype == np.float64
+
+
+def test_gradient_on_an_empty_table_does_what_stock_does(encrypters, inline_backend):
+    stock, _ = encrypters
+    grad = HeteroGradientBase()
+    empty = Table([])
+    outcomes = []
+    for install in (False, True):
+        if install:
+            fate1.install(inline_backend)
+        try:
+            with pytest.raises(TypeError) as err:
+                grad.compute_gradient(empty, empty, True)
+            outcomes.append(str(err.value))
+        finally:
+            fate1.uninstall()
+    assert outcomes[0] == outcomes[1]
+
+
+def test_batch_gradient_keeps_each_entrys_digits(encrypters, inline_backend):
+    stock, _ = encrypters
+    fate1.configure(inline_backend)
+    pk, sk = stock.public_key, stock.privacy_key
+    ed = [pk.encrypt(0.0), pk.encrypt(1.0)]
+    (g,) = fate1.batch_gradient(pk, ed, [[1e6], [1e-9]], False)
+    want = ed[0] * 1e6 + ed[1] * 1e-9                          # stock: per entry, aligned up
+    assert sk.decrypt(g) == sk.decrypt(want) == 9.999999999999999e-10
+    assert g.exponent == want.exponent
+    rng = np.random.default_rng()
+    X = _mixed_scales(rng, 8)
+    d = [pk.encrypt(float(v)) for v in rng.standard_normal(8) * 10.0 ** rng.integers(-6, 6, 8)]
+    got = fate1.batch_gradient(pk, d, X, True)
+    for j in range(X.shape[1] + 1):
+        terms = [d[i] * (float(X[i, j]) if j < X.shape[1] else 1) for i in range(8)]
+        acc = terms[0]
+        for t in terms[1:]:
+            acc = acc + t
+        assert (sk.decrypt(got[j]), got[j].exponent) == (sk.decrypt(acc), acc.exponent)
+    with pytest.raises(ValueError, match="one row per ciphertext"):
+        fate1.batch_gradient(pk, d, X[:3], False)
+    with pytest.raises(TypeError, match="ints or floats"):
+        fate1.batch_gradient(pk, d, X.astype(object), False)
 
 
 def test_batch_histogram_equals_the_per_sample_loop(encrypters, inline_backend):

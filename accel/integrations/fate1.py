@@ -35,11 +35,10 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..backends import Backend
-from ..ciphertext import EncryptedVector
 from ..encoding import FixedPointCodec
 from ..keys import PrivateKey, PublicKey
 from . import _batch
-from ._batch import LazyBackend
+from ._batch import BASE, LazyBackend
 
 __all__ = ["batch_gradient", "batch_histogram", "configure", "decrypt_values", "encrypt_values",
            "install", "installed", "raw_decrypt_values", "raw_encrypt_values", "uninstall"]
@@ -115,17 +114,19 @@ def encrypt_values(public_key: Any, values: Sequence[Any]) -> list[Any]:
     return _numbers(public_key, cts, codec.to_public_exponent(enc.exponents).tolist(), True)
 
 
-def raw_encrypt_values(public_key: Any, plaintexts: Sequence[int], exponent: int = 0) -> list[Any]:
-    """``PaillierEncrypt.raw_encrypt`` for many ints in [0, n): obfuscated ciphertexts, the
-    given exponent, FATE's flags (not marked obfuscated, as stock's raw_encrypt leaves them)."""
-    plaintexts = [int(m) for m in plaintexts]
+def raw_encrypt_values(public_key: Any, plaintexts: Sequence[Any], exponent: int = 0) -> list[Any]:
+    """``PaillierEncrypt.raw_encrypt`` for many ints: E(m mod n) for any Python int, as stock
+    encrypts negative and >= n ints; anything else (floats, numpy ints) is refused with stock's
+    TypeError. Obfuscated ciphertexts at the given exponent, not marked obfuscated (as stock's)."""
+    plaintexts = list(plaintexts)
+    for m in plaintexts:
+        if not isinstance(m, int):
+            raise TypeError(f"plaintext should be int, but got: {type(m)}")
     if not plaintexts:
         return []
     pk = _pk(public_key)
-    for i, m in enumerate(plaintexts):
-        if not 0 <= m < pk.n:
-            raise ValueError(f"plaintext[{i}] is not in [0, n)")
-    return _numbers(public_key, _backend().raw_encrypt(pk, plaintexts), [exponent] * len(plaintexts), False)
+    ms = [m % pk.n for m in plaintexts]
+    return _numbers(public_key, _backend().raw_encrypt(pk, ms), [exponent] * len(ms), False)
 
 
 def _ciphertexts(numbers: Sequence[Any], public_key: Any) -> tuple[list[int], list[int]]:
@@ -243,27 +244,106 @@ def batch_histogram(public_key: Any, encrypted: Sequence[Any], bin_index: Any, n
 
 
 def batch_gradient(public_key: Any, encrypted_d: Sequence[Any], X: Any, fit_intercept: bool) -> np.ndarray:
-    """sum_i x_i * [d_i] (and sum_i [d_i] with an intercept): the encrypted X^T [d] of HeteroLR's
-    host, as one matrix-vector product. Returns an object array of PaillierEncryptedNumber."""
+    """sum_i X[i, j] * [d_i] for each column j (and sum_i [d_i] with an intercept): HeteroLR's
+    encrypted X^T [d], as one matrix-vector product, at stock's precision and exponents.
+
+    Stock multiplies each [d_i] by x_ij encoded at x_ij's own exponent (ints at 0, floats keeping
+    their 53 bits, |x| < 1e-200 as the int 0) and its running sum raises every term to the
+    largest exponent of its column. Here each entry is encoded the same way and the alignment
+    folds into the scalar (x_ij * 16^(E_j - e_ij - e(d_i))), so every column holds stock's
+    plaintext at stock's exponent, whatever the scales of the columns. Returns an object array
+    of PaillierEncryptedNumber (not obfuscated, as stock's products are not)."""
     pk = _pk(public_key)
-    cts, exps = _ciphertexts(list(encrypted_d), public_key)
-    vec = EncryptedVector(pk, cts, exps, codec=_codec(pk), backend=_backend())
-    X = np.asarray(X, dtype=np.float64)
-    parts = [vec.dot(X)] if X.shape[1] else []
+    cts, d_exps = _ciphertexts(list(encrypted_d), public_key)
+    X = np.asarray(X)
+    if X.ndim != 2 or X.shape[0] != len(cts):
+        raise ValueError(f"X of shape {X.shape} does not have one row per ciphertext ({len(cts)})")
+    if X.dtype.kind not in "iubf":
+        raise TypeError(f"X must hold ints or floats, not {X.dtype}")
+    codec = _codec(pk)
+    enc = codec.encode(X.astype(np.int64) if X.dtype.kind == "b" else X)
+    mant = np.empty(X.size, dtype=object)
+    mant[:] = enc.mantissas
+    mant = mant.reshape(X.shape)
+    x_exps = np.asarray(codec.to_public_exponent(enc.exponents), dtype=np.int64).reshape(X.shape)
+    if fit_intercept:  # the bias column: each [d_i] itself, i.e. times the int 1
+        mant = np.hstack([mant, np.ones((len(cts), 1), dtype=object)])
+        x_exps = np.hstack([x_exps, np.zeros((len(cts), 1), dtype=np.int64)])
+    term_exps = x_exps + np.asarray(d_exps, dtype=np.int64)[:, None]
+    col_exps = term_exps.max(axis=0) if len(cts) else np.zeros(mant.shape[1], dtype=np.int64)
+    shift = col_exps[None, :] - term_exps
+    scalars = mant
+    for i, j in zip(*np.nonzero(shift)):
+        scalars[i, j] = mant[i, j] * BASE ** int(shift[i, j])
+    if 53 + 4 * (int(shift.max()) if shift.size else 0) >= pk.n.bit_length() - 1:
+        # wide gaps: the same plaintext mod n, as a scalar the backend takes (|k| < n)
+        half = pk.n // 2
+        for i, j in zip(*np.nonzero(shift)):
+            k = int(scalars[i, j]) % pk.n
+            scalars[i, j] = k - pk.n if k > half else k
+    out = _backend().raw_matvec(pk, cts, scalars)
+    return np.array(_numbers(public_key, out, col_exps.tolist(), False), dtype=object)
+
+
+def _dense(features: Any) -> np.ndarray:
+    """A row's features as stock reads them: an ndarray as is; a SparseVector written into
+    float zeros of its shape."""
+    if isinstance(features, np.ndarray):
+        return features
+    if hasattr(features, "get_all_data") and hasattr(features, "get_shape"):
+        x = np.zeros(features.get_shape())
+        for idx, v in features.get_all_data():
+            x[idx] = v
+        return x
+    raise TypeError(f"features of type {type(features).__name__}: expected an ndarray or a SparseVector")
+
+
+def _gradient_partition(rows: Iterable[Any], fixed_point_encoder: Any = None) -> Any:
+    """One partition's sum_i x_i * [d_i] (FATE runs it in its worker processes). With FATE's
+    ``fixed_point_encoder`` the features are its ints and the sum is decoded by it, as stock."""
+    feats, ds = [], []
+    for _, (features, d) in rows:
+        feats.append(_dense(features))
+        ds.append(d)
+    if not ds:
+        return None
+    X = np.stack(feats)
+    if fixed_point_encoder is not None:
+        X = fixed_point_encoder.encode(X)
+    g = batch_gradient(ds[0].public_key, ds, X, False)
+    return fixed_point_encoder.decode(g) if fixed_point_encoder is not None else g
+
+
+def _first_value(table: Any) -> Any:
+    try:
+        kv = table.first()
+    except (RuntimeError, StopIteration):  # FATE's standalone tables raise on an empty table
+        return None
+    return None if kv is None else kv[1]
+
+
+def _add(a: Any, b: Any) -> Any:
+    return a + b
+
+
+_stock_gradient: Any = None
+
+
+def _compute_gradient(self: Any, data_instances: Any, fore_gradient: Any, fit_intercept: bool,
+                      need_average: bool = True) -> Any:
+    """``HeteroGradientBase.compute_gradient`` with the per-row ``feature * d`` loop batched per
+    partition. Plaintext fore_gradients (the asynchronous path) and empty tables go to stock."""
+    if not isinstance(_first_value(fore_gradient), _wire().PaillierEncryptedNumber):
+        return _stock_gradient(self, data_instances, fore_gradient, fit_intercept, need_average)
+    joined = data_instances.join(fore_gradient, lambda inst, d: (inst.features, d))
+    part = functools.partial(_gradient_partition, fixed_point_encoder=getattr(self, "fixed_point_encoder", None))
+    gradient = joined.applyPartitions(part).reduce(_add)
+    if gradient is None:  # nothing joined: whatever stock does with that
+        return _stock_gradient(self, data_instances, fore_gradient, fit_intercept, need_average)
     if fit_intercept:
-        parts.append(vec.sum())
-    out = EncryptedVector.concat(parts)
-    return np.array(_numbers(public_key, out.ciphertexts, out.exponents.tolist(), False), dtype=object)
-
-
-def _compute_gradient(self: Any, data_instances: Any, fore_gradient: Any, fit_intercept: bool) -> np.ndarray:
-    rows = data_instances.join(fore_gradient, lambda x, d: (x, d)).collect()
-    if not rows:
-        raise ValueError("no samples to compute a gradient over")
-    X = np.array([np.asarray(x, dtype=np.float64) for _, (x, _) in rows])
-    ds = [d for _, (_, d) in rows]
-    grad = batch_gradient(ds[0].public_key, ds, X, fit_intercept)
-    return grad / data_instances.count()   # FATE's mean: each times the encoded 1/n
+        gradient = np.append(gradient, fore_gradient.reduce(_add))
+    # stock's mean: each element times the encoded 1/n
+    return gradient / data_instances.count() if need_average else gradient
 
 
 # -- activation ----------------------------------------------------------------------------------
@@ -309,6 +389,7 @@ def _patches() -> dict[str, Any]:
 def install(backend: Backend | str | None = None, *, gradient: bool = True, **backend_kwargs: Any) -> None:
     """Patch FATE 1.x's ``PaillierEncrypt`` (and, with ``gradient``, HeteroLR's host gradient
     when that module is importable). Idempotent; calling again only changes the backend."""
+    global _stock_gradient
     if backend is not None or backend_kwargs:
         configure(backend, **backend_kwargs)
     with _install_lock:
@@ -326,6 +407,7 @@ def install(backend: Backend | str | None = None, *, gradient: bool = True, **ba
             except ImportError:
                 grad_cls = None
             if grad_cls is not None:
+                _stock_gradient = grad_cls.compute_gradient
                 _saved[(grad_cls, "compute_gradient")] = grad_cls.__dict__.get("compute_gradient", _MISSING)
                 grad_cls.compute_gradient = _compute_gradient
 

@@ -2,6 +2,8 @@
 encoding * 16^-exponent), max_int = n // 3 - 1, alignment raises the smaller exponent."""
 import math
 
+import numpy as np
+
 
 class FixedPointNumber:
     BASE = 16
@@ -16,12 +18,12 @@ class FixedPointNumber:
 
     @classmethod
     def encode(cls, scalar, n=None, max_int=None, precision=None, max_exponent=None):
-        if isinstance(scalar, float) and abs(scalar) < 1e-200:
+        if abs(scalar) < 1e-200:
             scalar = 0  # FATE 1.x flushes tiny floats (0.0 included) to the int 0: exponent 0
         if precision is None:
-            if isinstance(scalar, int):
+            if isinstance(scalar, (int, np.integer)):
                 exponent = 0
-            elif isinstance(scalar, float):
+            elif isinstance(scalar, (float, np.floating)):
                 flt_exponent = math.frexp(scalar)[1]
                 exponent = (cls.FLOAT_MANTISSA_BITS - flt_exponent) // cls.LOG2_BASE
             else:
