@@ -12,6 +12,7 @@ import logging
 import multiprocessing
 import multiprocessing.util
 import os
+import sys
 import threading
 from concurrent.futures import Executor, ProcessPoolExecutor
 from typing import Any, Callable
@@ -84,7 +85,7 @@ class CpuBackend(Backend):
             self._closed = True
             ex, self._executor = self._executor, None
         if ex is not None:
-            ex.shutdown(wait=True, cancel_futures=True)
+            _stop(ex, wait=True)
 
     def _chunk_size(self, count: int, min_parallel: int) -> int | None:
         """Elements per task, or None to run inline."""
@@ -230,12 +231,23 @@ class CpuBackend(Backend):
         return [v for f in futures for v in f.result()]
 
 
+def _stop(executor: Executor, *, wait: bool) -> None:
+    """shutdown(cancel_futures=True): tasks not yet started are dropped. Python 3.8 has no
+    such flag (FATE 1.x runs there), so its pending futures are cancelled first."""
+    if sys.version_info >= (3, 9):
+        executor.shutdown(wait=wait, cancel_futures=True)
+        return
+    for item in list((getattr(executor, "_pending_work_items", None) or {}).values()):
+        item.future.cancel()
+    executor.shutdown(wait=wait)
+
+
 def _shutdown(executor: Executor) -> None:
     """At exit or when the backend is collected: stop the pool without waiting on it. The
     workers hold no state worth keeping, and at a multiprocessing child's exit they may not
     wake for the shutdown sentinel before that exit joins them, so they are terminated."""
     workers = list((getattr(executor, "_processes", None) or {}).values())  # a snapshot, before shutdown clears it
-    executor.shutdown(wait=False, cancel_futures=True)
+    _stop(executor, wait=False)
     for proc in workers:
         if proc.is_alive():
             proc.terminate()
