@@ -11,17 +11,23 @@ Afterwards ``encrypt_list``, ``decrypt_list``, ``recursive_*`` and ``distribute_
 partition at a time, through ``mapPartitions``) run as whole batches, and ``raw_encrypt`` /
 ``raw_decrypt`` go through the backend too. They return FATE's own
 ``PaillierEncryptedNumber`` objects with Python ``int`` ciphertexts, in FATE 1.x's encoding
-(BASE 16, exponent >= 0, ``max_int = n // 3 - 1``, alignment raises the smaller exponent), so
-peers running stock FATE read them unchanged.
+(BASE 16, value = m * 16^-exponent with exponent >= 0 below 2^53 and negative above,
+``max_int = n // 3 - 1``, alignment raises the smaller exponent), so peers running stock FATE
+read them unchanged. The raw paths take what stock takes (any Python int, encrypted mod n)
+and refuse what it refuses (TypeError for anything else).
 
-``install(gradient=True)`` also replaces HeteroLR's per-row host gradient
-(``HeteroGradientBase.compute_gradient``: ``sum_i x_i * [d_i] / n``) with one encrypted
-matrix-vector product; :func:`batch_histogram` is SecureBoost's per-(sample, feature) histogram
-loop as grouped sums.
+``install(gradient=True)`` also replaces HeteroLR's ``HeteroGradientBase.compute_gradient``
+(``sum_i x_i * [d_i]`` per partition, then the intercept and the mean) with one encrypted
+matrix-vector product per partition, on FATE's real call: tables of ``Instance`` with dense or
+sparse features, ``need_average``, the ``fixed_point_encoder``; a plaintext ``fore_gradient``
+(the asynchronous path) goes to stock. Every entry keeps its own exponent, as stock's, so the
+gradient is stock's plaintext at stock's exponents. :func:`batch_histogram` is SecureBoost's
+per-(sample, feature) histogram loop as grouped sums.
 
 Differences from stock, all invisible in results: ``raw_decrypt`` does not obfuscate the
 ciphertext before decrypting it (stock pays one modexp for that, with no effect on the
-plaintext); values come back from encryption already obfuscated and marked so.
+plaintext) and refuses a ciphertext of another key (stock decrypts it to garbage); values come
+back from encryption already obfuscated and marked so.
 """
 from __future__ import annotations
 
