@@ -88,7 +88,10 @@ run_job() {  # algo mode
        timeout "$PER_RUN_TIMEOUT" "$PY" "$RUN" party "$algo" "$r" "$job" "$out") >"$out/$r.log" 2>&1 &
     pids+=($!)
   done
-  for p in "${pids[@]}"; do wait "$p" || rc=1; done
+  # a party that fails leaves its peers waiting on the federation: stop them at once
+  for _ in "${pids[@]}"; do
+    if ! wait -n "${pids[@]}" 2>/dev/null; then rc=1; kill "${pids[@]}" 2>/dev/null || true; fi
+  done
   if [ $rc -ne 0 ]; then
     echo "  $algo [$mode]: FAILED"; for r in "${roles[@]}"; do echo "   -- $r"; tail -n 12 "$out/$r.log" | sed 's/^/    /'; done
     failures+=("$algo job [$mode]"); return 1
