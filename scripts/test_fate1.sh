@@ -20,7 +20,8 @@ FATE_SRC=$(cd "$FATE_SRC" && pwd)
 [ -d "$FATE_SRC/python/federatedml" ] && [ -f "$FATE_SRC/conf/service_conf.yaml" ] \
   || { echo "$FATE_SRC has no python/federatedml or conf/service_conf.yaml: not a FATE 1.x tree" >&2; exit 2; }
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
-PYTHON=${PYTHON:-$(command -v python3.8 || { [ -x "$HOME/.pyenv/versions/3.8.18/bin/python" ] && echo "$HOME/.pyenv/versions/3.8.18/bin/python"; } || command -v python3)}
+py38=$(command -v python3.8 || ls -d "$HOME"/.pyenv/versions/3.8*/bin/python 2>/dev/null | tail -1 || true)
+PYTHON=${PYTHON:-${py38:-$(command -v python3)}}
 VENV=${HEA_FATE1_VENV:-$ROOT/.venv-fate1}
 BACKEND=${HEA_FATE1_BACKEND:-cpu}
 PER_RUN_TIMEOUT=${HEA_FATE1_TIMEOUT:-900}
