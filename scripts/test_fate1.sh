@@ -20,7 +20,10 @@ FATE_SRC=$(cd "$FATE_SRC" && pwd)
 [ -d "$FATE_SRC/python/federatedml" ] && [ -f "$FATE_SRC/conf/service_conf.yaml" ] \
   || { echo "$FATE_SRC has no python/federatedml or conf/service_conf.yaml: not a FATE 1.x tree" >&2; exit 2; }
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
-py38=$(command -v python3.8 || ls -d "$HOME"/.pyenv/versions/3.8*/bin/python 2>/dev/null | tail -1 || true)
+py38=""  # the first python3.8 that runs (a pyenv shim may exist without 3.8 selected)
+for c in $(command -v python3.8 || true) "$HOME"/.pyenv/versions/3.8*/bin/python; do
+  if [ -x "$c" ] && "$c" -c 'import sys; assert sys.version_info[:2] == (3, 8)' 2>/dev/null; then py38=$c; break; fi
+done
 PYTHON=${PYTHON:-${py38:-$(command -v python3)}}
 VENV=${HEA_FATE1_VENV:-$ROOT/.venv-fate1}
 BACKEND=${HEA_FATE1_BACKEND:-cpu}
