@@ -188,6 +188,9 @@ COMMANDS: dict[str, str] = {
     r"python examples/hetero_lr\.py .*": "test_example_hetero_lr.py runs --check, remote and phe",
     r"\./scripts/bench\.sh": "a long benchmark run; test_bench_suite.py covers its parts",
     r"bash scripts/gpu_checks\.sh": "needs a GPU",
+    r"python3 -m pip wheel --no-deps -w dist \.": "test_py38_compat.py builds the wheel so and installs it into a 3.8 venv",
+    r"/path/to/fate/env/bin/pip install 'dist/he_accel-0\.1\.0-py3-none-any\.whl\[client\]'":
+        "a FATE 1.x environment; test_py38_compat.py installs the wheel with [client] into a real 3.8 venv",
     r"he-accel bench .*": "needs a GPU and a service; test_cli.py runs `he-accel bench` on the CPU",
 }
 
