@@ -3,23 +3,30 @@
 gmpy2's ``powmod`` holds the GIL, so parallelism needs processes. Each task carries one or two
 packed blobs plus the key's integers, and returns one blob: IPC stays about 2 x the data size,
 negligible next to a 2048-bit modexp (milliseconds) and worth it for the cheap ops (add, sum)
-only on large batches, hence per-op thresholds. Workers start by ``forkserver`` (safe beside
-threads, e.g. a gRPC server) and are created lazily on the first parallel call.
+only on large batches, hence per-op thresholds.
+
+The workers (:mod:`._pool`) are fresh interpreters running a module of ours, never the caller's
+``__main__``, so the backend works in a script without a main guard, ``python - < file``,
+``python -c``, notebooks and daemonic processes alike; they die with their parent, on kill -9
+too. ``pool="shared"`` (or ``HEA_CPU_POOL=shared``) uses one pool per machine and user for
+every process instead, e.g. FATE's per-task processes. Where no worker can start, the backend
+runs in process and warns once, with the reason.
 """
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import logging
-import multiprocessing
-import multiprocessing.util
 import os
-import sys
 import threading
-from concurrent.futures import Executor, ProcessPoolExecutor
+import warnings
+import weakref
 from typing import Any, Callable
 
 from ..keys import PrivateKey, PublicKey, RandomSource
 from ..packing import split_blob
 from . import _gmp_ops as ops
+from ._pool import PoolUnavailable, WorkerPool, connect_shared, runtime_dir
 from .base import Backend
 
 log = logging.getLogger(__name__)
@@ -29,6 +36,11 @@ log = logging.getLogger(__name__)
 HEAVY_MIN_PARALLEL = 4
 LIGHT_MIN_PARALLEL = 20000
 
+POOL_KINDS = ("private", "shared")
+_inline_warned = False
+#: DJN comb table files kept in the runtime directory (the newest; each is tens of MB).
+DJN_TABLE_FILES = 8
+
 
 def _available_cores() -> int:
     try:
@@ -37,55 +49,81 @@ def _available_cores() -> int:
         return os.cpu_count() or 1
 
 
+def _warn_inline_once(reason: str) -> None:
+    global _inline_warned
+    if not _inline_warned:
+        _inline_warned = True
+        warnings.warn(f"he-accel's CPU backend runs in this process only (one core): {reason}",
+                      RuntimeWarning, stacklevel=4)
+
+
 class CpuBackend(Backend):
     """Paillier batch arithmetic on gmpy2 using ``workers`` processes (default: all cores).
 
     ``workers=1`` runs everything in the calling process. ``chunks_per_worker`` trades load
-    balance against per-task overhead. The pool is shut down by :meth:`close` (or at exit).
+    balance against per-task overhead. ``pool``: ``"private"`` (this process's own workers,
+    the default) or ``"shared"`` (the machine's pool server for this user, started on first use
+    and stopped after ``shared_idle`` seconds without clients); the default comes from
+    ``HEA_CPU_POOL``. The pool is shut down by :meth:`close` (or at exit).
     """
 
     name = "cpu"
 
     def __init__(self, workers: int | None = None, *, rng: RandomSource | None = None,
-                 chunks_per_worker: int = 4, start_method: str | None = None):
+                 chunks_per_worker: int = 4, pool: str | None = None, shared_idle: float = 120.0):
         super().__init__(rng=rng)
         self.workers = max(1, int(workers or _available_cores()))
         self.chunks_per_worker = max(1, int(chunks_per_worker))
-        self._start_method = start_method or ("forkserver" if os.name == "posix" else "spawn")
-        self._executor: Executor | None = None
+        self.pool_kind = pool or os.environ.get("HEA_CPU_POOL") or "private"
+        if self.pool_kind not in POOL_KINDS:
+            raise ValueError(f"pool must be one of {POOL_KINDS}, got {self.pool_kind!r}")
+        self.shared_idle = shared_idle
+        self._executor: WorkerPool | None = None
+        self._inline_reason: str | None = None
         self._lock = threading.Lock()
         self._closed = False
+        self._djn_files: dict[tuple, str | None] = {}
         self.tasks_submitted = 0
 
     def describe(self) -> dict[str, Any]:
-        return {"backend": self.name, "workers": self.workers, "start_method": self._start_method}
+        return {"backend": self.name, "workers": self.workers, "pool": self.pool_kind,
+                "in_process_only": self._inline_reason}
 
     def __repr__(self) -> str:
-        return f"<CpuBackend workers={self.workers}>"
+        return f"<CpuBackend workers={self.workers} pool={self.pool_kind}>"
 
     # -- pool --------------------------------------------------------------------------------
-    def _pool(self) -> Executor:
+    def _pool(self) -> WorkerPool | None:
+        """The worker pool, started on first use; None where workers cannot run (warned once)."""
         with self._lock:
             if self._closed:
                 raise RuntimeError("this CpuBackend is closed")
-            if self._executor is None:
-                ctx = multiprocessing.get_context(self._start_method)
-                if self._start_method == "forkserver":
-                    ctx.set_forkserver_preload(["accel.backends._gmp_ops"])
-                self._executor = ProcessPoolExecutor(max_workers=self.workers, mp_context=ctx)
-                # multiprocessing's Finalize, not weakref.finalize: inside a multiprocessing
-                # child, atexit never runs and the exit joins every child process first, so an
-                # unclosed pool would hang the exit; exit-priority finalizers run before that join.
-                multiprocessing.util.Finalize(self, _shutdown, args=(self._executor,), exitpriority=10)
-                log.debug("started %d CPU worker processes (%s)", self.workers, self._start_method)
-            return self._executor
+            ex = self._executor
+            if ex is not None and ex.pid == os.getpid():
+                return ex
+            if self._inline_reason is not None:
+                return None
+            try:  # a forked child's inherited pool is not ours: start our own
+                if self.pool_kind == "shared":
+                    ex = connect_shared(self.workers, idle=self.shared_idle)
+                else:
+                    ex = WorkerPool(self.workers)
+            except (PoolUnavailable, PermissionError) as e:
+                self._inline_reason = str(e)
+                log.warning("CPU backend in process only: %s", e)
+                _warn_inline_once(str(e))
+                return None
+            self._executor = ex
+            weakref.finalize(self, ex.terminate)
+            log.debug("started %d CPU worker slots (%s pool)", ex.workers, self.pool_kind)
+            return ex
 
     def close(self) -> None:
         with self._lock:
             self._closed = True
             ex, self._executor = self._executor, None
-        if ex is not None:
-            _stop(ex, wait=True)
+        if ex is not None and ex.pid == os.getpid():
+            ex.shutdown()
 
     def _chunk_size(self, count: int, min_parallel: int) -> int | None:
         """Elements per task, or None to run inline."""
@@ -103,16 +141,16 @@ class CpuBackend(Backend):
         the same way (scalars, matrix rows); ``lead``: fixed arguments placed first.
         """
         size = self._chunk_size(count, min_parallel)
-        if size is None:
+        pool = None if size is None else self._pool()
+        if pool is None:
             return [fn(*lead, *(b for b, _ in chunked), *(extra_chunked or []), *args, offset=0)]
         starts = list(range(0, count, size))
         pieces = [split_blob(b, w, size) for b, w in chunked]
-        pool = self._pool()
         futures = []
         for k, start in enumerate(starts):
             blobs = [p[k][1] for p in pieces]
             lists = [lst[start : start + size] for lst in (extra_chunked or [])]
-            futures.append(pool.submit(fn, *lead, *blobs, *lists, *args, offset=start))
+            futures.append(pool.submit(fn.__name__, *lead, *blobs, *lists, *args, offset=start))
         self.tasks_submitted += len(futures)
         return [f.result() for f in futures]
 
@@ -142,11 +180,34 @@ class CpuBackend(Backend):
     def _encrypt_djn(self, pk: PublicKey, djn, ms: bytes | None, rs: bytes) -> bytes:
         pw, cw = pk.plaintext_width, pk.ciphertext_width
         count = len(rs) // pw
+        window = ops.djn_window(cw, djn.exponent_bits)
+        parallel = self._chunk_size(count, HEAVY_MIN_PARALLEL) is not None
+        path = self._djn_table_file(pk, djn, window) if parallel else None
+        args = (pk.n, djn.hs, djn.exponent_bits, window, path, pw, cw)
         if ms is None:
-            return b"".join(self._map(ops.encrypt_djn, count, HEAVY_MIN_PARALLEL, [(rs, pw)],
-                                      args=(pk.n, djn.hs, pw, cw), lead=(None,)))
-        return b"".join(self._map(ops.encrypt_djn, count, HEAVY_MIN_PARALLEL, [(ms, pw), (rs, pw)],
-                                  args=(pk.n, djn.hs, pw, cw)))
+            return b"".join(self._map(ops.encrypt_djn, count, HEAVY_MIN_PARALLEL, [(rs, pw)], args=args,
+                                      lead=(None,)))
+        return b"".join(self._map(ops.encrypt_djn, count, HEAVY_MIN_PARALLEL, [(ms, pw), (rs, pw)], args=args))
+
+    def _djn_table_file(self, pk: PublicKey, djn, window: int) -> str | None:
+        """The key's comb table as a file the workers memory-map (built once per machine: a file
+        left by an earlier process is reused), or None: each worker then builds its own."""
+        spec = (pk.n, djn.hs, djn.exponent_bits, window, pk.ciphertext_width)
+        if spec in self._djn_files:
+            return self._djn_files[spec]
+        path = None
+        try:
+            folder = runtime_dir()
+            digest = hashlib.sha256(repr(spec).encode()).hexdigest()[:32]
+            path = os.path.join(folder, f"djn-{digest}.npy")
+            if not os.path.exists(path):
+                _save_atomically(ops.djn_table(*spec), path)
+                _prune(folder, "djn-", DJN_TABLE_FILES)
+        except OSError as e:  # no private runtime directory here: fine, only slower to start
+            log.debug("DJN comb table kept per worker: %s", e)
+            path = None
+        self._djn_files[spec] = path
+        return path
 
     def _obfuscators(self, pk: PublicKey, rs: bytes) -> bytes:
         pw, cw = pk.plaintext_width, pk.ciphertext_width
@@ -223,31 +284,30 @@ class CpuBackend(Backend):
     def _powmod(self, bases: list[int], exps: list[int], mod: int) -> list[int]:
         count = len(bases)
         size = self._chunk_size(count, HEAVY_MIN_PARALLEL)
-        if size is None:
+        pool = None if size is None else self._pool()
+        if pool is None:
             return ops.powmod(bases, exps, mod)
-        pool = self._pool()
-        futures = [pool.submit(ops.powmod, bases[i : i + size], exps[i : i + size], mod)
+        futures = [pool.submit("powmod", bases[i : i + size], exps[i : i + size], mod)
                    for i in range(0, count, size)]
         return [v for f in futures for v in f.result()]
 
 
-def _stop(executor: Executor, *, wait: bool) -> None:
-    """shutdown(cancel_futures=True): tasks not yet started are dropped. Python 3.8 has no
-    such flag (FATE 1.x runs there), so its pending futures are cancelled first."""
-    if sys.version_info >= (3, 9):
-        executor.shutdown(wait=wait, cancel_futures=True)
-        return
-    for item in list((getattr(executor, "_pending_work_items", None) or {}).values()):
-        item.future.cancel()
-    executor.shutdown(wait=wait)
+def _save_atomically(table, path: str) -> None:
+    import numpy as np
+
+    tmp = f"{path}.{os.getpid()}.tmp"
+    try:
+        with open(tmp, "wb") as f:
+            np.save(f, table)
+        os.replace(tmp, path)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
 
 
-def _shutdown(executor: Executor) -> None:
-    """At exit or when the backend is collected: stop the pool without waiting on it. The
-    workers hold no state worth keeping, and at a multiprocessing child's exit they may not
-    wake for the shutdown sentinel before that exit joins them, so they are terminated."""
-    workers = list((getattr(executor, "_processes", None) or {}).values())  # a snapshot, before shutdown clears it
-    _stop(executor, wait=False)
-    for proc in workers:
-        if proc.is_alive():
-            proc.terminate()
+def _prune(folder: str, prefix: str, keep: int) -> None:
+    files = sorted((e for e in os.scandir(folder) if e.name.startswith(prefix) and e.name.endswith(".npy")),
+                   key=lambda e: e.stat().st_mtime, reverse=True)
+    for e in files[keep:]:
+        with contextlib.suppress(OSError):
+            os.unlink(e.path)
