@@ -176,6 +176,12 @@ class WorkerPool:
         self._tasks.put((fut, (name, args, kwargs)))
         return fut
 
+    def worker_pids(self) -> list[int]:
+        """The worker processes' ids (the server's workers' for a shared pool)."""
+        if self.shared_socket is not None:
+            return list(server_info(self.shared_socket)["workers"])
+        return [ch.proc.pid for ch in self._channels]
+
     def _slot(self, i: int) -> None:
         while True:
             item = self._tasks.get()
@@ -317,6 +323,18 @@ def connect_shared(workers: int, *, socket_path: str | None = None, idle: float 
         os.close(lock_fd)
 
 
+def server_info(path: str) -> dict:
+    """The shared pool server's pid and its workers' pids."""
+    ch = _SocketChannel(path)
+    try:
+        if recv(ch.inp) != _READY:
+            raise EOFError("not an he-accel pool server")
+        send(ch.out, ("__info__", (), {}))
+        return recv(ch.inp)
+    finally:
+        ch.close()
+
+
 def _server_workers(path: str) -> int:
     """Ask the server how many workers it has (one short connection)."""
     ch = _SocketChannel(path)
@@ -356,6 +374,9 @@ def serve(path: str, workers: int, idle: float) -> None:
                     return
                 if request[0] == "__workers__":
                     send(out, workers)
+                    continue
+                if request[0] == "__info__":
+                    send(out, {"pid": os.getpid(), "workers": pool.worker_pids()})
                     continue
                 try:
                     send(out, (True, pool.submit(*request[:1], *request[1], **request[2]).result()))

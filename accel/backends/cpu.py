@@ -63,14 +63,16 @@ class CpuBackend(Backend):
     ``workers=1`` runs everything in the calling process. ``chunks_per_worker`` trades load
     balance against per-task overhead. ``pool``: ``"private"`` (this process's own workers,
     the default) or ``"shared"`` (the machine's pool server for this user, started on first use
-    and stopped after ``shared_idle`` seconds without clients); the default comes from
-    ``HEA_CPU_POOL``. The pool is shut down by :meth:`close` (or at exit).
+    and stopped after ``shared_idle`` seconds without clients, at ``shared_socket`` or
+    ``HEA_CPU_POOL_SOCKET`` or a per-user default); the default kind comes from ``HEA_CPU_POOL``.
+    The pool is shut down by :meth:`close` (or at exit).
     """
 
     name = "cpu"
 
     def __init__(self, workers: int | None = None, *, rng: RandomSource | None = None,
-                 chunks_per_worker: int = 4, pool: str | None = None, shared_idle: float = 120.0):
+                 chunks_per_worker: int = 4, pool: str | None = None, shared_idle: float = 120.0,
+                 shared_socket: str | None = None):
         super().__init__(rng=rng)
         self.workers = max(1, int(workers or _available_cores()))
         self.chunks_per_worker = max(1, int(chunks_per_worker))
@@ -78,6 +80,7 @@ class CpuBackend(Backend):
         if self.pool_kind not in POOL_KINDS:
             raise ValueError(f"pool must be one of {POOL_KINDS}, got {self.pool_kind!r}")
         self.shared_idle = shared_idle
+        self.shared_socket = shared_socket or os.environ.get("HEA_CPU_POOL_SOCKET") or None
         self._executor: WorkerPool | None = None
         self._inline_reason: str | None = None
         self._lock = threading.Lock()
@@ -105,7 +108,7 @@ class CpuBackend(Backend):
                 return None
             try:  # a forked child's inherited pool is not ours: start our own
                 if self.pool_kind == "shared":
-                    ex = connect_shared(self.workers, idle=self.shared_idle)
+                    ex = connect_shared(self.workers, idle=self.shared_idle, socket_path=self.shared_socket)
                 else:
                     ex = WorkerPool(self.workers)
             except (PoolUnavailable, PermissionError) as e:
