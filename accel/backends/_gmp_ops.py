@@ -12,12 +12,14 @@ Exponentiations with a secret exponent (decryption, CRT obfuscators) use ``powmo
 from __future__ import annotations
 
 from functools import lru_cache
+from numbers import Integral
 
 import gmpy2
 import numpy as np
 from gmpy2 import mpz
 
 _from = mpz.from_bytes
+_MPZ = type(mpz(0))
 
 
 def read(blob: bytes, width: int) -> list:
@@ -277,13 +279,59 @@ def decrypt_textbook(cs_blob: bytes, n: int, lam: int, pw: int, cw: int, offset:
     return write([(ps(c, lam, n2) - 1) // n * mu % n for c in cs], pw)
 
 
+# -- cheap ops on lists of ints: no packing, for batches that stay in process ------------------
+def mpz_list(values, what: str) -> list:
+    """mpz copies of a list of ints, refused like the packed path refuses (bools, non-ints,
+    negatives), so both paths fail alike."""
+    out = []
+    for i, v in enumerate(values):
+        if type(v) is not int and (isinstance(v, bool) or not isinstance(v, (Integral, _MPZ))):
+            raise TypeError(f"{what}[{i}] must be an int, got {type(v).__name__}")
+        v = mpz(v)
+        if v < 0:
+            raise ValueError(f"{what}[{i}] is negative; numbers here are unsigned")
+        out.append(v)
+    return out
+
+
+def add_ints(a: list, b: list, n2: int) -> list[int]:
+    n2 = mpz(n2)
+    a, b = mpz_list(a, "ciphertext a"), mpz_list(b, "ciphertext b")
+    _check_cipher(a, n2, 0, "ciphertext a")
+    _check_cipher(b, n2, 0, "ciphertext b")
+    f = gmpy2.f_mod
+    return [int(f(x * y, n2)) for x, y in zip(a, b)]
+
+
+def add_plain_ints(cs: list, ms: list, n: int) -> list[int]:
+    n = mpz(n)
+    n2 = n * n
+    cs, ms = mpz_list(cs, "ciphertext"), mpz_list(ms, "plaintext")
+    _check_cipher(cs, n2, 0)
+    _check_plain(ms, n, 0)
+    f = gmpy2.f_mod
+    return [int(f(c * (1 + m * n), n2)) for c, m in zip(cs, ms)]
+
+
+def product_ints(cs: list, n2: int) -> int:
+    n2 = mpz(n2)
+    cs = mpz_list(cs, "ciphertext")
+    _check_cipher(cs, n2, 0)
+    f = gmpy2.f_mod
+    acc = mpz(1)
+    for c in cs:
+        acc = f(acc * c, n2)
+    return int(acc)
+
+
 # -- homomorphic operations -------------------------------------------------------------------
 def add(a_blob: bytes, b_blob: bytes, n2: int, cw: int, offset: int = 0) -> bytes:
     n2 = mpz(n2)
     a, b = read(a_blob, cw), read(b_blob, cw)
     _check_cipher(a, n2, offset, "ciphertext a")
     _check_cipher(b, n2, offset, "ciphertext b")
-    return write([x * y % n2 for x, y in zip(a, b)], cw)
+    f = gmpy2.f_mod
+    return write([f(x * y, n2) for x, y in zip(a, b)], cw)
 
 
 def add_plain(cs_blob: bytes, ms_blob: bytes, n: int, pw: int, cw: int, offset: int = 0) -> bytes:
@@ -292,7 +340,8 @@ def add_plain(cs_blob: bytes, ms_blob: bytes, n: int, pw: int, cw: int, offset: 
     cs, ms = read(cs_blob, cw), read(ms_blob, pw)
     _check_cipher(cs, n2, offset)
     _check_plain(ms, n, offset)
-    return write([c * (1 + m * n) % n2 for c, m in zip(cs, ms)], cw)
+    f = gmpy2.f_mod
+    return write([f(c * (1 + m * n), n2) for c, m in zip(cs, ms)], cw)
 
 
 def _inverse(c, n2, index: int):
@@ -322,9 +371,10 @@ def product(cs_blob: bytes, n2: int, cw: int, offset: int = 0) -> bytes:
     n2 = mpz(n2)
     cs = read(cs_blob, cw)
     _check_cipher(cs, n2, offset)
+    f = gmpy2.f_mod
     acc = mpz(1)
     for c in cs:
-        acc = acc * c % n2
+        acc = f(acc * c, n2)
     return acc.to_bytes(cw, "little")
 
 

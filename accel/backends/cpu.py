@@ -27,14 +27,14 @@ from ..keys import PrivateKey, PublicKey, RandomSource
 from ..packing import split_blob
 from . import _gmp_ops as ops
 from ._pool import PoolUnavailable, WorkerPool, connect_shared, runtime_dir
-from .base import Backend
+from .base import Backend, _need_public
 
 log = logging.getLogger(__name__)
 
 #: Minimum batch per op before the pool is used: modexp ops parallelise from a few elements,
 #: mulmod-only ops (a few microseconds each) only when the batch amortises the copying.
 HEAVY_MIN_PARALLEL = 4
-LIGHT_MIN_PARALLEL = 20000
+LIGHT_MIN_PARALLEL = 4096
 
 POOL_KINDS = ("private", "shared")
 _inline_warned = False
@@ -156,6 +156,34 @@ class CpuBackend(Backend):
             futures.append(pool.submit(fn.__name__, *lead, *blobs, *lists, *args, offset=start))
         self.tasks_submitted += len(futures)
         return [f.result() for f in futures]
+
+    # -- cheap ops on lists: in process without packing ------------------------------------------
+    # A mulmod costs a few microseconds, so packing to blobs and back (four conversions per
+    # element) would cost about as much again; lists of ints that stay in process skip it.
+    def _stays_in_process(self, count: int, *batches: Any) -> bool:
+        return (all(type(b) in (list, tuple) for b in batches)
+                and self._chunk_size(count, LIGHT_MIN_PARALLEL) is None)
+
+    def raw_add(self, pk: PublicKey, c1: Any, c2: Any) -> Any:
+        if self._stays_in_process(len(c1) if type(c1) in (list, tuple) else 0, c1, c2):
+            pk = _need_public(pk)
+            if len(c1) != len(c2):
+                raise ValueError(f"length mismatch: {len(c1)} vs {len(c2)} elements")
+            return ops.add_ints(c1, c2, pk.nsquare)
+        return super().raw_add(pk, c1, c2)
+
+    def raw_add_plain(self, pk: PublicKey, cs: Any, ms: Any) -> Any:
+        if self._stays_in_process(len(cs) if type(cs) in (list, tuple) else 0, cs, ms):
+            pk = _need_public(pk)
+            if len(cs) != len(ms):
+                raise ValueError(f"length mismatch: {len(cs)} vs {len(ms)} elements")
+            return ops.add_plain_ints(cs, ms, pk.n)
+        return super().raw_add_plain(pk, cs, ms)
+
+    def raw_sum(self, pk: PublicKey, cs: Any) -> Any:
+        if self._stays_in_process(len(cs) if type(cs) in (list, tuple) else 0, cs):
+            return ops.product_ints(cs, _need_public(pk).nsquare)
+        return super().raw_sum(pk, cs)
 
     # -- hooks -------------------------------------------------------------------------------
     def _encrypt(self, pk: PublicKey, ms: bytes, rs: bytes) -> bytes:
