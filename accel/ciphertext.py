@@ -196,10 +196,17 @@ class EncryptedVector:
             raise PlaintextOverflowError(
                 f"aligning exponents would need {int(bits.max())}-bit mantissas, beyond the key's "
                 f"max_int ({self._bit_limit} bits): the operands' magnitudes are too far apart")
-        ks = [BASE**d for d in diff.tolist()]
+        moved = np.flatnonzero(diff)  # only these change: the others are not even copied one by one
+        ks = [BASE**d for d in diff[moved].tolist()]
         if max(ks) >= self.public_key.n:
             raise PlaintextOverflowError("aligning the exponents needs a factor of 16^d >= n")
-        return self.backend.raw_mul(self.public_key, self._blob, ks)
+        if len(moved) == len(diff):
+            return self.backend.raw_mul(self.public_key, self._blob, ks)
+        w = self.public_key.ciphertext_width
+        rows = np.frombuffer(self._blob, dtype=np.uint8).reshape(-1, w).copy()
+        lowered = self.backend.raw_mul(self.public_key, rows[moved].tobytes(), ks)
+        rows[moved] = np.frombuffer(lowered, dtype=np.uint8).reshape(-1, w)
+        return rows.tobytes()
 
     def _plain(self, other: Any) -> tuple[list[int], np.ndarray]:
         """Encode a scalar or array operand, broadcast to this vector's length."""

@@ -222,3 +222,32 @@ def test_external_ciphertexts_have_no_bound(inline_backend, key1024):
     assert v._bits is None and (v * 3).decrypt(sk).tolist() == [15.0]
     w = EncryptedVector(pk, c, 0, backend=inline_backend, mantissa_bits=3)
     assert (w + w).decrypt(sk).tolist() == [10.0]
+
+
+def test_alignment_exponentiates_only_the_elements_that_move(inline_backend, key1024):
+    """Mixed exponents: only the elements above the target exponent are raised to 16^d; the
+    others keep their ciphertexts byte for byte, and every value stays exact."""
+    pk, sk = key1024
+    calls = []
+
+    class Counting(type(inline_backend)):
+        def raw_mul(self, pk_, cs, ks):
+            calls.append(len(ks))
+            return super().raw_mul(pk_, cs, ks)
+
+    be = Counting(workers=1)
+    a = EncryptedVector.encrypt(pk, [1.0, 0.5, 3.0, 0.001, 7.0], backend=be)
+    b = EncryptedVector.encrypt(pk, [0.25, 2.0, 1.0, 4.0, 0.0625], backend=be)
+    moved = int((a._exp > np.minimum(a._exp, b._exp)).sum())
+    assert 0 < moved < len(a)
+    calls.clear()
+    total = a + b
+    assert sorted(calls) == sorted(c for c in (moved, int((b._exp > np.minimum(a._exp, b._exp)).sum())) if c)
+    assert np.allclose(total.decrypt(sk), [1.25, 2.5, 4.0, 4.001, 7.0625], rtol=0, atol=1e-12)
+    keep = np.flatnonzero(a._exp == total._exp)
+    w = pk.ciphertext_width
+    lowered = a._lowered_to(total._exp)
+    for i in keep.tolist():
+        assert lowered[i * w:(i + 1) * w] == a.blob[i * w:(i + 1) * w]
+    assert np.allclose((a.sum()).decrypt(sk), [11.501], rtol=0, atol=1e-12)
+    be.close()
