@@ -103,18 +103,20 @@ class EncryptedVector:
                 codec: FixedPointCodec | None = None, convention: str | Convention = Convention.PHE,
                 precision: float | None = None, exponent: int | None = None,
                 rng: RandomSource | None = None, obfuscators: Any = None,
-                private_key: PrivateKey | None = None) -> "EncryptedVector":
+                private_key: PrivateKey | None = None, djn: Any = None) -> "EncryptedVector":
         """Encode ``values`` (scalar, list or array; flattened) and encrypt them in one batch.
 
         ``obfuscators`` (an :class:`accel.ObfuscatorPool`) or ``private_key`` (CRT) select the
-        faster obfuscation paths; ``rng`` injects the randomness (tests).
+        faster obfuscation paths; ``djn`` (an :class:`accel.djn.DjnKey`) opts in to DJN
+        encryption, which rests on an extra assumption (short exponents, see :mod:`accel.djn`);
+        ``rng`` injects the randomness (tests).
         """
         codec = codec or FixedPointCodec(public_key, convention)
         backend = backend or _default_backend()
         enc = codec.encode(values, precision=precision, exponent=exponent)
         ms = ints_to_blob(enc.encodings, public_key.plaintext_width, "plaintext")
         blob = backend.raw_encrypt(public_key, ms, rng=rng, obfuscators=obfuscators,
-                                   private_key=private_key)
+                                   private_key=private_key, djn=djn)
         bits = _bit_lengths(enc.mantissas)
         return cls(public_key, blob, enc.exponents, codec=codec, backend=backend, public_exponents=False,
                    mantissa_bits=bits)

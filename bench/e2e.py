@@ -6,7 +6,8 @@ three processes; examples/hetero_lr.py), seconds per epoch on each engine, side 
 
 Engines: ``phe`` (python-paillier per value), ``fate_utils`` (FATE 2.x's Rust vectors),
 ``accel:cpu``, ``accel:gpu``, ``accel:remote`` (a ``he-accel serve`` started here on
-``--serve-backend``). Every engine trains on the same data with the same iterations, and each
+``--serve-backend``); ``+djn`` after an accel engine (``accel:cpu+djn``) encrypts by DJN, opt-in:
+it adds the short-exponent assumption to Paillier's. Every engine trains on the same data with the same iterations, and each
 run is compared with plaintext training of the same protocol. The model must agree (weights
 within ``--tolerance``) or the run fails. An engine that cannot run here is reported with the
 reason, not dropped. FATE 2.x CoordinatedLR stock vs plugin is bench/fate2_training.py (it needs
@@ -35,16 +36,19 @@ from .ops import cpu_name, git_commit  # noqa: E402
 
 def _engine(spec: str, target: str | None, workers: int | None):
     name, _, backend = spec.partition(":")
-    if name == "accel":
-        return hetero_lr.AccelEngine(backend=backend or "cpu", target=target, workers=workers)
+    if name == "accel":  # accel:BACKEND[+djn]: DJN encryption, opt-in (short-exponent assumption)
+        backend, _, variant = backend.partition("+")
+        return hetero_lr.AccelEngine(backend=backend or "cpu", target=target, workers=workers,
+                                     djn=variant == "djn")
     return hetero_lr.make_engine(name)
 
 
 def _available(spec: str) -> str | None:
     """None if ``spec`` can run here, else why not."""
     name, _, backend = spec.partition(":")
-    if name not in ("phe", "fate_utils", "accel"):
-        return f"unknown engine {spec!r} (phe, fate_utils, accel:cpu|gpu|remote)"
+    backend, _, variant = backend.partition("+")
+    if name not in ("phe", "fate_utils", "accel") or variant not in ("", "djn"):
+        return f"unknown engine {spec!r} (phe, fate_utils, accel:cpu|gpu|remote, +djn for DJN encryption)"
     try:
         if name == "phe":
             import phe  # noqa: F401
@@ -84,7 +88,7 @@ def main(argv=None) -> int:
             print(f"{spec}: not measured ({why})", flush=True)
             continue
         print(f"{spec}: training ...", flush=True)
-        if spec == "accel:remote":
+        if spec.partition("+")[0] == "accel:remote":
             from .service_demo import running_server, wait_healthy
             with running_server("--backend", a.serve_backend) as (_proc, port, _m):
                 wait_healthy(f"127.0.0.1:{port}")

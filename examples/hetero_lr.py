@@ -4,6 +4,7 @@ processes: the FATE HeteroLR protocol (Taylor-approximated loss, arbiter holds t
     python examples/hetero_lr.py                                   # he-accel CPU backend
     python examples/hetero_lr.py --backend gpu                     # the local GPU
     python examples/hetero_lr.py --backend remote --target HOST:PORT   # the offload service
+    python examples/hetero_lr.py --djn                             # DJN encryption (extra assumption)
     python examples/hetero_lr.py --engine phe                      # stock python-paillier, per value
     python examples/hetero_lr.py --check                           # + plaintext run, same model?
 
@@ -83,13 +84,15 @@ class AccelEngine:
 
     name = "accel"
 
-    def __init__(self, backend: str = "cpu", target: str | None = None, workers: int | None = None):
-        self.backend_name, self.target, self.workers = backend, target, workers
+    def __init__(self, backend: str = "cpu", target: str | None = None, workers: int | None = None,
+                 djn: bool = False):
+        self.backend_name, self.target, self.workers, self.djn = backend, target, workers, djn
         self._backend = None
+        self._djn_keys: dict = {}
 
     def __getstate__(self):  # ship the choice, never a pool, channel or device handle
         return {"backend_name": self.backend_name, "target": self.target, "workers": self.workers,
-                "_backend": None}
+                "djn": self.djn, "_backend": None, "_djn_keys": {}}
 
     @property
     def backend(self):
@@ -111,7 +114,14 @@ class AccelEngine:
 
     def encrypt(self, pk, x):
         from accel import EncryptedVector
-        return EncryptedVector.encrypt(pk, np.asarray(x, dtype=np.float64), backend=self.backend)
+        djn = None
+        if self.djn:
+            # DJN (opt-in): hs^r with a short r instead of r^n. Its parameters need only the
+            # public key, so the encrypting party makes them once per key. Semantic security then
+            # also rests on the short-exponent assumption (see accel.djn).
+            from accel.djn import DjnKey
+            djn = self._djn_keys.get(pk) or self._djn_keys.setdefault(pk, DjnKey.generate(pk))
+        return EncryptedVector.encrypt(pk, np.asarray(x, dtype=np.float64), backend=self.backend, djn=djn)
 
     def decrypt(self, sk, c):
         return c.decrypt(sk)
@@ -436,6 +446,8 @@ def main(argv=None) -> int:
     ap.add_argument("--backend", default="cpu", help="accel engine: cpu, gpu, auto or remote")
     ap.add_argument("--target", help="host:port of `he-accel serve` (with --backend remote)")
     ap.add_argument("--workers", type=int, help="cpu backend: processes per party")
+    ap.add_argument("--djn", action="store_true",
+                    help="accel engine: DJN encryption (faster; adds the short-exponent assumption)")
     ap.add_argument("--data", default="breast_cancer")
     ap.add_argument("--bits", type=int, default=1024)
     ap.add_argument("--epochs", type=int, default=5)
@@ -449,9 +461,9 @@ def main(argv=None) -> int:
     if a.backend == "remote" and not a.target:
         ap.error("--backend remote needs --target HOST:PORT")
     cfg = Config(data=a.data, bits=a.bits, epochs=a.epochs, batch_size=a.batch_size, lr=a.lr, seed=a.seed)
-    engine = make_engine(a.engine, **({"backend": a.backend, "target": a.target, "workers": a.workers}
-                                      if a.engine == "accel" else {}))
-    label = f"accel-{a.backend}" if a.engine == "accel" else a.engine
+    engine = make_engine(a.engine, **({"backend": a.backend, "target": a.target, "workers": a.workers,
+                                       "djn": a.djn} if a.engine == "accel" else {}))
+    label = f"accel-{a.backend}{'-djn' if a.djn else ''}" if a.engine == "accel" else a.engine
     res = run(engine, cfg, label)
     out = [asdict(res)]
     print(f"{label}: {cfg.data}, {cfg.bits}-bit, {cfg.epochs} epochs: "

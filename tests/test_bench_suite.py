@@ -112,12 +112,14 @@ def test_end_to_end_bench_same_model_and_reports_missing(tmp_path):
     pytest.importorskip("sklearn")
     out = tmp_path / "e2e.json"
     proc = subprocess.run([sys.executable, "-m", "accel.bench.e2e", "--data", "breast_cancer", "--epochs", "1",
-                           "--engines", "phe", "accel:cpu", "nonesuch_gpu:gpu", "--workers", "1", "--json", str(out)],
+                           "--engines", "phe", "accel:cpu", "accel:cpu+djn", "nonesuch_gpu:gpu", "accel:cpu+nope",
+                           "--workers", "1", "--json", str(out)],
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
     doc = json.loads(out.read_text())
     got = {r["backend"]: r for r in doc["records"]}
-    assert set(got) == {"phe", "accel:cpu"} and "nonesuch_gpu:gpu" in doc["missing"]
+    assert set(got) == {"phe", "accel:cpu", "accel:cpu+djn"}
+    assert {"nonesuch_gpu:gpu", "accel:cpu+nope"} <= set(doc["missing"])
     for r in got.values():
         assert r["same_model"] and r["max_abs_dw"] < 1e-6 and SCHEMA <= r.keys()
     assert got["accel:cpu"]["speedup_vs_phe"] > 0

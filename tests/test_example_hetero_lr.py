@@ -32,6 +32,11 @@ def test_cpu_backend_trains_the_plaintext_model(tmp_path):
     assert enc["backend"] == "accel-cpu"
 
 
+def test_djn_encryption_with_the_pool_trains_the_plaintext_model(tmp_path):
+    enc = _run(tmp_path, "--djn", "--workers", "2")
+    assert enc["backend"] == "accel-cpu-djn"
+
+
 def test_minibatches_through_the_offload_service(tmp_path, service_server):
     enc = _run(tmp_path, "--backend", "remote", "--target", f"127.0.0.1:{service_server.port}",
                "--batch-size", "200")
