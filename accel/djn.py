@@ -3,9 +3,9 @@
 Encryption becomes c = (1 + m n) * hs^r mod n^2 with hs = h^n mod n^2 for h = -x^2 mod n
 (x random), and r a short random exponent (|n|/2 bits by default) instead of r^n with a full
 r < n. hs^r is an n-th residue, so the ciphertexts are standard Paillier ciphertexts that any
-holder of the private key decrypts, with any library. Because hs is fixed, the GPU backend
-precomputes fixed-base (comb) tables once per key and device, and encryption needs no
-squarings at all.
+holder of the private key decrypts, with any library. Because hs is fixed, both backends
+precompute fixed-base (comb) tables once per key (the GPU per device; the CPU once per machine,
+memory-mapped by its workers), and encryption needs no squarings at all.
 
 Extra assumption: besides Paillier's DCRA, semantic security relies on hs^r for a short r being
 indistinguishable from a uniform n-th residue (the DJN short-exponent assumption, also used by
