@@ -198,3 +198,18 @@ def test_processes_of_a_job_share_one_pool_that_stops_when_idle(tmp_path):
         time.sleep(0.2)
     assert _dead(server) and all(_dead(w) for w in workers)
     assert not sock.exists()
+
+
+def test_a_killed_worker_is_replaced_and_its_task_retried():
+    from accel import CpuBackend
+
+    from .conftest import keypair
+    pk, sk = keypair(512)
+    with CpuBackend(workers=2) as be:
+        ms = list(range(30))
+        assert be.raw_decrypt(sk, be.raw_encrypt(pk, ms)) == ms
+        before = be._executor.worker_pids()
+        os.kill(before[0], signal.SIGKILL)
+        assert be.raw_decrypt(sk, be.raw_encrypt(pk, ms)) == ms  # retried on a fresh worker
+        after = be._executor.worker_pids()
+        assert before[0] not in after and before[1] in after and len(after) == 2

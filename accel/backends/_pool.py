@@ -144,6 +144,9 @@ class WorkerPool:
         self._channels: list[Any] = []
         self._threads: list[threading.Thread] = []
         self._closed = False
+        self.broken = False
+        self._live = workers
+        self._state_lock = threading.Lock()
         try:
             for _ in range(workers):
                 self._channels.append(self._open())
@@ -155,9 +158,7 @@ class WorkerPool:
             if isinstance(e, (OSError, EOFError, TimeoutError, PermissionError)):
                 raise PoolUnavailable(f"could not start CPU worker processes: {type(e).__name__}: {e}") from e
             raise
-        if self._lifeline_r is not None:
-            os.close(self._lifeline_r)  # the children hold it; our copy would keep them alive
-            self._lifeline_r = None
+        # We keep the read end too (for restarts): only write ends decide when the children see EOF.
         for i, ch in enumerate(self._channels):
             t = threading.Thread(target=self._slot, args=(i,), name=f"he-accel-cpu-{i}", daemon=True)
             t.start()
@@ -172,6 +173,8 @@ class WorkerPool:
     def submit(self, name: str, *args: Any, **kwargs: Any) -> Future:
         if self._closed:
             raise RuntimeError("the worker pool is shut down")
+        if self.broken:
+            raise WorkerCrashed("no CPU worker is left in this pool")
         fut: Future = Future()
         self._tasks.put((fut, (name, args, kwargs)))
         return fut
@@ -190,26 +193,45 @@ class WorkerPool:
             fut, request = item
             if not fut.set_running_or_notify_cancel():
                 continue
-            try:
-                send(self._channels[i].out, request)
-                ok, value = recv(self._channels[i].inp)
-            except (OSError, EOFError) as e:
-                fut.set_exception(WorkerCrashed(f"a CPU worker died during {request[0]} ({e}); "
-                                                "it is restarted for the next task"))
-                if self._closed:
-                    return
-                self._channels[i].close(wait=True)
+            for attempt in (1, 2):  # tasks are pure functions of their inputs: one retry is safe
                 try:
-                    self._channels[i] = self._open()
-                    _await_ready(self._channels[i], time.monotonic() + 60)
-                except Exception:  # noqa: BLE001 - the slot is lost; the others keep serving
-                    log.exception("could not restart a CPU worker")
-                    return
-                continue
+                    send(self._channels[i].out, request)
+                    ok, value = recv(self._channels[i].inp)
+                    break
+                except (OSError, EOFError) as e:
+                    ok, value = False, WorkerCrashed(f"a CPU worker died running {request[0]} ({e})")
+                    if self._closed or not self._restart(i):
+                        fut.set_exception(value)
+                        self._lose_slot()
+                        return
             if ok:
                 fut.set_result(value)
             else:
                 fut.set_exception(value)
+
+    def _restart(self, i: int) -> bool:
+        self._channels[i].close(wait=True)
+        try:
+            self._channels[i] = self._open()
+            _await_ready(self._channels[i], time.monotonic() + 60)
+            return True
+        except Exception:  # noqa: BLE001 - the slot is lost; the others keep serving
+            log.exception("could not restart a CPU worker")
+            return False
+
+    def _lose_slot(self) -> None:
+        with self._state_lock:
+            self._live -= 1
+            if self._live > 0 or self._closed:
+                return
+            self.broken = True
+        while True:  # nobody is left to run what is queued: fail it rather than hang
+            try:
+                item = self._tasks.get_nowait()
+            except queue.Empty:
+                return
+            if item is not None:
+                item[0].set_exception(WorkerCrashed("no CPU worker is left in this pool"))
 
     def shutdown(self) -> None:
         if self._closed:
@@ -244,10 +266,11 @@ class WorkerPool:
         self._closed = True
         for ch in self._channels:
             ch.forget()
-        if self._lifeline_w is not None:
-            with contextlib.suppress(OSError):
-                os.close(self._lifeline_w)
-            self._lifeline_w = None
+        for fd in (self._lifeline_r, self._lifeline_w):
+            if fd is not None:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+        self._lifeline_r = self._lifeline_w = None
 
 
 def _await_ready(ch, deadline: float) -> None:

@@ -102,7 +102,7 @@ class CpuBackend(Backend):
             if self._closed:
                 raise RuntimeError("this CpuBackend is closed")
             ex = self._executor
-            if ex is not None and ex.pid == os.getpid():
+            if ex is not None and ex.pid == os.getpid() and not ex.broken:
                 return ex
             if self._inline_reason is not None:
                 return None
