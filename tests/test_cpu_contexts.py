@@ -213,3 +213,26 @@ def test_a_killed_worker_is_replaced_and_its_task_retried():
         assert be.raw_decrypt(sk, be.raw_encrypt(pk, ms)) == ms  # retried on a fresh worker
         after = be._executor.worker_pids()
         assert before[0] not in after and before[1] in after and len(after) == 2
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # jupyter_client/jupyter_core's own notices
+def test_jupyter_kernel(monkeypatch):
+    pytest.importorskip("ipykernel")
+    manager = pytest.importorskip("jupyter_client.manager")
+    monkeypatch.setenv("JUPYTER_PLATFORM_DIRS", "1")
+    km, kc = manager.start_new_kernel(kernel_name="python3", cwd=str(ROOT))
+    out = []
+
+    def collect(msg):
+        if msg["msg_type"] == "stream":
+            out.append(msg["content"]["text"])
+        elif msg["msg_type"] == "error":
+            out.append("\n".join(msg["content"]["traceback"]))
+
+    try:
+        reply = kc.execute_interactive(USER_CODE, timeout=180, output_hook=collect)
+        assert reply["content"]["status"] == "ok", "".join(out)
+        assert "RESULT True 2" in "".join(out), "".join(out)
+    finally:
+        kc.stop_channels()
+        km.shutdown_kernel(now=True)
