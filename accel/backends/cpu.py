@@ -113,7 +113,7 @@ class CpuBackend(Backend):
                     ex = WorkerPool(self.workers)
             except (PoolUnavailable, PermissionError) as e:
                 self._inline_reason = str(e)
-                log.warning("CPU backend in process only: %s", e)
+                log.info("CPU backend in process only: %s", e)
                 _warn_inline_once(str(e))
                 return None
             self._executor = ex
@@ -161,6 +161,8 @@ class CpuBackend(Backend):
     # A mulmod costs a few microseconds, so packing to blobs and back (four conversions per
     # element) would cost about as much again; lists of ints that stay in process skip it.
     def _stays_in_process(self, count: int, *batches: Any) -> bool:
+        if self._closed:
+            raise RuntimeError("this CpuBackend is closed")
         return (all(type(b) in (list, tuple) for b in batches)
                 and self._chunk_size(count, LIGHT_MIN_PARALLEL) is None)
 
