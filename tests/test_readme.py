@@ -80,12 +80,6 @@ def shell_commands(block: Block) -> list[str]:
     return cmds
 
 
-#: Python blocks that start the CPU backend's worker pool from an unguarded top-level script.
-#: They need the CPU pool fix of issue 18 (accel/backends/cpu.py, another change): until it
-#: lands, the as-written run is an expected failure and the run under a main guard must pass.
-#: xfail is strict, so the day the fix lands these XPASS and fail: delete this set then.
-NEEDS_POOL_FIX = {"the-raw-batch-api-1", "the-encoded-layer-encryptedvector-1"}
-
 # -- python blocks --------------------------------------------------------------------------
 PY_BLOCKS = [b for b in blocks() if b.lang == "python"]
 
@@ -113,23 +107,10 @@ def _guarded(code: str) -> str:
     return 'if __name__ == "__main__":\n' + textwrap.indent(code, "    ")
 
 
-def _marks(b: Block):
-    if b.id in NEEDS_POOL_FIX:
-        return [pytest.mark.xfail(strict=True, reason="a top-level script without a main guard needs "
-                                  "issue 18's CPU pool fix (accel/backends/cpu.py)")]
-    return []
-
-
-@pytest.mark.parametrize("block", [pytest.param(b, id=b.id, marks=_marks(b)) for b in PY_BLOCKS if b.tag is None])
+@pytest.mark.parametrize("block", [pytest.param(b, id=b.id) for b in PY_BLOCKS if b.tag is None])
 def test_python_block_runs_as_written(block, tmp_path):
+    # As a user saves it: a top-level script, no main guard (the CPU pool never imports it).
     _check(_run_script(block.code, tmp_path), block)
-
-
-@pytest.mark.parametrize("block", [pytest.param(b, id=b.id) for b in PY_BLOCKS if b.id in NEEDS_POOL_FIX])
-def test_python_block_runs_under_a_main_guard(block, tmp_path):
-    # The same code under `if __name__ == "__main__":`, what works before the pool fix; once
-    # it lands the as-written test above covers it and this one can go with NEEDS_POOL_FIX.
-    _check(_run_script(_guarded(block.code), tmp_path), block)
 
 
 def test_readme_prints_what_its_comments_promise(tmp_path):
@@ -162,7 +143,6 @@ def test_every_python_block_is_run_somewhere():
         assert b.tag in (None, "service", "fate", "listing"), b
     # listings are excerpts by choice; none is needed today, so a new one is a decision to review
     assert [b.id for b in PY_BLOCKS if b.tag == "listing"] == []
-    assert NEEDS_POOL_FIX <= {b.id for b in PY_BLOCKS}, "NEEDS_POOL_FIX names a block that is gone"
 
 
 # -- shell commands -------------------------------------------------------------------------
