@@ -28,7 +28,7 @@ from accel.backends import Backend, get_backend
 from accel.keys import PublicKey
 from accel.packing import blob_to_ints, ints_to_blob
 
-from . import codec, lifeline
+from . import codec
 from .admission import Admission, AdmissionInterceptor
 from .auth import Authenticator
 from .batcher import DynamicBatcher, Job
@@ -545,8 +545,6 @@ class HeAccelServer:
             raise ValueError(f"max_calls ({c.max_calls}) must be below handler_threads ({c.handler_threads}): "
                              "the spare threads answer refusals while every admitted call is busy")
         self._own_backend = backend is None
-        if backend is None and c.backend in ("cpu", "auto"):
-            lifeline.tie_forkserver()  # before the CPU pool first starts: its workers die with us
         if backend is None:
             kw: dict[str, Any] = {}
             if c.devices is not None and c.backend in ("gpu", "auto"):
