@@ -25,6 +25,7 @@ from .encoding import (
 )
 from .keys import PrivateKey, PublicKey, generate_keypair
 from .obfuscators import ObfuscatorPool
+from .packed import PackedCodec, PackedOverflowError, PackedVector
 from .packing import Packing
 
 __version__ = "0.1.0"
@@ -40,6 +41,9 @@ __all__ = [
     "FixedPointCodec",
     "KeyMismatchError",
     "ObfuscatorPool",
+    "PackedCodec",
+    "PackedOverflowError",
+    "PackedVector",
     "Packing",
     "PlaintextOverflowError",
     "PrivateKey",
