@@ -19,4 +19,6 @@ if [ ! -x "$VENV/bin/python" ]; then
 fi
 # every run: the editable install's package map follows pyproject (accel.service, accel.bench)
 PYTHONWARNINGS="ignore:Editable installation" "$VENV/bin/pip" install -q --no-deps -e .
+# FATE 2.x activation through FATE's own configuration: the start-up hook in this venv
+"$VENV/bin/python" -m accel.integrations.fate2_activation enable
 "$VENV/bin/python" -m pytest -m fate tests/fate "$@"
