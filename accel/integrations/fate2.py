@@ -950,14 +950,19 @@ class evaluator:  # noqa: N801 - the name FATE imports
         if start > len(a):
             raise IndexError("chunk sizes exceed the vector")
         _reduce_in_place(key, a)
-        # align each sequence to its finest non-zero exponent first
+        # align each sequence to its finest non-zero exponent first: every sequence in one batch
+        idx: list[int] = []
+        tgt: list[int] = []
         for seq in seqs:
             live = [i for i in seq if a.cts[i] != 1]
             if live:
                 t = int(a.exps[live].min())
-                low = _lower(key, [a.cts[i] for i in live], a.exps[live], np.full(len(live), t, dtype=np.int64))
-                for i, c in zip(live, low):
-                    a.cts[i], a.exps[i] = c, t
+                idx.extend(live)
+                tgt.extend([t] * len(live))
+        if idx:
+            low = _lower(key, [a.cts[i] for i in idx], a.exps[idx], np.asarray(tgt, dtype=np.int64))
+            for i, c, t in zip(idx, low, tgt):
+                a.cts[i], a.exps[i] = c, t
         # Hillis-Steele: after the round with offset d, x[j] holds the sum of x[j-2d+1 .. j]
         d = 1
         while any(len(s) > d for s in seqs):
@@ -985,20 +990,25 @@ class evaluator:  # noqa: N801 - the name FATE imports
 
     @staticmethod
     def pack_squeeze(a: Any, pack_num: int, shift_bit: int, pk: Any) -> EV:
-        """Each chunk of ``pack_num`` ciphertexts to one: E(sum_k x_k 2^(shift (L-1-k)))."""
+        """Each chunk of ``pack_num`` ciphertexts to one: E(sum_k x_k 2^(shift (L-1-k))), by
+        Horner's rule over all chunks at once: acc = acc^(2^shift) * x_k for k = 1 .. L-1, two
+        whole-batch backend calls per step and shift * (L-1) squarings per chunk (raising x_k to
+        2^(shift (L-1-k)) directly would cost L/2 times more)."""
         key = _pkey(pk)
         a = EV.of(a, key)
-        ks, groups = [], []
-        for s in range(0, len(a), pack_num):
-            chunk = range(s, min(s + pack_num, len(a)))
-            L = len(chunk)
-            groups.append(list(chunk))
-            ks.extend(2 ** (shift_bit * (L - 1 - k)) for k in range(L))
-        if any(k >= key.n for k in ks):
+        groups = [range(s, min(s + pack_num, len(a))) for s in range(0, len(a), pack_num)]
+        if groups and (1 << (shift_bit * (len(groups[0]) - 1))) >= key.n:
             raise OverflowError("pack_num * shift_bit exceeds the key size")
-        scaled = _backend().raw_mul(key, a.cts, ks) if len(a) else []
-        sums = _reduce_groups(key, [[(scaled[i], 0) for i in g] for g in groups])
-        return EV([c for c, _ in sums], np.zeros(len(groups), dtype=np.int64))
+        acc = [a.cts[g[0]] for g in groups]
+        factor = 1 << shift_bit
+        be = _backend()
+        for k in range(1, len(groups[0]) if groups else 0):
+            live = [gi for gi, g in enumerate(groups) if len(g) > k]
+            raised = be.raw_mul(key, [acc[gi] for gi in live], [factor] * len(live))
+            summed = be.raw_add(key, raised, [a.cts[groups[gi][k]] for gi in live])
+            for gi, c in zip(live, summed):
+                acc[gi] = c
+        return EV(acc, np.zeros(len(groups), dtype=np.int64))
 
 
 def _shape2(shape: Any, row: bool) -> tuple[int, int]:

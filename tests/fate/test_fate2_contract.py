@@ -431,3 +431,44 @@ def test_plugin_runs_against_the_offload_service(keys, rng):
     finally:
         fate2.configure("cpu")
         srv.stop(2)
+
+
+def test_secureboost_ops_are_whole_batch_calls(keys, rng):
+    """pack_squeeze: Horner over all chunks, 2 (pack_num - 1) backend calls whatever the length,
+    every exponent 2^shift; chunking_cumsum_with_step: one alignment call for all chunks plus a
+    log-depth scan."""
+    from accel import CpuBackend
+
+    sk, pk, coder, *_ = keys
+    calls = []
+
+    class Counting(CpuBackend):
+        def raw_mul(self, pk_, cs, ks):
+            calls.append(("mul", len(cs), max(abs(k) for k in ks)))
+            return super().raw_mul(pk_, cs, ks)
+
+        def raw_add(self, pk_, a, b):
+            calls.append(("add", len(a), 0))
+            return super().raw_add(pk_, a, b)
+
+    gh = torch.tensor(rng.uniform(0, 1, 41), dtype=torch.float64)
+    enc = pk.encrypt_encoded(coder.pack_floats(gh, 40, 1, 30), True)
+    fate2.configure(Counting(workers=1))
+    try:
+        out = fate2.evaluator.pack_squeeze(enc, 4, 40, pk)
+        assert [c[0] for c in calls] == ["mul", "add"] * 3
+        assert all(k == 2**40 for op, _, k in calls if op == "mul") and calls[0][1] == 10  # the 10 chunks with a second value, at once
+        calls.clear()
+        x = _values(rng, 60)
+        v = _ours(keys, x)
+        fate2.evaluator.chunking_cumsum_with_step(pk, v, [20, 20, 20], 2)
+        # alignment: at most one multiply batch before the scan; the scan: log2(10) rounds of adds
+        first_add = next(i for i, c in enumerate(calls) if c[0] == "add")
+        assert first_add <= 1
+        assert sum(1 for c in calls if c[0] == "add") <= 2 * 4  # each round: one add (plus alignment muls)
+    finally:
+        fate2.configure("cpu")
+    torch.testing.assert_close(coder.unpack_floats(sk.decrypt_to_encoded(out), 40, 4, 30, 41).to(torch.float64),
+                               gh, rtol=0, atol=1e-6)
+    ref = torch.stack([torch.cumsum(x[c * 20:(c + 1) * 20].reshape(10, 2), 0).reshape(-1) for c in range(3)]).reshape(-1)
+    torch.testing.assert_close(_dec(keys, v), ref, rtol=1e-12, atol=1e-12)
