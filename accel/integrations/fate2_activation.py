@@ -35,7 +35,6 @@ from __future__ import annotations
 import importlib
 import logging
 import os
-import sys
 import threading
 from typing import Any
 
@@ -48,10 +47,6 @@ ENGINE_ENV = "HEA_FATE_ENGINE"  # set once a process has activated: inherited by
 _lock = threading.Lock()
 _patched: dict[str, Any] = {}
 _serving = threading.local()
-
-
-def enabled() -> bool:
-    return os.environ.get("HEA_FATE_AUTO", "1").strip().lower() not in ("0", "false", "no", "off")
 
 
 def select_engine() -> str:
