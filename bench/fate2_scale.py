@@ -121,22 +121,20 @@ def main(argv=None) -> int:
     if a.configs[0] != "stock":
         a.configs = ["stock", *[c for c in a.configs if c != "stock"]]
     port = 19800
-    rows = []
+    rows: list[dict] = []
+    rec = {"device": f"cpu ({os.cpu_count()} cores)", "date": datetime.date.today().isoformat(),
+           "commit": _commit(), "command": " ".join(["python -m bench.fate2_scale", *(argv or sys.argv[1:])]),
+           "key_bits": a.key_size, "trees": a.trees, "epochs": a.epochs, "rows": rows}
     with tempfile.TemporaryDirectory(prefix="hea-fate2-scale-") as d:
         tmp = Path(d)
-        data = write_synthetic(tmp, a.samples, a.seed)
+        rec["data"] = write_synthetic(tmp, a.samples, a.seed)
         for model in a.models:
-            results = {}
+            ref = None
             for config in a.configs:
                 with _service_env(config) as env:
-                    results[config] = run_one(tmp, model, config, a, port, env)
+                    r = run_one(tmp, model, config, a, port, env)
                 port += 3
-                r = results[config]
-                print(f"{model} {config}: {r['per_round_s']:.2f} s/{r['round']}, AUC {r['train_auc']:.5f}, "
-                      f"PHE share {', '.join(f'{k} {v:.0%}' for k, v in sorted(r['phe_share_by_role'].items()))}",
-                      flush=True)
-            ref = results["stock"]
-            for config, r in results.items():
+                ref = ref or r  # stock runs first
                 same = (r["train_auc"] == ref["train_auc"] and r["train_accuracy"] == ref["train_accuracy"]
                         and max(abs(x - y) for x, y in zip(r["scores"], ref["scores"])) <= 1e-9)
                 rows.append({"model": model, "config": config, "round": r["round"], "rounds": r["rounds"],
@@ -145,17 +143,17 @@ def main(argv=None) -> int:
                              "train_auc": r["train_auc"], "train_accuracy": r["train_accuracy"],
                              "same_model_as_stock": same, "phe_s_by_role": r["phe_s_by_role"],
                              "phe_share_by_role": r["phe_share_by_role"], "ops": r["ops"]})
+                print(f"{model} {config}: {r['per_round_s']:.2f} s/{r['round']}, AUC {r['train_auc']:.5f}, "
+                      f"PHE share {', '.join(f'{k} {v:.0%}' for k, v in sorted(r['phe_share_by_role'].items()))}, "
+                      f"same model {same}", flush=True)
+                if a.json:  # after every run: a long benchmark that is cut short keeps what it measured
+                    Path(a.json).write_text(json.dumps(rec, indent=1) + "\n")
     print(f"\nFATE 2.x at {a.samples} x 30, {a.key_size}-bit keys ({os.cpu_count()} cores)")
     print(f"{'model':<6}{'config':<22}{'s/round':>10}{'vs stock':>10}{'PHE share guest/host':>24}  same model")
     for r in rows:
         sh = r["phe_share_by_role"]
         print(f"{r['model']:<6}{r['config']:<22}{r['per_round_s']:>10.2f}{r['speedup_vs_stock']:>9.2f}x"
               f"{sh.get('guest', 0):>12.0%}/{sh.get('host', 0):<11.0%}  {r['same_model_as_stock']}")
-    if a.json:
-        rec = {"device": f"cpu ({os.cpu_count()} cores)", "date": datetime.date.today().isoformat(),
-               "commit": _commit(), "command": " ".join(["python -m bench.fate2_scale", *(argv or sys.argv[1:])]),
-               "key_bits": a.key_size, "trees": a.trees, "epochs": a.epochs, "data": data, "rows": rows}
-        Path(a.json).write_text(json.dumps(rec, indent=1) + "\n")
     return 0 if all(r["same_model_as_stock"] for r in rows) else 1
 
 
