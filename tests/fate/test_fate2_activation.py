@@ -1,7 +1,7 @@
 """FATE 2.x activation through FATE's own configuration (accel.integrations.fate2_activation).
 
 A job that never imports he-accel (tests/fate/auto_activation_job.py), run through FATE's
-multiprocess launcher with three parties: a CUDA task, or kind "heaccel", is served by
+multiprocess launcher with three parties on seeded synthetic data (600 x 30): a CUDA task, or kind "heaccel", is served by
 he-accel in every party (here the CPU backend, with the warning, since there is no GPU and no
 HEA_TARGET); a CPU task with kind "paillier" stays on stock FATE. All give the same model.
 The in-process tests cover the engine order and the opt-out.
@@ -61,13 +61,10 @@ def runs(tmp_path_factory):
         pytest.fail("he_accel_fate2.pth is not in this environment's site-packages "
                     "(python -m accel.integrations.fate2_activation enable; scripts/test_fate.sh runs it)")
     tmp = tmp_path_factory.mktemp("fate2-activation")
-    sys.path.insert(0, str(ROOT / "examples" / "fate2"))
-    try:
-        import train  # noqa: PLC0415 - the example's own data split
+    # not examples/fate2/train.py's split: importing that script installs the plugin in this process
+    from bench.fate2_scale import write_synthetic  # noqa: PLC0415
 
-        train.write_split(str(tmp))
-    finally:
-        sys.path.remove(str(ROOT / "examples" / "fate2"))
+    write_synthetic(tmp, 600, seed=11)
     return {mode: _run(tmp, mode) for mode in ("cuda", "kind", "cpu")}
 
 
@@ -84,6 +81,12 @@ def test_a_cuda_task_or_kind_heaccel_is_served_by_heaccel_in_every_party(runs, m
 def test_a_cpu_paillier_task_stays_on_stock_fate(runs):
     for r in runs["cpu"]["reports"].values():
         assert not r["installed"] and r["engine"] is None
+
+
+def test_this_process_was_left_alone(runs):
+    from accel.integrations import fate2
+
+    assert not fate2.installed()
 
 
 @pytest.mark.parametrize("mode", ["cuda", "kind"])
