@@ -10,7 +10,7 @@ workers run in parallel, so a share can pass 100%), and the same-model check aga
 
 Needs the FATE environment (scripts/test_fate.sh builds .venv-fate). The issue's full size:
 
-    .venv-fate/bin/python -m bench.fate2_scale --samples 100000 --key-size 2048 --trees 1 --epochs 1 \
+    .venv-fate/bin/python -m accel.bench.fate2_scale --samples 100000 --key-size 2048 --trees 1 --epochs 1 \
         --configs stock heaccel:cpu1 heaccel:remote:cpu [heaccel:gpu] --json bench/results/fate2-scale-100k.json
 """
 from __future__ import annotations
@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench import fate2_profile
+from accel.bench import fate2_profile
 
 ROOT = Path(__file__).resolve().parents[1]
 JOB = Path(__file__).with_name("fate2_scale_job.py")
@@ -96,7 +96,7 @@ def _service_env(config: str):
     """remote:BACKEND: an he-accel service on BACKEND for the run, its address in HEA_TARGET."""
     parts = config.split(":")
     if len(parts) >= 2 and parts[1] == "remote":
-        from bench.service_demo import running_server, wait_healthy
+        from accel.bench.service_demo import running_server, wait_healthy
 
         with running_server("--backend", parts[2] if len(parts) > 2 else "auto") as (_proc, port, _m):
             target = f"127.0.0.1:{port}"
@@ -123,7 +123,7 @@ def main(argv=None) -> int:
     port = 19800
     rows: list[dict] = []
     rec = {"device": f"cpu ({os.cpu_count()} cores)", "date": datetime.date.today().isoformat(),
-           "commit": _commit(), "command": " ".join(["python -m bench.fate2_scale", *(argv or sys.argv[1:])]),
+           "commit": _commit(), "command": " ".join(["python -m accel.bench.fate2_scale", *(argv or sys.argv[1:])]),
            "key_bits": a.key_size, "trees": a.trees, "epochs": a.epochs, "rows": rows}
     with tempfile.TemporaryDirectory(prefix="hea-fate2-scale-") as d:
         tmp = Path(d)

@@ -13,7 +13,7 @@ sys.path.insert(0, str(ROOT))
 
 import train  # noqa: E402 - installs the plugin at import when --plugin heaccel (the one-line change)
 
-from bench import fate2_profile  # noqa: E402
+from accel.bench import fate2_profile  # noqa: E402
 
 fate2_profile.instrument()  # top level: FATE's spawned computing workers run it too
 

@@ -6,7 +6,7 @@ ciphertext as the slots allow. Reported per stage (encrypt, add of two vectors, 
 values per second, with the packing factor and the largest decoding error of each path against
 the inputs. Every result is decrypted and checked.
 
-    python -m bench.packed --bits 2048 --values 4000 --value-bits 16 --max-additions 99 \
+    python -m accel.bench.packed --bits 2048 --values 4000 --value-bits 16 --max-additions 99 \
         --backend cpu:1 --json bench/results/packed-cpu-2048.json
 """
 from __future__ import annotations
@@ -100,7 +100,7 @@ def main(argv=None) -> int:
     ap.add_argument("--json")
     a = ap.parse_args(argv)
     rec = run(a.bits, a.values, a.value_bits, a.max_additions, a.backend, a.seed)
-    rec["command"] = " ".join(["python -m bench.packed", *(argv if argv is not None else sys.argv[1:])])
+    rec["command"] = " ".join(["python -m accel.bench.packed", *(argv if argv is not None else sys.argv[1:])])
     p, u = rec["packed"], rec["unpacked"]
     print(f"{a.bits}-bit, {a.values} values, backend {a.backend}: {p['slots_per_plaintext']} values per "
           f"ciphertext ({p['slot_bits']}-bit slots, {a.value_bits}-bit values, step {p['step']:.3g})")

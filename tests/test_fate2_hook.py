@@ -1,7 +1,9 @@
-"""The FATE 2.x start-up hook (_he_accel_fate2, run by he_accel_fate2.pth) without FATE: a
-stand-in ``fate.arch.context._cipher`` on a temporary path shows that the hook patches FATE's
-cipher kit only when that module is imported, leaves other imports alone, and is off with
-HEA_FATE_AUTO=0. The real thing runs through FATE's launcher in tests/fate."""
+"""The FATE 2.x start-up hook (accel/integrations/_fate2_hook.py, loaded by the line that
+``python -m accel.integrations.fate2_activation enable`` writes into he_accel_fate2.pth) without
+FATE: a stand-in ``fate.arch.context._cipher`` on a temporary path shows that the .pth line
+imports nothing of accel, that the hook patches FATE's cipher kit only when that module is
+imported, and that it is off with HEA_FATE_AUTO=0. The real thing runs through FATE's launcher
+in tests/fate."""
 from __future__ import annotations
 
 import os
@@ -10,6 +12,8 @@ import sys
 from pathlib import Path
 
 import pytest
+
+from accel.integrations.fate2_activation import PTH_LINE
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -46,7 +50,7 @@ def stand_in(tmp_path):
 def _run(path: Path, code: str, **env) -> str:
     full = {k: v for k, v in os.environ.items() if not k.startswith("HEA_")}
     full.update(env, PYTHONPATH=os.pathsep.join([str(path), str(ROOT)]))
-    proc = subprocess.run([sys.executable, "-c", "import _he_accel_fate2; _he_accel_fate2.install()\n" + code],
+    proc = subprocess.run([sys.executable, "-c", PTH_LINE + code],
                           capture_output=True, text=True, env=full, timeout=120)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return proc.stdout.strip()
@@ -54,7 +58,7 @@ def _run(path: Path, code: str, **env) -> str:
 
 def test_the_hook_patches_fates_cipher_kit_on_import(stand_in):
     out = _run(stand_in, "import sys\n"
-                         "print('accel.integrations.fate2_activation' in sys.modules)\n"
+                         "print('accel' in sys.modules)\n"
                          "import fate.arch.context._cipher as c\n"
                          "print(c.CipherKit.set_phe.__module__)\n"
                          "kit = c.CipherKit('cpu'); kit.set_phe('cpu', {'kind': 'paillier', 'key_length': 1024})\n"

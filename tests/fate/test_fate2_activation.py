@@ -62,7 +62,7 @@ def runs(tmp_path_factory):
                     "(python -m accel.integrations.fate2_activation enable; scripts/test_fate.sh runs it)")
     tmp = tmp_path_factory.mktemp("fate2-activation")
     # not examples/fate2/train.py's split: importing that script installs the plugin in this process
-    from bench.fate2_scale import write_synthetic  # noqa: PLC0415
+    from accel.bench.fate2_scale import write_synthetic  # noqa: PLC0415
 
     write_synthetic(tmp, 600, seed=11)
     return {mode: _run(tmp, mode) for mode in ("cuda", "kind", "cpu")}

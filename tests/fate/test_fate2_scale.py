@@ -9,7 +9,7 @@ import pytest
 
 pytest.importorskip("fate.arch")
 
-from bench import fate2_scale  # noqa: E402
+from accel.bench import fate2_scale  # noqa: E402
 
 pytestmark = pytest.mark.fate
 
