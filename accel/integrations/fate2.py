@@ -137,12 +137,29 @@ class PK:
         return f"<he-accel fate2 PK {self.public_key.bits} bits {self.public_key.fingerprint}>"
 
     def encrypt_encoded(self, vec: "FV", obfuscate: bool) -> "EV":
+        """Fresh ciphertexts, always obfuscated unless ``HEA_FATE_ALLOW_UNOBFUSCATED=1``.
+
+        FATE 2.2.0 drops ``obfuscate=True`` for distributed tensors (CoordinatedLR's
+        ``encrypt_tensor``), and an unobfuscated ``1 + m n`` reveals m to anyone; so a ciphertext
+        that leaves this method is safe whatever the caller passed (safe by default). The
+        evaluator's own deterministic encodings of plaintext operands do not come through here.
+        """
         vec = FV.of(vec)
         pk = self.public_key
         if not len(vec):
             return EV([], [])
-        cts = _backend().raw_encrypt(pk, [v % pk.n for v in vec.values], obfuscate=bool(obfuscate))
+        honour_false = os.environ.get("HEA_FATE_ALLOW_UNOBFUSCATED") == "1"
+        cts = _backend().raw_encrypt(pk, [v % pk.n for v in vec.values],
+                                     obfuscate=bool(obfuscate) or not honour_false)
         return EV(cts, vec.exps)
+
+    def _encrypt_deterministic(self, vec: "FV") -> "EV":
+        """(1 + m n) mod n^2: only for plaintext operands combined at once with a ciphertext."""
+        vec = FV.of(vec)
+        pk = self.public_key
+        if not len(vec):
+            return EV([], [])
+        return EV(_backend().raw_encrypt(pk, [v % pk.n for v in vec.values], obfuscate=False), vec.exps)
 
     def encrypt_encoded_scalar(self, val: Any, obfuscate: bool) -> "EV":
         """One ciphertext, as a length-1 vector (this module's evaluator broadcasts it)."""
@@ -719,12 +736,12 @@ class evaluator:  # noqa: N801 - the name FATE imports
     def add_plain(a: Any, b: torch.Tensor, pk: Any, coder: Coder, output_dtype=None) -> EV:
         if output_dtype is None:
             output_dtype = b.dtype
-        encrypted = PK(pk).encrypt_encoded(coder.encode_tensor(b, dtype=output_dtype), obfuscate=False)
+        encrypted = PK(pk)._encrypt_deterministic(coder.encode_tensor(b, dtype=output_dtype))
         return evaluator.add(a, encrypted, pk)
 
     @staticmethod
     def add_plain_scalar(a: Any, b: Any, pk: Any, coder: Coder, output_dtype) -> EV:
-        encrypted = PK(pk).encrypt_encoded_scalar(coder.encode(b, dtype=output_dtype), obfuscate=False)
+        encrypted = PK(pk)._encrypt_deterministic(FV.of(coder.encode(b, dtype=output_dtype)))
         return evaluator.add(a, encrypted, pk)
 
     @staticmethod
@@ -737,12 +754,12 @@ class evaluator:  # noqa: N801 - the name FATE imports
     def sub_plain(a: Any, b: torch.Tensor, pk: Any, coder: Coder, output_dtype=None) -> EV:
         if output_dtype is None:
             output_dtype = b.dtype
-        encrypted = PK(pk).encrypt_encoded(coder.encode_tensor(b, dtype=output_dtype), obfuscate=False)
+        encrypted = PK(pk)._encrypt_deterministic(coder.encode_tensor(b, dtype=output_dtype))
         return evaluator.sub(a, encrypted, pk)
 
     @staticmethod
     def sub_plain_scalar(a: Any, b: Any, pk: Any, coder: Coder, output_dtype) -> EV:
-        encrypted = PK(pk).encrypt_encoded_scalar(coder.encode(b, dtype=output_dtype), obfuscate=False)
+        encrypted = PK(pk)._encrypt_deterministic(FV.of(coder.encode(b, dtype=output_dtype)))
         return evaluator.sub(a, encrypted, pk)
 
     @staticmethod
@@ -755,12 +772,12 @@ class evaluator:  # noqa: N801 - the name FATE imports
     def rsub_plain(a: Any, b: torch.Tensor, pk: Any, coder: Coder, output_dtype=None) -> EV:
         if output_dtype is None:
             output_dtype = b.dtype
-        encrypted = PK(pk).encrypt_encoded(coder.encode_tensor(b, dtype=output_dtype), obfuscate=False)
+        encrypted = PK(pk)._encrypt_deterministic(coder.encode_tensor(b, dtype=output_dtype))
         return evaluator.rsub(a, encrypted, pk)
 
     @staticmethod
     def rsub_plain_scalar(a: Any, b: Any, pk: Any, coder: Coder, output_dtype) -> EV:
-        encrypted = PK(pk).encrypt_encoded_scalar(coder.encode(b, dtype=output_dtype), obfuscate=False)
+        encrypted = PK(pk)._encrypt_deterministic(FV.of(coder.encode(b, dtype=output_dtype)))
         return evaluator.rsub(a, encrypted, pk)
 
     @staticmethod

@@ -472,3 +472,21 @@ def test_secureboost_ops_are_whole_batch_calls(keys, rng):
                                gh, rtol=0, atol=1e-6)
     ref = torch.stack([torch.cumsum(x[c * 20:(c + 1) * 20].reshape(10, 2), 0).reshape(-1) for c in range(3)]).reshape(-1)
     torch.testing.assert_close(_dec(keys, v), ref, rtol=1e-12, atol=1e-12)
+
+
+def test_fresh_encryptions_are_obfuscated_even_when_fate_drops_the_flag(keys, rng, monkeypatch):
+    """FATE 2.2.0's distributed encrypt_tensor passes obfuscate=False for CoordinatedLR; an
+    unobfuscated 1 + m n reveals m. The plugin obfuscates anyway unless told to copy stock."""
+    sk, pk, coder, *_ = keys
+    x = _values(rng, 6)
+    n = pk.public_key.n
+    n2 = n * n
+    encoded = coder.encode_tensor(x)
+    deterministic = [(1 + (v % n) * n) % n2 for v in encoded.values]
+    monkeypatch.delenv("HEA_FATE_ALLOW_UNOBFUSCATED", raising=False)
+    ev = pk.encrypt_encoded(encoded, False)
+    assert all(c != d for c, d in zip(ev.cts, deterministic))
+    _same(_dec(keys, ev), x)
+    monkeypatch.setenv("HEA_FATE_ALLOW_UNOBFUSCATED", "1")
+    assert pk.encrypt_encoded(encoded, False).cts == deterministic
+    assert all(c != d for c, d in zip(pk.encrypt_encoded(encoded, True).cts, deterministic))
