@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from accel.bench import fate2_profile
+from accel.bench.ops import git_commit as _commit
 
 ROOT = Path(__file__).resolve().parents[1]
 JOB = Path(__file__).with_name("fate2_scale_job.py")
@@ -57,12 +58,6 @@ def write_synthetic(directory: str | Path, samples: int, seed: int) -> dict:
             "positive_rate": float(y.mean())}
 
 
-def _commit() -> str:
-    try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
-                              text=True, check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
 
 
 def run_one(tmp: Path, model: str, config: str, a, port: int, env: dict) -> dict:

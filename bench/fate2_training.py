@@ -19,17 +19,12 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from accel.bench.ops import git_commit as _commit
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "examples" / "fate2" / "train.py"
 
 
-def _commit() -> str:
-    try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
-                              text=True, check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
 
 
 def run_once(tmp: Path, config: str, args, port: int) -> dict:

@@ -25,16 +25,11 @@ import numpy as np
 
 from accel import CpuBackend, FixedPointCodec, generate_keypair, get_backend
 from accel.packed import PackedCodec, PackedVector
+from accel.bench.ops import git_commit as _commit
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _commit() -> str:
-    try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
-                              text=True, check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
 
 
 def _backend(spec: str):
