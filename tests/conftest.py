@@ -108,3 +108,20 @@ def oracle1024(key1024):
 @pytest.fixture
 def seeded_rng():
     return random.Random(12345)
+
+
+def recording_runtime(device_id: int = 0):
+    """An emulated runtime that records every launch as (kernel name, threads) in ``.launched``:
+    what the backend really asks the device to run."""
+    from accel.gpu.emulator import EmulatedRuntime
+
+    class LaunchRecordingRuntime(EmulatedRuntime):
+        def __init__(self, *a, **k):
+            super().__init__(*a, **k)
+            self.launched: list[tuple[str, int]] = []
+
+        def launch(self, kernel, threads, args):
+            self.launched.append((kernel, threads))
+            return super().launch(kernel, threads, args)
+
+    return LaunchRecordingRuntime(device_id)

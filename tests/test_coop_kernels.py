@@ -16,6 +16,8 @@ from accel.gpu.build import COOP_TPI
 from accel.gpu.emulator import EmulatedRuntime, run_kernel
 from accel.gpu.limbs import MOD_CLASSES, limbs, mod_rec
 
+from .conftest import recording_runtime
+
 lib = emulator.load()
 BLOCK = 128
 NO_ERROR = 2**64 - 1
@@ -139,14 +141,9 @@ def test_even_modulus_is_refused():
 
 def test_backend_powmod_runs_the_cooperative_kernel(inline_backend, monkeypatch):
     monkeypatch.delenv("HEA_GPU_COOPERATIVE", raising=False)
-    launched = []
-
-    class Recording(EmulatedRuntime):
-        def launch(self, kernel, threads, args):
-            launched.append((kernel, threads))
-            return super().launch(kernel, threads, args)
-
-    gpu = GpuBackend(runtime=Recording(0), fallback=inline_backend, cooperative=True)
+    rt = recording_runtime()
+    launched = rt.launched
+    gpu = GpuBackend(runtime=rt, fallback=inline_backend, cooperative=True)
     for bits in (1024, 2048, 4096, 8192):
         m = odd_modulus(bits)
         bases = [0, 1, m - 1, secrets.randbelow(m)]
@@ -162,11 +159,11 @@ def test_backend_powmod_runs_the_cooperative_kernel(inline_backend, monkeypatch)
     assert gpu.stats["cpu_fallbacks"] == 0
     # opt-in: off by default (HEA_GPU_COOPERATIVE unset), on with HEA_GPU_COOPERATIVE=1
     launched.clear()
-    plain = GpuBackend(runtime=Recording(0), fallback=inline_backend)
+    plain = GpuBackend(runtime=rt, fallback=inline_backend)
     assert plain.powmod([3], [5], m) == [pow(3, 5, m)]
     assert launched == [("powmod_32", 1)]
     monkeypatch.setenv("HEA_GPU_COOPERATIVE", "1")
-    assert GpuBackend(runtime=Recording(0), fallback=inline_backend).cooperative
+    assert GpuBackend(runtime=recording_runtime(), fallback=inline_backend).cooperative
 
 
 @pytest.mark.parametrize("bits", [1024, 2048, 3072, 4096])
@@ -176,14 +173,9 @@ def test_cooperative_encryption_and_obfuscators_match_the_cpu(bits, inline_backe
     from .conftest import keypair
     from .test_gpu_backend import SeededRng
 
-    launched = []
-
-    class Recording(EmulatedRuntime):
-        def launch(self, kernel, threads, args):
-            launched.append((kernel, threads))
-            return super().launch(kernel, threads, args)
-
-    gpu = GpuBackend(runtime=Recording(0), fallback=inline_backend, cooperative=True)
+    rt = recording_runtime()
+    launched = rt.launched
+    gpu = GpuBackend(runtime=rt, fallback=inline_backend, cooperative=True)
     pk, sk = keypair(bits)
     ms = [0, 1, pk.n - 1, secrets.randbelow(pk.n)] if bits <= 2048 else [pk.n - 1]  # the emulator is slow
     cs = gpu.raw_encrypt(pk, ms, rng=SeededRng(11))
