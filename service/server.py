@@ -14,7 +14,6 @@ import queue
 import threading
 import time
 from concurrent import futures
-from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
 
 import grpc
@@ -31,6 +30,7 @@ from accel.packing import blob_to_ints, ints_to_blob
 from . import codec
 from .admission import Admission, AdmissionInterceptor
 from .auth import Authenticator
+from .config import ServerConfig, config_from_args, default_key_store  # noqa: F401 - also importable from here, as before
 from .batcher import DynamicBatcher, Job
 from .errors import (
     DeadlineExceeded,
@@ -56,44 +56,6 @@ REPLY_FLOOR = 1 << 20  # a reply may always be this large, whatever the request'
 # grpc.reflection.v1 is v1alpha under its final name (same messages, field for field);
 # grpcio-reflection ships only v1alpha, so v1 is served by the same servicer under its name.
 REFLECTION_V1 = "grpc.reflection.v1.ServerReflection"
-
-
-@dataclass
-class ServerConfig:
-    address: str = "127.0.0.1:50051"
-    metrics_port: int | None = None          # None: no HTTP endpoint (metrics still collected)
-    metrics_address: str | None = None       # None: the host of ``address``
-    backend: str = "auto"
-    devices: list[int] | None = None
-    workers: int | None = None               # batch workers; default one per GPU, else 1
-    max_batch: int = 65536                   # elements per coalesced backend call
-    max_delay_ms: float = 2.0                # how long a batch waits for company
-    preferred_batch: int = 512               # a batch this large runs without waiting
-    max_queue_elements: int = 1 << 21        # back-pressure bound (RESOURCE_EXHAUSTED beyond)
-    max_request_elements: int = 1 << 20      # larger requests must stream in chunks
-    max_identity_queue_elements: int | None = None  # queued elements per identity (None: max_queue / 4)
-    max_message_bytes: int = 64 << 20        # request and response size limit
-    handler_threads: int = 256
-    stream_window: int = 16                  # chunks of one stream in flight at once
-    max_calls: int = 128                     # calls in progress (must stay below handler_threads)
-    max_calls_per_identity: int = 64
-    idle_timeout_s: float = 30.0             # a call that sends nothing for this long is ended
-    health_threads: int = 4                  # the reserve that answers grpc.health.v1 Check
-    keepalive_time_s: float = 60.0           # server pings idle connections this often
-    keepalive_timeout_s: float = 20.0        # ... and drops them when a ping goes unanswered this long
-    min_client_ping_interval_s: float = 10.0  # clients pinging more often are disconnected
-    max_connection_idle_s: float = 600.0     # connections with no call for this long are closed
-    max_streams_per_connection: int = 64     # HTTP/2 concurrent streams per connection
-    key_store: str = "memory"                # "memory" or "sqlite:PATH" (the CLI defaults to sqlite)
-    kek_file: str | None = None              # key-encryption key for the key store (or HEA_KEK)
-    max_keys_per_identity: int = 1_000
-    tls_cert: str | None = None
-    tls_key: str | None = None
-    client_ca: str | None = None             # mTLS: require client certificates signed by this CA
-    tokens: dict[str, str] = field(default_factory=dict)  # token -> identity
-    min_key_bits: int = 1024
-    max_keys: int = 10_000
-    grace_seconds: float = 30.0              # drain: how long in-flight calls may take after SIGTERM
 
 
 def as_service_error(e: BaseException, op: str) -> ServiceError:
@@ -687,68 +649,3 @@ class HeAccelServer:
 
     def wait(self) -> None:
         self.grpc_server.wait_for_termination()
-
-
-def config_from_args(args: Any, env: dict[str, str] | None = None) -> ServerConfig:
-    """Merge ``he-accel serve`` flags over ``HEA_*`` environment variables."""
-    from .auth import load_tokens  # noqa: PLC0415
-
-    env = dict(os.environ if env is None else env)
-
-    def pick(name: str, var: str, default: Any, conv: Callable[[str], Any] = str) -> Any:
-        v = getattr(args, name, None)
-        if v is not None:
-            return v
-        return conv(env[var]) if env.get(var) else default
-
-    devices = pick("devices", "HEA_DEVICES", None)
-    if isinstance(devices, str):
-        devices = [int(d) for d in devices.split(",") if d.strip()]
-    metrics_port = pick("metrics_port", "HEA_METRICS_PORT", None, int)
-    if metrics_port is not None and metrics_port < 0:
-        metrics_port = None
-    d = ServerConfig()
-    return ServerConfig(
-        address=pick("address", "HEA_ADDRESS", d.address),
-        metrics_port=metrics_port,
-        metrics_address=pick("metrics_address", "HEA_METRICS_ADDRESS", None),
-        backend=pick("backend", "HEA_BACKEND", d.backend),
-        devices=devices,
-        workers=pick("workers", "HEA_WORKERS", None, int),
-        max_batch=pick("max_batch", "HEA_MAX_BATCH", d.max_batch, int),
-        max_delay_ms=pick("max_delay_ms", "HEA_MAX_DELAY_MS", d.max_delay_ms, float),
-        preferred_batch=pick("preferred_batch", "HEA_PREFERRED_BATCH", d.preferred_batch, int),
-        max_queue_elements=pick("max_queue", "HEA_MAX_QUEUE", d.max_queue_elements, int),
-        max_request_elements=pick("max_request", "HEA_MAX_REQUEST", d.max_request_elements, int),
-        max_identity_queue_elements=pick("max_identity_queue", "HEA_MAX_IDENTITY_QUEUE", None, int),
-        max_message_bytes=pick("max_message_bytes", "HEA_MAX_MESSAGE_BYTES", d.max_message_bytes, int),
-        max_calls=pick("max_calls", "HEA_MAX_CALLS", d.max_calls, int),
-        max_calls_per_identity=pick("max_calls_per_identity", "HEA_MAX_CALLS_PER_IDENTITY",
-                                    d.max_calls_per_identity, int),
-        handler_threads=pick("handler_threads", "HEA_HANDLER_THREADS", d.handler_threads, int),
-        idle_timeout_s=pick("idle_timeout", "HEA_IDLE_TIMEOUT", d.idle_timeout_s, float),
-        health_threads=pick("health_threads", "HEA_HEALTH_THREADS", d.health_threads, int),
-        keepalive_time_s=pick("keepalive_time", "HEA_KEEPALIVE_TIME", d.keepalive_time_s, float),
-        keepalive_timeout_s=pick("keepalive_timeout", "HEA_KEEPALIVE_TIMEOUT", d.keepalive_timeout_s, float),
-        min_client_ping_interval_s=pick("min_ping_interval", "HEA_MIN_PING_INTERVAL",
-                                        d.min_client_ping_interval_s, float),
-        max_connection_idle_s=pick("max_connection_idle", "HEA_MAX_CONNECTION_IDLE", d.max_connection_idle_s, float),
-        max_streams_per_connection=pick("max_streams_per_connection", "HEA_MAX_STREAMS_PER_CONNECTION",
-                                        d.max_streams_per_connection, int),
-        grace_seconds=pick("grace", "HEA_GRACE", d.grace_seconds, float),
-        tls_cert=pick("tls_cert", "HEA_TLS_CERT", None),
-        tls_key=pick("tls_key", "HEA_TLS_KEY", None),
-        client_ca=pick("client_ca", "HEA_CLIENT_CA", None),
-        tokens=load_tokens(pick("tokens_file", "HEA_TOKENS_FILE", None), env),
-        min_key_bits=pick("min_key_bits", "HEA_MIN_KEY_BITS", d.min_key_bits, int),
-        max_keys=pick("max_keys", "HEA_MAX_KEYS", d.max_keys, int),
-        max_keys_per_identity=pick("max_keys_per_identity", "HEA_MAX_KEYS_PER_IDENTITY", d.max_keys_per_identity, int),
-        key_store=pick("key_store", "HEA_KEY_STORE", default_key_store(env)),
-        kek_file=pick("kek_file", "HEA_KEK_FILE", None),
-    )
-
-
-def default_key_store(env: dict[str, str]) -> str:
-    """``he-accel serve`` keeps keys across restarts by default: SQLite under the user's data dir."""
-    base = env.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
-    return "sqlite:" + os.path.join(base, "he-accel", "keys.db")
