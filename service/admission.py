@@ -5,9 +5,11 @@ unary call holds a handler thread while it waits for its request message, before
 code runs: 256 silent calls from anyone used to lock every caller out. Here instead:
 
 * every unary method of the he-accel services is served as a client-streaming one, so that its
-  handler starts at once: it authenticates the caller from the call's metadata, then takes a slot
-  (``max_calls`` in total, ``max_calls_per_identity`` per identity) or answers
-  RESOURCE_EXHAUSTED, and only then waits for the request message, at most ``idle_timeout``;
+  handler starts at once: the caller, authenticated from the call's metadata (by
+  :class:`~accel.service.interceptors.AuthInterceptor`, the interceptor before this one), takes a
+  slot (``max_calls`` in total, ``max_calls_per_identity`` per identity) or gets
+  RESOURCE_EXHAUSTED, and only then is the request message waited for, at most ``idle_timeout``;
+  ``Stream`` takes its slot the same way and times its own messages out;
 * health checks run on a thread pool of their own (the reserve), outside these limits;
 * while draining, new calls get UNAVAILABLE (clients retry elsewhere or later).
 """
@@ -83,6 +85,10 @@ class Admission:
             return self._cond.wait_for(lambda: self._working == 0, timeout)
 
 
+def _authenticated(context: Any) -> str:
+    return context.identity  # set by AuthInterceptor, the interceptor before this one
+
+
 def _receive(request_iterator: Iterator[Any], context: grpc.ServicerContext, receivers: futures.Executor,
              timeout: float) -> Any:
     """A call's one request message, waited for at most ``timeout`` s (on a ``receivers`` thread:
@@ -116,18 +122,18 @@ def _health_check(handler: grpc.RpcMethodHandler, pool: futures.ThreadPoolExecut
 class AdmissionInterceptor(grpc.ServerInterceptor):
     """Applies :class:`Admission` to the methods of ``services`` (see the module docstring).
 
-    ``identify(context)`` authenticates (raises a :class:`ServiceError`); ``reject(method, error)``
-    records a refused call; ``receivers`` waits for request messages (one thread per admitted
-    call at most, so it is sized like ``max_calls``); ``reserve`` runs health checks.
+    Their calls arrive authenticated: ``context.identity`` (the
+    :class:`~accel.service.interceptors.CallContext` of the interceptor before this one).
+    ``reject(method, error)`` records a refused call; ``receivers`` waits for request messages
+    (one thread per admitted call at most, so it is sized like ``max_calls``); ``reserve`` runs
+    health checks.
     """
 
-    def __init__(self, admission: Admission, services: set[str], identify: Callable[[Any], str], *,
-                 idle_timeout: float, receivers: futures.ThreadPoolExecutor, reserve: futures.ThreadPoolExecutor,
+    def __init__(self, admission: Admission, services: set[str], *, idle_timeout: float, receivers: futures.ThreadPoolExecutor, reserve: futures.ThreadPoolExecutor,
                  reject: Callable[[str, ServiceError], None] = lambda method, error: None,
                  health_receivers: int = 16):
         self.admission = admission
         self.services = services
-        self.identify = identify
         self.idle_timeout = idle_timeout
         self.receivers = receivers
         self.reserve = reserve
@@ -145,14 +151,15 @@ class AdmissionInterceptor(grpc.ServerInterceptor):
                                  min(self.idle_timeout, HEALTH_RECEIVE_TIMEOUT))
         service = method.split("/")[1]
         if service in self.services:
-            if handler.request_streaming:
-                return handler  # Stream admits itself (its reader already waits off the handler thread)
-            identify = self.identify
+            identify = _authenticated
+            # Stream times its own messages out (its reader already waits off the handler thread)
+            own_requests = handler.request_streaming
         else:
             # open to all (health Watch, reflection): admitted as one shared identity per service,
             # so that silent or endless calls there hold at most one identity's share
             identify = lambda context: PUBLIC + service  # noqa: E731
-        return self._admitted(handler, method, identify)
+            own_requests = False
+        return self._admitted(handler, method, identify, own_requests)
 
     def _admit(self, method: str, identify: Callable[[Any], str], context: grpc.ServicerContext) -> str:
         try:
@@ -178,15 +185,18 @@ class AdmissionInterceptor(grpc.ServerInterceptor):
                 return
             yield message
 
-    def _admitted(self, handler: grpc.RpcMethodHandler, method: str,
-                  identify: Callable[[Any], str]) -> grpc.RpcMethodHandler:
+    def _admitted(self, handler: grpc.RpcMethodHandler, method: str, identify: Callable[[Any], str],
+                  own_requests: bool = False) -> grpc.RpcMethodHandler:
         """``handler`` served as request-streaming, so that it runs at once: admission first, then
-        the request(s), waited for at most ``idle_timeout``."""
+        the request(s), waited for at most ``idle_timeout`` (unless ``own_requests``: the handler
+        reads its request stream itself)."""
         kind = ("stream" if handler.request_streaming else "unary") + "_" + \
                ("stream" if handler.response_streaming else "unary")
         behavior = getattr(handler, kind)
 
         def request_of(request_iterator: Iterator[Any], context: grpc.ServicerContext) -> Any:
+            if own_requests:
+                return request_iterator
             if handler.request_streaming:
                 return self._requests(request_iterator, context)
             return self.receive(request_iterator, context)
