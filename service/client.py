@@ -16,12 +16,14 @@ This module needs only ``grpcio`` and ``protobuf`` (it runs under FATE 2.x's pin
 from __future__ import annotations
 
 import asyncio
+import functools
 import ipaddress
+import itertools
 import random
 import socket
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import grpc
 
@@ -30,6 +32,7 @@ from accel.packing import blob_to_ints, ints_to_blob
 
 from . import codec
 from .errors import InvalidArgument, ServiceError, from_status
+from .ops import BY_RPC, COMPUTE_OPS
 from .proto.heaccel.v1 import heaccel_pb2 as pb
 from .proto.heaccel.v1 import heaccel_pb2_grpc as pb_grpc
 
@@ -40,12 +43,6 @@ ENCRYPT_MODES = {
     "deterministic": pb.ENCRYPT_MODE_DETERMINISTIC,
 }
 DEFAULT_CHUNK_BYTES = 4 << 20
-_RESULT_FIELD = {"Encrypt": "ciphertexts", "Decrypt": "plaintexts", "Add": "ciphertexts",
-                 "AddPlain": "ciphertexts", "Mul": "ciphertexts", "Sum": "ciphertexts",
-                 "MatVec": "ciphertexts", "Rerandomize": "ciphertexts", "PowMod": "numbers"}
-_STREAM_FIELD = {"Encrypt": "encrypt", "Decrypt": "decrypt", "Add": "add", "AddPlain": "add_plain",
-                 "Mul": "mul", "Sum": "sum", "MatVec": "matvec", "Rerandomize": "rerandomize",
-                 "PowMod": "powmod"}
 
 
 @dataclass(frozen=True)
@@ -98,9 +95,29 @@ class RemotePrivateKey(PrivateKey):
 
 @dataclass
 class _Plan:
-    rpc: str
+    rpc: str                                  # the KeyService or ComputeService method
     requests: list[Any]                       # one per chunk; one element means a unary call
-    finish: Callable[[list[bytes]], Any]
+    finish: Callable[[list[Any]], Any]        # the replies' payloads -> the method's result
+
+    @property
+    def service(self) -> str:
+        return "compute" if self.rpc in BY_RPC else "keys"
+
+    def payload(self, reply: Any) -> Any:
+        """What ``finish`` reads of a unary reply: a compute op's packed numbers, a key call's message."""
+        op = BY_RPC.get(self.rpc)
+        return reply if op is None else getattr(reply, op.result)
+
+    def stream_requests(self, start: int) -> Iterator[pb.StreamRequest]:
+        """The chunks from ``start`` on, as ``Stream`` messages (``start`` is read now, not when iterated)."""
+        field = BY_RPC[self.rpc].name
+        return (pb.StreamRequest(sequence=seq, **{field: self.requests[seq]})
+                for seq in range(start, len(self.requests)))
+
+
+def _key_call(rpc: str, request: Any, finish: Callable[[Any], Any]) -> _Plan:
+    """A plan of one KeyService call: ``finish`` reads its reply."""
+    return _Plan(rpc, [request], lambda replies: finish(replies[0]))
 
 
 def _key_ref(pk: PublicKey) -> pb.KeyRef:
@@ -142,7 +159,7 @@ class _Planner:
     def _per_chunk(self, bytes_per_element: int) -> int:
         return max(1, self.chunk_bytes // max(1, bytes_per_element))
 
-    def elementwise(self, rpc: str, pk: PublicKey, fields: dict[str, tuple[bytes, int]],
+    def elementwise(self, op: str, pk: PublicKey, fields: dict[str, tuple[bytes, int]],
                     extra: dict[str, Any] | None = None, scalars: tuple[str, list[int]] | None = None) -> _Plan:
         """Requests for an elementwise op: ``fields`` name -> (blob, width); optional signed
         ``scalars`` (field name, values) split along with them."""
@@ -157,13 +174,13 @@ class _Planner:
             raise InvalidArgument(f"length mismatch: {count} elements, {len(scalars[1])} scalars")
         per_el = sum(w for _, w in fields.values()) + (pk.plaintext_width if scalars else 0)
         reqs = []
-        msg = getattr(pb, _REQUEST_TYPE[rpc])
+        msg = COMPUTE_OPS[op].request
         for lo, hi in _chunks(count, self._per_chunk(per_el)):
             kw = {name: blob[lo * w:hi * w] for name, (blob, w) in fields.items()}
             if scalars is not None:
                 kw[scalars[0]] = _signed(scalars[1][lo:hi], pk.plaintext_width)
             reqs.append(msg(key=_key_ref(pk), **kw, **(extra or {})))
-        return _Plan(rpc, reqs, _join)
+        return _Plan(COMPUTE_OPS[op].rpc, reqs, _join)
 
     def sum(self, pk: PublicKey, cs: bytes) -> _Plan:
         cw = pk.ciphertext_width
@@ -194,10 +211,6 @@ class _Planner:
             reqs.append(pb.PowModRequest(modulus=mbytes, bases=blob[lo * width:hi * width],
                                          exponents=_signed(e, codec.MAX_SIGNED_WIDTH)))
         return _Plan("PowMod", reqs, lambda parts: blob_to_ints(_join(parts), width))
-
-
-_REQUEST_TYPE = {"Encrypt": "EncryptRequest", "Decrypt": "DecryptRequest", "Add": "AddRequest",
-                 "AddPlain": "AddPlainRequest", "Mul": "MulRequest", "Rerandomize": "RerandomizeRequest"}
 
 
 def _resolve_targets(targets: str | Sequence[str]) -> tuple[str, str | None]:
@@ -252,7 +265,18 @@ def _channel_args(targets: str | Sequence[str], *, root_certificates: bytes | st
     return target, creds, opts
 
 
-class _Base:
+def _transported(spec: Callable[..., _Plan]) -> Callable[..., _Plan]:
+    """Marks a client method written once in :class:`_CallCore`: its body plans the call; each
+    client class turns it into a method that runs the plan its own way (blocking or awaitable)."""
+    spec.__transported__ = True  # type: ignore[attr-defined]
+    return spec
+
+
+class _CallCore:
+    """What both clients share: the channel's settings, planning, the retry policy, the ordering
+    of a chunked call, and every method (each written once below, as the plan of its call).
+    A client class supplies ``_execute(plan)`` and ``_bind(spec)``, which makes a method of a spec."""
+
     def __init__(self, target: str | Sequence[str], *, token: str | None = None,
                  root_certificates: bytes | str | None = None, client_cert: bytes | str | None = None,
                  client_key: bytes | str | None = None, server_name: str | None = None,
@@ -269,6 +293,21 @@ class _Base:
         self.max_backoff = max_backoff
         self.planner = _Planner(chunk_bytes)
 
+    def __init_subclass__(cls, **kw: Any) -> None:
+        super().__init_subclass__(**kw)
+        if "_bind" in vars(cls):  # a client class: each written-once method, run its way
+            for name, spec in vars(_CallCore).items():
+                if getattr(spec, "__transported__", False):
+                    setattr(cls, name, cls._bind(spec))
+
+    # -- the call core ---------------------------------------------------------------------
+    def _stub(self, plan: _Plan) -> Any:
+        return self.compute if plan.service == "compute" else self.keys
+
+    def _send(self, plan: _Plan) -> Any:
+        """A one-request plan's call (``_unary(stub, rpc, request)``: the client's own transport)."""
+        return self._unary(self._stub(plan), plan.rpc, plan.requests[0])
+
     def _retry_or_raise(self, e: grpc.RpcError, attempt: int) -> float:
         """Seconds to back off before retrying ``e`` (only UNAVAILABLE, within ``retries``);
         raises the typed exception otherwise."""
@@ -283,40 +322,126 @@ class _Base:
     def _error(e: grpc.RpcError) -> ServiceError:
         return from_status(e.code(), e.details() or "")
 
-    # -- planning helpers used by both clients ---------------------------------------------
     def _plan_encrypt(self, pk: PublicKey, ms: bytes, mode: str) -> _Plan:
         if mode not in ENCRYPT_MODES:
             raise ValueError(f"mode must be one of {sorted(ENCRYPT_MODES)}")
-        return self.planner.elementwise("Encrypt", pk, {"plaintexts": (ms, pk.plaintext_width)},
+        return self.planner.elementwise("encrypt", pk, {"plaintexts": (ms, pk.plaintext_width)},
                                         {"mode": ENCRYPT_MODES[mode]})
 
-    def _plan(self, op: str, pk: PublicKey, *args: Any, **kw: Any) -> _Plan:
-        p, cw, pw = self.planner, pk.ciphertext_width, pk.plaintext_width
-        if op == "decrypt":
-            return p.elementwise("Decrypt", pk, {"ciphertexts": (args[0], cw)})
-        if op == "add":
-            return p.elementwise("Add", pk, {"a": (args[0], cw), "b": (args[1], cw)})
-        if op == "add_plain":
-            return p.elementwise("AddPlain", pk, {"ciphertexts": (args[0], cw), "plaintexts": (args[1], pw)})
-        if op == "mul":
-            return p.elementwise("Mul", pk, {"ciphertexts": (args[0], cw)}, scalars=("scalars", list(args[1])))
-        if op == "rerandomize":
-            return p.elementwise("Rerandomize", pk, {"ciphertexts": (args[0], cw)},
-                                 {"use_private_key": bool(kw.get("use_private_key"))})
-        if op == "sum":
-            return p.sum(pk, args[0])
-        if op == "matvec":
-            return p.matvec(pk, args[0], args[1], args[2])
-        raise ValueError(op)
-
     @staticmethod
-    def _stream_requests(plan: _Plan, start: int) -> Iterable[pb.StreamRequest]:
-        field = _STREAM_FIELD[plan.rpc]
-        for seq in range(start, len(plan.requests)):
-            yield pb.StreamRequest(sequence=seq, **{field: plan.requests[seq]})
+    def _stream_requests(plan: _Plan, start: int) -> Iterator[pb.StreamRequest]:
+        return plan.stream_requests(start)
+
+    # -- every method, written once: each returns the plan of its call ---------------------
+    @_transported
+    def register_public_key(self, pk: PublicKey) -> KeyInfo:
+        return _key_call("RegisterPublicKey", pb.RegisterPublicKeyRequest(public_key=pk.to_bytes()), KeyInfo.from_pb)
+
+    @_transported
+    def generate_keypair(self, bits: int = 2048) -> tuple[PublicKey, RemotePrivateKey]:
+        def pair(m: pb.KeyInfo) -> tuple[PublicKey, RemotePrivateKey]:
+            pk = PublicKey.from_bytes(m.public_key)
+            return pk, RemotePrivateKey(pk)
+        return _key_call("GenerateKeyPair", pb.GenerateKeyPairRequest(bits=bits), pair)
+
+    @_transported
+    def import_private_key(self, sk: PrivateKey) -> KeyInfo:
+        """Hand a private key to the service (the owner's explicit choice); only this identity
+        may then decrypt with it there."""
+        req = pb.ImportPrivateKeyRequest(public_key=sk.public_key.to_bytes(), p=_be(sk.p), q=_be(sk.q))
+        return _key_call("ImportPrivateKey", req, KeyInfo.from_pb)
+
+    @_transported
+    def export_private_key(self, key: PublicKey | str) -> PrivateKey:
+        """The private key the service holds for this identity (its owner only)."""
+        def private(m: pb.PrivateKeyMaterial) -> PrivateKey:
+            return PrivateKey(PublicKey.from_bytes(m.public_key), int.from_bytes(m.p, "big"),
+                              int.from_bytes(m.q, "big"))
+        return _key_call("ExportPrivateKey", pb.ExportPrivateKeyRequest(key_id=_key_id(key)), private)
+
+    @_transported
+    def describe_key(self, key: PublicKey | str) -> KeyInfo:
+        ref = _key_ref(key) if isinstance(key, PublicKey) else pb.KeyRef(key_id=key)
+        return _key_call("DescribeKey", ref, KeyInfo.from_pb)
+
+    @_transported
+    def delete_key(self, key: PublicKey | str) -> bool:
+        return _key_call("DeleteKey", pb.DeleteKeyRequest(key_id=_key_id(key)), lambda m: m.deleted)
+
+    @_transported
+    def list_keys(self) -> list[KeyInfo]:
+        return _key_call("ListKeys", pb.ListKeysRequest(), lambda m: [KeyInfo.from_pb(k) for k in m.keys])
+
+    @_transported
+    def encrypt(self, pk: PublicKey, ms: bytes, mode: str = "textbook") -> bytes:
+        return self._plan_encrypt(pk, ms, mode)
+
+    @_transported
+    def decrypt(self, pk: PublicKey, cs: bytes) -> bytes:
+        return self.planner.elementwise("decrypt", pk, {"ciphertexts": (cs, pk.ciphertext_width)})
+
+    @_transported
+    def add(self, pk: PublicKey, a: bytes, b: bytes) -> bytes:
+        cw = pk.ciphertext_width
+        return self.planner.elementwise("add", pk, {"a": (a, cw), "b": (b, cw)})
+
+    @_transported
+    def add_plain(self, pk: PublicKey, cs: bytes, ms: bytes) -> bytes:
+        return self.planner.elementwise("add_plain", pk, {"ciphertexts": (cs, pk.ciphertext_width),
+                                                          "plaintexts": (ms, pk.plaintext_width)})
+
+    @_transported
+    def mul(self, pk: PublicKey, cs: bytes, scalars: Sequence[int]) -> bytes:
+        return self.planner.elementwise("mul", pk, {"ciphertexts": (cs, pk.ciphertext_width)},
+                                        scalars=("scalars", list(scalars)))
+
+    @_transported
+    def sum(self, pk: PublicKey, cs: bytes) -> bytes:
+        return self.planner.sum(pk, cs)
+
+    @_transported
+    def matvec(self, pk: PublicKey, cs: bytes, rows: list[list[int]], columns: int) -> bytes:
+        return self.planner.matvec(pk, cs, rows, columns)
+
+    @_transported
+    def rerandomize(self, pk: PublicKey, cs: bytes, *, use_private_key: bool = False) -> bytes:
+        return self.planner.elementwise("rerandomize", pk, {"ciphertexts": (cs, pk.ciphertext_width)},
+                                        {"use_private_key": bool(use_private_key)})
+
+    @_transported
+    def powmod(self, bases: Sequence[int], exps: Sequence[int], mod: int) -> list[int]:
+        return self.planner.powmod(list(bases), list(exps), mod)
 
 
-class HeAccelClient(_Base):
+class _Progress:
+    """A chunked call's answers so far, in order; a reopened stream resumes at the first unanswered chunk."""
+
+    def __init__(self, core: _CallCore, plan: _Plan):
+        self.core = core
+        self.plan = plan
+        self.results: list[bytes] = []
+        self.attempt = 0
+
+    @property
+    def done(self) -> bool:
+        return len(self.results) >= len(self.plan.requests)
+
+    def pending(self) -> Iterator[pb.StreamRequest]:
+        return self.plan.stream_requests(len(self.results))
+
+    def accept(self, resp: pb.StreamResponse) -> None:
+        if resp.sequence != len(self.results):
+            raise ServiceError(f"stream out of order: got {resp.sequence}, expected {len(self.results)}")
+        self.results.append(resp.data)
+        self.attempt = 0
+
+    def retry_after(self, e: grpc.RpcError) -> float:
+        delay = self.core._retry_or_raise(e, self.attempt)
+        self.attempt += 1
+        return delay
+
+
+class HeAccelClient(_CallCore):
     """Blocking client. Methods take and return packed blobs (see the module docstring)."""
 
     def __init__(self, target: str | Sequence[str], **kw: Any):
@@ -337,98 +462,35 @@ class HeAccelClient(_Base):
     def __exit__(self, *exc):
         self.close()
 
-    # -- transport -------------------------------------------------------------------------
+    @staticmethod
+    def _bind(spec: Callable[..., _Plan]) -> Callable[..., Any]:
+        @functools.wraps(spec)
+        def method(self: "HeAccelClient", *args: Any, **kw: Any) -> Any:
+            return self._execute(spec(self, *args, **kw))
+        return method
+
+    def _execute(self, plan: _Plan) -> Any:
+        if len(plan.requests) == 1:
+            return plan.finish([plan.payload(self._send(plan))])
+        progress = _Progress(self, plan)
+        while not progress.done:
+            try:
+                for resp in self.compute.Stream(progress.pending(), timeout=self.timeout, metadata=self._metadata):
+                    progress.accept(resp)
+            except grpc.RpcError as e:
+                time.sleep(progress.retry_after(e))
+        return plan.finish(progress.results)
+
     def _unary(self, stub: Any, rpc: str, request: Any) -> Any:
         method = getattr(stub, rpc)
-        for attempt in range(self.retries + 1):
+        for attempt in itertools.count():
             try:
                 return method(request, timeout=self.timeout, metadata=self._metadata)
             except grpc.RpcError as e:
                 time.sleep(self._retry_or_raise(e, attempt))
-        raise AssertionError("unreachable: the last attempt raises")
-
-    def _run(self, plan: _Plan) -> Any:
-        if len(plan.requests) == 1:
-            resp = self._unary(self.compute, plan.rpc, plan.requests[0])
-            return plan.finish([getattr(resp, _RESULT_FIELD[plan.rpc])])
-        results: list[bytes] = []
-        attempt = 0
-        while len(results) < len(plan.requests):
-            try:
-                call = self.compute.Stream(self._stream_requests(plan, len(results)), timeout=self.timeout,
-                                           metadata=self._metadata)
-                for resp in call:
-                    if resp.sequence != len(results):
-                        raise ServiceError(f"stream out of order: got {resp.sequence}, expected {len(results)}")
-                    results.append(resp.data)
-                    attempt = 0
-            except grpc.RpcError as e:
-                time.sleep(self._retry_or_raise(e, attempt))
-                attempt += 1
-        return plan.finish(results)
-
-    # -- keys ------------------------------------------------------------------------------
-    def register_public_key(self, pk: PublicKey) -> KeyInfo:
-        return KeyInfo.from_pb(self._unary(self.keys, "RegisterPublicKey",
-                                           pb.RegisterPublicKeyRequest(public_key=pk.to_bytes())))
-
-    def generate_keypair(self, bits: int = 2048) -> tuple[PublicKey, RemotePrivateKey]:
-        info = KeyInfo.from_pb(self._unary(self.keys, "GenerateKeyPair", pb.GenerateKeyPairRequest(bits=bits)))
-        return info.public_key, RemotePrivateKey(info.public_key)
-
-    def import_private_key(self, sk: PrivateKey) -> KeyInfo:
-        """Hand a private key to the service (the owner's explicit choice); only this identity
-        may then decrypt with it there."""
-        req = pb.ImportPrivateKeyRequest(public_key=sk.public_key.to_bytes(), p=_be(sk.p), q=_be(sk.q))
-        return KeyInfo.from_pb(self._unary(self.keys, "ImportPrivateKey", req))
-
-    def export_private_key(self, key: PublicKey | str) -> PrivateKey:
-        kid = key.fingerprint if isinstance(key, PublicKey) else key
-        m = self._unary(self.keys, "ExportPrivateKey", pb.ExportPrivateKeyRequest(key_id=kid))
-        pk = PublicKey.from_bytes(m.public_key)
-        return PrivateKey(pk, int.from_bytes(m.p, "big"), int.from_bytes(m.q, "big"))
-
-    def describe_key(self, key: PublicKey | str) -> KeyInfo:
-        ref = _key_ref(key) if isinstance(key, PublicKey) else pb.KeyRef(key_id=key)
-        return KeyInfo.from_pb(self._unary(self.keys, "DescribeKey", ref))
-
-    def delete_key(self, key: PublicKey | str) -> bool:
-        kid = key.fingerprint if isinstance(key, PublicKey) else key
-        return self._unary(self.keys, "DeleteKey", pb.DeleteKeyRequest(key_id=kid)).deleted
-
-    def list_keys(self) -> list[KeyInfo]:
-        return [KeyInfo.from_pb(k) for k in self._unary(self.keys, "ListKeys", pb.ListKeysRequest()).keys]
-
-    # -- compute (packed blobs) -------------------------------------------------------------
-    def encrypt(self, pk: PublicKey, ms: bytes, mode: str = "textbook") -> bytes:
-        return self._run(self._plan_encrypt(pk, ms, mode))
-
-    def decrypt(self, pk: PublicKey, cs: bytes) -> bytes:
-        return self._run(self._plan("decrypt", pk, cs))
-
-    def add(self, pk: PublicKey, a: bytes, b: bytes) -> bytes:
-        return self._run(self._plan("add", pk, a, b))
-
-    def add_plain(self, pk: PublicKey, cs: bytes, ms: bytes) -> bytes:
-        return self._run(self._plan("add_plain", pk, cs, ms))
-
-    def mul(self, pk: PublicKey, cs: bytes, scalars: Sequence[int]) -> bytes:
-        return self._run(self._plan("mul", pk, cs, scalars))
-
-    def sum(self, pk: PublicKey, cs: bytes) -> bytes:
-        return self._run(self._plan("sum", pk, cs))
-
-    def matvec(self, pk: PublicKey, cs: bytes, rows: list[list[int]], columns: int) -> bytes:
-        return self._run(self._plan("matvec", pk, cs, rows, columns))
-
-    def rerandomize(self, pk: PublicKey, cs: bytes, *, use_private_key: bool = False) -> bytes:
-        return self._run(self._plan("rerandomize", pk, cs, use_private_key=use_private_key))
-
-    def powmod(self, bases: Sequence[int], exps: Sequence[int], mod: int) -> list[int]:
-        return self._run(self.planner.powmod(list(bases), list(exps), mod))
 
 
-class AsyncHeAccelClient(_Base):
+class AsyncHeAccelClient(_CallCore):
     """asyncio client (``grpc.aio``): the same methods as :class:`HeAccelClient`, awaitable."""
 
     def __init__(self, target: str | Sequence[str], **kw: Any):
@@ -449,81 +511,37 @@ class AsyncHeAccelClient(_Base):
     async def __aexit__(self, *exc):
         await self.close()
 
+    @staticmethod
+    def _bind(spec: Callable[..., _Plan]) -> Callable[..., Any]:
+        @functools.wraps(spec)
+        async def method(self: "AsyncHeAccelClient", *args: Any, **kw: Any) -> Any:
+            return await self._execute(spec(self, *args, **kw))
+        return method
+
+    async def _execute(self, plan: _Plan) -> Any:
+        if len(plan.requests) == 1:
+            return plan.finish([plan.payload(await self._send(plan))])
+        progress = _Progress(self, plan)
+        while not progress.done:
+            try:
+                async for resp in self.compute.Stream(progress.pending(), timeout=self.timeout,
+                                                      metadata=self._metadata):
+                    progress.accept(resp)
+            except grpc.RpcError as e:
+                await asyncio.sleep(progress.retry_after(e))
+        return plan.finish(progress.results)
+
     async def _unary(self, stub: Any, rpc: str, request: Any) -> Any:
         method = getattr(stub, rpc)
-        for attempt in range(self.retries + 1):
+        for attempt in itertools.count():
             try:
                 return await method(request, timeout=self.timeout, metadata=self._metadata)
             except grpc.RpcError as e:
                 await asyncio.sleep(self._retry_or_raise(e, attempt))
-        raise AssertionError("unreachable: the last attempt raises")
 
-    async def _run(self, plan: _Plan) -> Any:
-        if len(plan.requests) == 1:
-            resp = await self._unary(self.compute, plan.rpc, plan.requests[0])
-            return plan.finish([getattr(resp, _RESULT_FIELD[plan.rpc])])
-        results: list[bytes] = []
-        attempt = 0
-        while len(results) < len(plan.requests):
-            try:
-                call = self.compute.Stream(self._stream_requests(plan, len(results)), timeout=self.timeout,
-                                           metadata=self._metadata)
-                async for resp in call:
-                    if resp.sequence != len(results):
-                        raise ServiceError(f"stream out of order: got {resp.sequence}, expected {len(results)}")
-                    results.append(resp.data)
-                    attempt = 0
-            except grpc.RpcError as e:
-                await asyncio.sleep(self._retry_or_raise(e, attempt))
-                attempt += 1
-        return plan.finish(results)
 
-    async def register_public_key(self, pk: PublicKey) -> KeyInfo:
-        return KeyInfo.from_pb(await self._unary(self.keys, "RegisterPublicKey",
-                                                 pb.RegisterPublicKeyRequest(public_key=pk.to_bytes())))
-
-    async def generate_keypair(self, bits: int = 2048) -> tuple[PublicKey, RemotePrivateKey]:
-        info = KeyInfo.from_pb(await self._unary(self.keys, "GenerateKeyPair", pb.GenerateKeyPairRequest(bits=bits)))
-        return info.public_key, RemotePrivateKey(info.public_key)
-
-    async def import_private_key(self, sk: PrivateKey) -> KeyInfo:
-        req = pb.ImportPrivateKeyRequest(public_key=sk.public_key.to_bytes(), p=_be(sk.p), q=_be(sk.q))
-        return KeyInfo.from_pb(await self._unary(self.keys, "ImportPrivateKey", req))
-
-    async def describe_key(self, key: PublicKey | str) -> KeyInfo:
-        ref = _key_ref(key) if isinstance(key, PublicKey) else pb.KeyRef(key_id=key)
-        return KeyInfo.from_pb(await self._unary(self.keys, "DescribeKey", ref))
-
-    async def delete_key(self, key: PublicKey | str) -> bool:
-        kid = key.fingerprint if isinstance(key, PublicKey) else key
-        return (await self._unary(self.keys, "DeleteKey", pb.DeleteKeyRequest(key_id=kid))).deleted
-
-    async def encrypt(self, pk: PublicKey, ms: bytes, mode: str = "textbook") -> bytes:
-        return await self._run(self._plan_encrypt(pk, ms, mode))
-
-    async def decrypt(self, pk: PublicKey, cs: bytes) -> bytes:
-        return await self._run(self._plan("decrypt", pk, cs))
-
-    async def add(self, pk: PublicKey, a: bytes, b: bytes) -> bytes:
-        return await self._run(self._plan("add", pk, a, b))
-
-    async def add_plain(self, pk: PublicKey, cs: bytes, ms: bytes) -> bytes:
-        return await self._run(self._plan("add_plain", pk, cs, ms))
-
-    async def mul(self, pk: PublicKey, cs: bytes, scalars: Sequence[int]) -> bytes:
-        return await self._run(self._plan("mul", pk, cs, scalars))
-
-    async def sum(self, pk: PublicKey, cs: bytes) -> bytes:
-        return await self._run(self._plan("sum", pk, cs))
-
-    async def matvec(self, pk: PublicKey, cs: bytes, rows: list[list[int]], columns: int) -> bytes:
-        return await self._run(self._plan("matvec", pk, cs, rows, columns))
-
-    async def rerandomize(self, pk: PublicKey, cs: bytes, *, use_private_key: bool = False) -> bytes:
-        return await self._run(self._plan("rerandomize", pk, cs, use_private_key=use_private_key))
-
-    async def powmod(self, bases: Sequence[int], exps: Sequence[int], mod: int) -> list[int]:
-        return await self._run(self.planner.powmod(list(bases), list(exps), mod))
+def _key_id(key: PublicKey | str) -> str:
+    return key.fingerprint if isinstance(key, PublicKey) else key
 
 
 def _be(x: int) -> bytes:
