@@ -39,7 +39,7 @@ MAX_POWMOD_BITS = 8192
 REPLY_FLOOR = 1 << 20  # a reply may always be this large, whatever the request's size
 
 # encrypt mode -> the backend's keyword arguments for it, from the key record and the caller
-ENCRYPT_MODES: dict[int, Callable[[KeyRegistry, KeyRecord, str], dict[str, Any]]] = {
+ENCRYPT_MODE_ARGS: dict[int, Callable[[KeyRegistry, KeyRecord, str], dict[str, Any]]] = {
     pb.ENCRYPT_MODE_TEXTBOOK: lambda keys, rec, ident: {},
     pb.ENCRYPT_MODE_CRT: lambda keys, rec, ident: {"private_key": keys.private_of(rec, ident)},
     pb.ENCRYPT_MODE_DJN: lambda keys, rec, ident: {"djn": keys.djn(rec)},
@@ -98,7 +98,7 @@ class ComputeServicer(pb_grpc.ComputeServiceServicer):
         pk, be = rec.public_key, self.s.backend
         self._limit(codec.count_of(req.plaintexts, pk.plaintext_width, "plaintext"))
         count = codec.plaintexts(req.plaintexts, pk.n, pk.plaintext_width)
-        mode_args = ENCRYPT_MODES.get(req.mode)
+        mode_args = ENCRYPT_MODE_ARGS.get(req.mode)
         if mode_args is None:
             raise InvalidArgument(f"unknown encrypt mode {req.mode}")
         kw = mode_args(self.s.keys, rec, ident)
