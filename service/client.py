@@ -1,5 +1,6 @@
 """Clients of the he-accel service: :class:`HeAccelClient` (blocking) and
-:class:`AsyncHeAccelClient` (asyncio), with the same methods.
+:class:`AsyncHeAccelClient` (asyncio), with the same methods: each is written once, in their
+shared call core, as the plan of its call; each client runs plans its own way.
 
 * One target (``"host:port"``) or several (a list): several appliances are used with gRPC's
   ``round_robin`` load balancing, and every request carries its public key so that any box
@@ -268,7 +269,7 @@ def _channel_args(targets: str | Sequence[str], *, root_certificates: bytes | st
 def _transported(spec: Callable[..., _Plan]) -> Callable[..., _Plan]:
     """Marks a client method written once in :class:`_CallCore`: its body plans the call; each
     client class turns it into a method that runs the plan its own way (blocking or awaitable)."""
-    spec.__transported__ = True  # type: ignore[attr-defined]
+    spec._planned_call = True  # type: ignore[attr-defined]
     return spec
 
 
@@ -297,7 +298,7 @@ class _CallCore:
         super().__init_subclass__(**kw)
         if "_bind" in vars(cls):  # a client class: each written-once method, run its way
             for name, spec in vars(_CallCore).items():
-                if getattr(spec, "__transported__", False):
+                if getattr(spec, "_planned_call", False):
                     setattr(cls, name, cls._bind(spec))
 
     # -- the call core ---------------------------------------------------------------------
