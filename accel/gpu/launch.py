@@ -1,0 +1,342 @@
+"""Kernel launchers: one typed method per kernel of ``kernels/*.cu``, beside the name table.
+
+:class:`Launcher` is the only code that launches a kernel. Each launcher method knows its
+kernel's name (family from :data:`accel.gpu.build.KERNEL_FILES` plus the size class), builds the
+argument list in the order of the kernel's signature (device arrays, ``None`` for a null pointer,
+numpy scalars: what :meth:`KernelRuntime.launch <accel.gpu.runtime.KernelRuntime.launch>` takes),
+allocates the output, and picks the thread count: one thread per number, or ``COOP_TPI`` threads
+per number for a cooperative kernel (the runtime turns threads into blocks of
+:data:`~accel.gpu.runtime.BLOCK`). :meth:`Launcher.run` adds the error word for the kernels that
+report errors and raises what they report (:mod:`accel.gpu.errors`).
+
+Launchers take device arrays and return device arrays; they know nothing of batches, pieces,
+devices or the CPU fallback (that is :class:`accel.backends.gpu.GpuBackend`'s scheduling).
+:data:`LAUNCHERS` names the launcher of every kernel family; a test checks that it covers the
+name table exactly.
+"""
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from . import errors as E
+from .build import COOP_TPI
+from .limbs import limbs, mod_rec, montgomery_powers, signed_magnitudes
+from .runtime import KernelRuntime
+
+#: Tree fan-in of the product (homomorphic sum) kernel.
+SUM_CHUNK = 32
+#: matvec: (row chunk, column) threads to aim for; fewer rows per chunk means more threads
+#: but more squarings (a chunk's rows share them).
+MATVEC_THREADS = 16384
+
+
+@dataclass(frozen=True)
+class DeviceKey:
+    """A key record on one device with the sizes its kernels need.
+
+    ``record`` is a ``pub_rec`` (public key) or ``crt_rec`` (private key: secret, wiped by its
+    owner after the call) of size class ``lp``; ``plaintext_limbs``/``ciphertext_limbs`` are the
+    key's own widths (narrower than the class when the key is), the strides of output arrays;
+    ``nsquare`` is n^2, for the host-side Montgomery constants of the sum and DJN tables.
+    """
+
+    lp: int
+    record: Any
+    plaintext_limbs: int
+    ciphertext_limbs: int
+    nsquare: int
+
+
+def launcher_of(*families: str) -> Callable[[Callable], Callable]:
+    """Marks a :class:`Launcher` method as the launcher of these kernel families."""
+    def mark(fn: Callable) -> Callable:
+        fn.kernel_families = families
+        return fn
+    return mark
+
+
+def _limb_count(values: Sequence[int]) -> tuple[int, int]:
+    """(largest |value| in bits, limbs to hold it: at least one)."""
+    bits = max((abs(v).bit_length() for v in values), default=0)
+    return bits, max(1, -(-bits // 32))
+
+
+class Launcher:
+    """Launches the kernels on any runtime; counts launches in ``stats["launches"]``.
+
+    Args:
+        stats: the counter launches are added to (the backend's ``stats``; default: a new one).
+    """
+
+    def __init__(self, stats: Counter | None = None):
+        self.stats = stats if stats is not None else Counter()
+
+    # -- the one launch path -----------------------------------------------------------------
+    def run(self, rt: KernelRuntime, kernel: str, threads: int, args: list[Any], *, offset: int = 0,
+            names: dict[int, str] | None = None, error_word: bool = True) -> None:
+        """Launch ``kernel`` over ``threads`` threads. With ``error_word`` (the kernel's last
+        parameter is ``unsigned long long* err``) a fresh word is appended and what the kernel
+        reports is raised, its index shifted by ``offset`` (the piece's place in the caller's
+        batch) and its operand named by ``names``."""
+        if not error_word:
+            rt.launch(kernel, threads, args)
+            self.stats["launches"] += 1
+            return
+        err = rt.upload(np.array([E.NO_ERROR], dtype=np.uint64))
+        rt.launch(kernel, threads, [*args, err])
+        self.stats["launches"] += 1
+        E.raise_for(rt.download(err)[0], offset, names)
+
+    # -- paillier_encrypt.cu, paillier_coop.cu -----------------------------------------------
+    @launcher_of("paillier_encrypt", "paillier_encrypt_coop")
+    def paillier_encrypt(self, rt: KernelRuntime, key: DeviceKey, ms: Any, rs: Any, *,
+                         cooperative: bool = False, offset: int = 0) -> Any:
+        """(1 + m n) r^n mod n^2; the cooperative kernel runs a group of COOP_TPI[2 lp] threads
+        per number (mod n^2), with the same arguments."""
+        count = ms.shape[0]
+        out = rt.empty((count, key.ciphertext_limbs))
+        kernel, threads = self._variant("paillier_encrypt", key.lp, count, cooperative)
+        self.run(rt, kernel, threads,
+                 [out, ms, rs, np.uint64(count), key.record, np.int32(ms.shape[1]), np.int32(out.shape[1])],
+                 offset=offset)
+        return out
+
+    @launcher_of("paillier_obfuscate", "paillier_obfuscate_coop")
+    def paillier_obfuscate(self, rt: KernelRuntime, key: DeviceKey, rs: Any, *, cooperative: bool = False,
+                           offset: int = 0) -> Any:
+        """r^n mod n^2 (obfuscators)."""
+        count = rs.shape[0]
+        out = rt.empty((count, key.ciphertext_limbs))
+        kernel, threads = self._variant("paillier_obfuscate", key.lp, count, cooperative)
+        self.run(rt, kernel, threads,
+                 [out, rs, np.uint64(count), key.record, np.int32(rs.shape[1]), np.int32(out.shape[1])],
+                 offset=offset)
+        return out
+
+    @launcher_of("paillier_rerandomize")
+    def paillier_rerandomize(self, rt: KernelRuntime, key: DeviceKey, cs: Any, rs: Any, *, offset: int = 0) -> Any:
+        """c r^n mod n^2."""
+        out = rt.empty(cs.shape)
+        self.run(rt, f"paillier_rerandomize_{key.lp}", cs.shape[0],
+                 [out, cs, rs, np.uint64(cs.shape[0]), key.record, np.int32(rs.shape[1]), np.int32(cs.shape[1])],
+                 offset=offset)
+        return out
+
+    @launcher_of("paillier_encrypt_with")
+    def paillier_encrypt_with(self, rt: KernelRuntime, key: DeviceKey, ms: Any, obf: Any | None, *,
+                              offset: int = 0) -> Any:
+        """(1 + m n) obf mod n^2 with given obfuscators, or (1 + m n) alone when ``obf`` is None."""
+        count = ms.shape[0]
+        out = rt.empty((count, key.ciphertext_limbs))
+        self.run(rt, f"paillier_encrypt_with_{key.lp}", count,
+                 [out, ms, obf, np.int32(obf is not None), np.uint64(count), key.record,
+                  np.int32(ms.shape[1]), np.int32(out.shape[1])],
+                 offset=offset, names={E.CIPHERTEXT_RANGE: "obfuscator"})
+        return out
+
+    @launcher_of("paillier_crt_obfuscate")
+    def paillier_crt_obfuscate(self, rt: KernelRuntime, key: DeviceKey, zp: Any, zq: Any, *,
+                               offset: int = 0) -> Any:
+        """r^n mod n^2 by CRT from (zp, zq); ``key`` is a private (crt_rec) record."""
+        count = zp.shape[0]
+        out = rt.empty((count, key.ciphertext_limbs))
+        self.run(rt, f"paillier_crt_obfuscate_{key.lp}", count,
+                 [out, zp, zq, np.uint64(count), key.record, np.int32(zp.shape[1]), np.int32(out.shape[1])],
+                 offset=offset)
+        return out
+
+    @launcher_of("paillier_crt_encrypt")
+    def paillier_crt_encrypt(self, rt: KernelRuntime, key: DeviceKey, ms: Any, zp: Any, zq: Any, *,
+                             offset: int = 0) -> Any:
+        """(1 + m n) times the CRT obfuscator of (zp, zq); ``key`` is a private record."""
+        count = zp.shape[0]
+        out = rt.empty((count, key.ciphertext_limbs))
+        self.run(rt, f"paillier_crt_encrypt_{key.lp}", count,
+                 [out, ms, zp, zq, np.uint64(count), key.record, np.int32(ms.shape[1]), np.int32(out.shape[1])],
+                 offset=offset)
+        return out
+
+    # -- paillier_decrypt.cu -----------------------------------------------------------------
+    @launcher_of("paillier_decrypt")
+    def paillier_decrypt(self, rt: KernelRuntime, key: DeviceKey, cs: Any, *, offset: int = 0) -> Any:
+        """m by CRT; ``key`` is a private record."""
+        out = rt.empty((cs.shape[0], key.plaintext_limbs))
+        self.run(rt, f"paillier_decrypt_{key.lp}", cs.shape[0],
+                 [out, cs, np.uint64(cs.shape[0]), key.record, np.int32(out.shape[1]), np.int32(cs.shape[1])],
+                 offset=offset)
+        return out
+
+    # -- homomorphic.cu ----------------------------------------------------------------------
+    @launcher_of("he_add")
+    def he_add(self, rt: KernelRuntime, key: DeviceKey, a: Any, b: Any, *, offset: int = 0,
+               names: dict[int, str] | None = None) -> Any:
+        """a b mod n^2 (also rerandomisation with given obfuscators: ``names`` says which)."""
+        out = rt.empty(a.shape)
+        self.run(rt, f"he_add_{key.lp}", a.shape[0],
+                 [out, a, b, np.uint64(a.shape[0]), key.record, np.int32(a.shape[1])], offset=offset, names=names)
+        return out
+
+    @launcher_of("he_add_plain")
+    def he_add_plain(self, rt: KernelRuntime, key: DeviceKey, cs: Any, ms: Any, *, offset: int = 0) -> Any:
+        """c (1 + m n) mod n^2."""
+        out = rt.empty(cs.shape)
+        self.run(rt, f"he_add_plain_{key.lp}", cs.shape[0],
+                 [out, cs, ms, np.uint64(cs.shape[0]), key.record, np.int32(ms.shape[1]), np.int32(cs.shape[1])],
+                 offset=offset)
+        return out
+
+    @launcher_of("he_mul_scalar")
+    def he_mul_scalar(self, rt: KernelRuntime, key: DeviceKey, cs: Any, ks: Sequence[int], *,
+                      offset: int = 0) -> Any:
+        """c^k mod n^2 for signed ints k (a negative k inverts c)."""
+        _, kl = _limb_count(ks)
+        mags, neg = signed_magnitudes(list(ks), kl)
+        out = rt.empty(cs.shape)
+        self.run(rt, f"he_mul_scalar_{key.lp}", cs.shape[0],
+                 [out, cs, rt.upload(mags), rt.upload(neg), np.uint64(cs.shape[0]), key.record,
+                  np.int32(cs.shape[1]), np.int32(kl)], offset=offset)
+        return out
+
+    # -- reduce.cu ---------------------------------------------------------------------------
+    @launcher_of("he_product")
+    def he_product(self, rt: KernelRuntime, key: DeviceKey, cs: Any, r_powers: Any, *, check: bool,
+                   offset: int = 0) -> Any:
+        """One tree level: the product of each group of SUM_CHUNK rows; ``check`` range-checks
+        the inputs (the first level only: later levels read the kernel's own output)."""
+        count = cs.shape[0]
+        groups = -(-count // SUM_CHUNK)
+        out = rt.empty((groups, cs.shape[1]))
+        self.run(rt, f"he_product_{key.lp}", groups,
+                 [out, cs, np.uint64(count), np.uint64(SUM_CHUNK), key.record, r_powers,
+                  np.int32(cs.shape[1]), np.int32(int(check))], offset=offset)
+        return out
+
+    def product(self, rt: KernelRuntime, key: DeviceKey, cs: Any, *, offset: int = 0) -> Any:
+        """prod c mod n^2 as a (1, width) array: :meth:`he_product` level after level."""
+        r_powers = rt.upload(montgomery_powers(key.nsquare, 2 * key.lp, SUM_CHUNK))
+        cur, check = cs, True
+        while True:
+            cur, check = self.he_product(rt, key, cur, r_powers, check=check, offset=offset), False
+            if cur.shape[0] == 1:
+                return cur
+
+    # -- matvec.cu ---------------------------------------------------------------------------
+    @launcher_of("matvec_tables")
+    def matvec_tables(self, rt: KernelRuntime, key: DeviceKey, cs: Any, *, offset: int = 0) -> Any:
+        """Per row, the 16-entry window table of its ciphertext: a (rows, 16, 2 lp) array."""
+        rows = cs.shape[0]
+        tables = rt.empty((rows, 16, 2 * key.lp))
+        self.run(rt, f"matvec_tables_{key.lp}", rows,
+                 [tables, cs, np.uint64(rows), key.record, np.int32(cs.shape[1])], offset=offset)
+        return tables
+
+    @launcher_of("matvec_partial")
+    def matvec_partial(self, rt: KernelRuntime, key: DeviceKey, tables: Any, mags: Any, neg: Any, *,
+                       cols: int, chunk_rows: int, xl: int, bits: int, has_neg: bool) -> tuple[Any, Any | None]:
+        """Per (row chunk, column): the products over positive and, with ``has_neg``, negative
+        entries (Montgomery form). No error word: its inputs come from the other two kernels."""
+        rows = tables.shape[0]
+        chunks = -(-rows // chunk_rows)
+        w = 2 * key.lp
+        pos = rt.empty((chunks * cols, w))
+        negs = rt.empty((chunks * cols, w)) if has_neg else None
+        self.run(rt, f"matvec_partial_{key.lp}", chunks * cols,
+                 [pos, negs, tables, mags, neg, np.uint64(rows), np.uint64(cols), np.uint64(chunk_rows),
+                  np.int32(xl), np.int32(bits), np.int32(int(has_neg)), key.record], error_word=False)
+        return pos, negs
+
+    @launcher_of("matvec_finish")
+    def matvec_finish(self, rt: KernelRuntime, key: DeviceKey, pos: Any, negs: Any | None, *, chunks: int,
+                      cols: int, out_limbs: int) -> Any:
+        """Per column: the chunks' products combined, the negative part inverted once."""
+        out = rt.empty((cols, out_limbs))
+        self.run(rt, f"matvec_finish_{key.lp}", cols,
+                 [out, pos, negs, np.uint64(chunks), np.uint64(cols), np.int32(int(negs is not None)), key.record,
+                  np.int32(out_limbs)], names={E.NOT_INVERTIBLE: "matvec column"})
+        return out
+
+    def matvec(self, rt: KernelRuntime, key: DeviceKey, cs: Any, rows_x: list[list[int]], *,
+               offset: int = 0) -> Any:
+        """out_j = prod_i c_i^X[i][j] mod n^2 as a (cols, width) array: tables, partial
+        products over row chunks, then one finish per column."""
+        rows, cols = cs.shape[0], len(rows_x[0])
+        flat = [x for row in rows_x for x in row]
+        bits, xl = _limb_count(flat)
+        mags, neg = signed_magnitudes(flat, xl)
+        has_neg = bool(neg.any())
+        tables = self.matvec_tables(rt, key, cs, offset=offset)
+        # Row chunks: enough (chunk, column) threads to fill the device, few enough that the
+        # squarings (shared by a chunk's rows) stay a small part of the work.
+        chunk_rows = max(1, min(rows, (rows * cols) // MATVEC_THREADS or 1))
+        pos, negs = self.matvec_partial(rt, key, tables, rt.upload(mags), rt.upload(neg), cols=cols,
+                                        chunk_rows=chunk_rows, xl=xl, bits=bits, has_neg=has_neg)
+        return self.matvec_finish(rt, key, pos, negs, chunks=-(-rows // chunk_rows), cols=cols,
+                                  out_limbs=cs.shape[1])
+
+    # -- djn.cu ------------------------------------------------------------------------------
+    @launcher_of("djn_table")
+    def djn_table(self, rt: KernelRuntime, key: DeviceKey, hs: int, exponent_bits: int) -> Any:
+        """The fixed-base table of hs: (windows, 16, 2 lp), one 4-bit window per row. No error
+        word: hs was checked when the DJN key was made."""
+        w = 2 * key.lp
+        windows = exponent_bits // 4
+        hs_m = (hs << (32 * w)) % key.nsquare  # Montgomery form
+        table = rt.empty((windows, 16, w))
+        self.run(rt, f"djn_table_{key.lp}", windows,
+                 [table, rt.upload(limbs(hs_m, w)), np.int32(windows), key.record], error_word=False)
+        return table
+
+    @launcher_of("djn_encrypt")
+    def djn_encrypt(self, rt: KernelRuntime, key: DeviceKey, table: Any, ms: Any | None, rs: Any, *,
+                    offset: int = 0) -> Any:
+        """(1 + m n) hs^r mod n^2 from a :meth:`djn_table`, or hs^r alone when ``ms`` is None."""
+        count = rs.shape[0]
+        out = rt.empty((count, key.ciphertext_limbs))
+        ps = ms.shape[1] if ms is not None else rs.shape[1]
+        self.run(rt, f"djn_encrypt_{key.lp}", count,
+                 [out, ms, np.int32(ms is not None), rs, np.uint64(count), table, np.int32(table.shape[0]),
+                  key.record, np.int32(ps), np.int32(rs.shape[1]), np.int32(out.shape[1])], offset=offset)
+        return out
+
+    # -- modexp.cu, modexp_coop.cu -----------------------------------------------------------
+    @launcher_of("powmod", "powmod_coop")
+    def powmod(self, rt: KernelRuntime, lc: int, bases: Sequence[int], exps: Sequence[int], mod: int, *,
+               cooperative: bool = False) -> Any:
+        """b^e mod m for bases in [0, m) and signed exponents, modulus class ``lc``, as an
+        (count, lc) array. The cooperative kernel (COOP_TPI[lc] threads per number) takes
+        non-negative exponents; a negative one needs the one-thread kernel's per-element
+        inversion, so such a batch runs there."""
+        count = len(bases)
+        _, el = _limb_count(exps)
+        mags, neg = signed_magnitudes(list(exps), el)
+        base_limbs = rt.upload(np.stack([limbs(b, lc) for b in bases]))
+        out = rt.empty((count, lc))
+        tail = [np.uint64(count), rt.upload(mod_rec(mod, lc)), np.int32(lc), np.int32(el), np.int32(0)]
+        if cooperative and not neg.any():
+            self.run(rt, f"powmod_coop_{lc}", count * COOP_TPI[lc], [out, base_limbs, rt.upload(mags), *tail])
+        else:
+            self.run(rt, f"powmod_{lc}", count, [out, base_limbs, rt.upload(mags), rt.upload(neg), *tail],
+                     names={E.NOT_INVERTIBLE: "powmod: base"})
+        return out
+
+    @staticmethod
+    def _variant(family: str, lp: int, count: int, cooperative: bool) -> tuple[str, int]:
+        """(kernel, threads) of a Paillier family with a cooperative twin (work mod n^2, so
+        a group of COOP_TPI[2 lp] threads per number)."""
+        if cooperative:
+            return f"{family}_coop_{lp}", count * COOP_TPI[2 * lp]
+        return f"{family}_{lp}", count
+
+
+#: kernel family -> name of the :class:`Launcher` method that launches it
+LAUNCHERS: dict[str, str] = {
+    family: name
+    for name, fn in vars(Launcher).items()
+    for family in getattr(fn, "kernel_families", ())
+}
+
+__all__ = ["LAUNCHERS", "SUM_CHUNK", "DeviceKey", "Launcher", "launcher_of"]
