@@ -15,6 +15,12 @@ from pathlib import Path
 _ACCEL = Path(__file__).resolve().parent
 FOLDERS = {f"accel.{name}": _ACCEL.parent / name for name in ("service", "bench")}
 
+# pyproject's [project.entry-points], which only an installed distribution's metadata carries:
+# the same entries for a checkout (tests/test_layers.py checks that the two agree)
+ENTRY_POINTS = {
+    "he_accel.backends": {"remote": "accel.service.remote:make_backend [client]"},
+}
+
 
 class CheckoutFinder(importlib.abc.MetaPathFinder):
     """Finds ``accel.service`` and ``accel.bench`` in the folders beside this ``accel``."""
@@ -25,6 +31,14 @@ class CheckoutFinder(importlib.abc.MetaPathFinder):
             return None
         return importlib.util.spec_from_file_location(fullname, folder / "__init__.py",
                                                       submodule_search_locations=[str(folder)])
+
+
+def entry_points(group: str) -> dict[str, str]:
+    """``{name: "module:attr [extras]"}`` of ``group`` when this ``accel`` is a checkout's (whose
+    ``service/`` lies beside it), else nothing: an installed wheel has its own metadata."""
+    if (_ACCEL / "service").is_dir() or not (FOLDERS["accel.service"] / "__init__.py").is_file():
+        return {}
+    return dict(ENTRY_POINTS.get(group, {}))
 
 
 def install() -> None:

@@ -14,8 +14,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from .backends import default_backend
 from .backends.base import KeyMismatchError
-from .encoding import BASE, LOG2_BASE, Convention, FixedPointCodec, PlaintextOverflowError
+from .encoding import BASE, LOG2_BASE, AlignmentOverflowError, Convention, FixedPointCodec, PlaintextOverflowError
 from .keys import PrivateKey, PublicKey, RandomSource
 from .packing import blob_to_ints, blob_to_limbs, ints_to_blob, to_blob
 
@@ -23,10 +24,35 @@ if TYPE_CHECKING:
     from .backends.base import Backend
 
 
-def _default_backend() -> "Backend":
-    from .backends import get_backend
+def lower_exponents(backend: "Backend", pk: PublicKey, cts: Any, steps: Any) -> Any:
+    """Ciphertexts re-expressed ``steps[i] >= 0`` exponent steps finer: c_i^(16^steps[i]) mod n^2.
 
-    return get_backend("auto")
+    The one alignment rule of the encoded layer and the framework integrations: one ``raw_mul``
+    batch over the ciphertexts that move, the others returned untouched (not even copied one
+    by one). ``cts`` is a blob or a list of ints, and the result has the same form.
+    """
+    d = np.asarray(steps, dtype=np.int64)
+    if (d < 0).any():
+        raise ValueError("can only move to finer (smaller) exponents")
+    moved = np.flatnonzero(d)
+    if not len(moved):
+        return cts
+    ks = [BASE**k for k in d[moved].tolist()]
+    if max(ks) >= pk.n:
+        raise AlignmentOverflowError("aligning the exponents needs a factor 16^d >= n: the exponent gap is "
+                                     "too large for this key")
+    if isinstance(cts, bytes):
+        if len(moved) == len(d):
+            return backend.raw_mul(pk, cts, ks)
+        w = pk.ciphertext_width
+        rows = np.frombuffer(cts, dtype=np.uint8).reshape(-1, w).copy()
+        rows[moved] = np.frombuffer(backend.raw_mul(pk, rows[moved].tobytes(), ks), dtype=np.uint8).reshape(-1, w)
+        return rows.tobytes()
+    out = list(cts)
+    idx = moved.tolist()
+    for i, c in zip(idx, backend.raw_mul(pk, [cts[i] for i in idx], ks)):
+        out[i] = c
+    return out
 
 
 class EncryptedVector:
@@ -54,7 +80,7 @@ class EncryptedVector:
         self.codec = codec or FixedPointCodec(public_key)
         if self.codec.n != public_key.n:
             raise KeyMismatchError("the codec belongs to another key")
-        self.backend = backend or _default_backend()
+        self.backend = backend or default_backend()
         blob, _ = to_blob(ciphertexts, public_key.ciphertext_width, "ciphertext")
         self._blob = blob
         count = len(blob) // public_key.ciphertext_width
@@ -112,7 +138,7 @@ class EncryptedVector:
         ``rng`` injects the randomness (tests).
         """
         codec = codec or FixedPointCodec(public_key, convention)
-        backend = backend or _default_backend()
+        backend = backend or default_backend()
         enc = codec.encode(values, precision=precision, exponent=exponent)
         ms = ints_to_blob(enc.encodings, public_key.plaintext_width, "plaintext")
         blob = backend.raw_encrypt(public_key, ms, rng=rng, obfuscators=obfuscators,
@@ -198,17 +224,7 @@ class EncryptedVector:
             raise PlaintextOverflowError(
                 f"aligning exponents would need {int(bits.max())}-bit mantissas, beyond the key's "
                 f"max_int ({self._bit_limit} bits): the operands' magnitudes are too far apart")
-        moved = np.flatnonzero(diff)  # only these change: the others are not even copied one by one
-        ks = [BASE**d for d in diff[moved].tolist()]
-        if max(ks) >= self.public_key.n:
-            raise PlaintextOverflowError("aligning the exponents needs a factor of 16^d >= n")
-        if len(moved) == len(diff):
-            return self.backend.raw_mul(self.public_key, self._blob, ks)
-        w = self.public_key.ciphertext_width
-        rows = np.frombuffer(self._blob, dtype=np.uint8).reshape(-1, w).copy()
-        lowered = self.backend.raw_mul(self.public_key, rows[moved].tobytes(), ks)
-        rows[moved] = np.frombuffer(lowered, dtype=np.uint8).reshape(-1, w)
-        return rows.tobytes()
+        return lower_exponents(self.backend, self.public_key, self._blob, diff)
 
     def _plain(self, other: Any) -> tuple[list[int], np.ndarray]:
         """Encode a scalar or array operand, broadcast to this vector's length."""

@@ -40,6 +40,12 @@ class PlaintextOverflowError(ValueError):
     """A value's fixed-point mantissa exceeds the codec's max_int."""
 
 
+class AlignmentOverflowError(PlaintextOverflowError, OverflowError):
+    """Aligning ciphertexts to a finer exponent needs a factor 16^d >= n: the exponents are too
+    far apart for this key. Both a PlaintextOverflowError (what :class:`accel.EncryptedVector`
+    raised) and an OverflowError (what the framework integrations raised) for their callers."""
+
+
 class DecodeOverflowError(OverflowError):
     """A decrypted encoding lies outside both the positive and the negative range: the
     homomorphic computation overflowed max_int."""

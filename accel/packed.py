@@ -49,6 +49,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
+from .backends import default_backend
 from .backends.base import KeyMismatchError
 from .keys import PrivateKey, PublicKey
 
@@ -60,12 +61,6 @@ __all__ = ["PackedCodec", "PackedOverflowError", "PackedVector"]
 
 class PackedOverflowError(OverflowError):
     """A packed value or the result of a packed operation could exceed its slot."""
-
-
-def _default_backend() -> "Backend":
-    from .backends import get_backend
-
-    return get_backend("auto")
 
 
 class PackedCodec:
@@ -218,7 +213,7 @@ class PackedCodec:
                           obfuscate: bool = True, **encrypt_kwargs: Any) -> "PackedVector":
         """Encrypt signed ints with |q| <= 2^(value_bits-1) - 1 as they are (no scaling)."""
         q = [int(x) for x in np.asarray(quantised, dtype=object).reshape(-1).tolist()]
-        be = backend or _default_backend()
+        be = backend or default_backend()
         # the vector's bound is the codec's, not max|q|: it travels with the ciphertexts and
         # must not reveal anything about the values
         plain = self.pack(q)
@@ -240,7 +235,7 @@ class PackedVector:
         self.ciphertexts = list(ciphertexts)
         self.count = int(count)
         self.bound = int(bound)
-        self.backend = backend or _default_backend()
+        self.backend = backend or default_backend()
 
     def __len__(self) -> int:
         return self.count

@@ -98,7 +98,7 @@ def _backend_classes() -> list:
 
     classes = []
     for mod_name, cls_name in (("accel.backends.base", "Backend"), ("accel.backends.gpu", "GpuBackend"),
-                               ("accel.backends.remote", "RemoteBackend")):
+                               ("accel.service.remote", "RemoteBackend")):
         try:
             classes.append(getattr(importlib.import_module(mod_name), cls_name))
         except ImportError:  # stock FATE without he-accel, or no grpc for the remote backend

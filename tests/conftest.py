@@ -86,7 +86,7 @@ def service_server(pool_backend):
 @pytest.fixture(scope="session")
 def remote_backend(service_server):
     """The remote backend against ``service_server``; tiny chunks so that streams are exercised."""
-    from accel.backends.remote import RemoteBackend
+    from accel.service.remote import RemoteBackend
 
     be = RemoteBackend(f"127.0.0.1:{service_server.port}", chunk_bytes=1500, timeout=60)
     yield be

@@ -26,7 +26,9 @@ WHEEL = "dist/he_accel-0.1.0-py3-none-any.whl"
 NAMES_CHECK = """
 import importlib.util, sys
 import accel, accel.service.errors, accel.service.server, accel.service.client, accel.bench.suite
-import accel.bench.service_demo, accel.backends.remote
+import accel.bench.service_demo, accel.service.remote
+from accel.backends import _factory
+assert _factory("remote") is accel.service.remote.make_backend  # the he_accel.backends entry point
 assert importlib.util.find_spec("service") is None and importlib.util.find_spec("bench") is None
 assert not [m for m in sys.modules if m.split(".")[0] in ("service", "bench")]
 from accel.service import client, errors

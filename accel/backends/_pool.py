@@ -46,9 +46,8 @@ class PoolUnavailable(RuntimeError):
 
 
 def _package_root() -> str:
-    import accel
-
-    return os.path.dirname(os.path.dirname(os.path.abspath(accel.__file__)))
+    """The folder that holds ``accel/`` (this file is accel/backends/_pool.py)."""
+    return os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def worker_env() -> dict[str, str]:

@@ -13,9 +13,9 @@ from typing import Any
 import numpy as np
 
 from ..backends import Backend, get_backend
+from ..ciphertext import lower_exponents
+from ..encoding import BASE  # noqa: F401 - re-exported: the integrations' fixed-point base is the codec's
 from ..keys import PublicKey
-
-BASE = 16
 
 
 class LazyBackend:
@@ -65,19 +65,12 @@ class LazyBackend:
 
 def lower(backend: Backend, pk: PublicKey, cts: list[int], exps: np.ndarray, target: np.ndarray) -> list[int]:
     """Ciphertexts re-expressed at the (smaller or equal) exponents ``target``: c^(16^d), one
-    batch. Ciphertext 1 (an unobfuscated zero) stays 1."""
+    batch (:func:`accel.ciphertext.lower_exponents`). Ciphertext 1 (an unobfuscated zero) stays 1."""
     d = np.asarray(exps, dtype=np.int64) - np.asarray(target, dtype=np.int64)
     if (d < 0).any():
         raise ValueError("can only move to finer (smaller) exponents")
-    idx = [i for i in np.flatnonzero(d > 0).tolist() if cts[i] != 1]
-    out = list(cts)
-    if idx:
-        ks = [BASE ** int(d[i]) for i in idx]
-        if any(k >= pk.n for k in ks):
-            raise OverflowError("exponent gap too large to align under this key")
-        for i, c in zip(idx, backend.raw_mul(pk, [cts[i] for i in idx], ks)):
-            out[i] = c
-    return out
+    d[[c == 1 for c in cts]] = 0
+    return lower_exponents(backend, pk, cts, d)
 
 
 def reduce_groups(backend: Backend, pk: PublicKey, groups: list[list[tuple[int, int]]]) -> list[tuple[int, int]]:

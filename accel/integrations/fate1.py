@@ -41,10 +41,10 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..backends import Backend
-from ..encoding import FixedPointCodec
+from ..encoding import BASE, FixedPointCodec
 from ..keys import PrivateKey, PublicKey
 from . import _batch
-from ._batch import BASE, LazyBackend
+from ._batch import LazyBackend
 
 __all__ = ["batch_gradient", "batch_histogram", "configure", "decrypt_values", "encrypt_values",
            "install", "installed", "raw_decrypt_values", "raw_encrypt_values", "uninstall"]
