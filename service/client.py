@@ -37,12 +37,7 @@ from .ops import BY_RPC, COMPUTE_OPS
 from .proto.heaccel.v1 import heaccel_pb2 as pb
 from .proto.heaccel.v1 import heaccel_pb2_grpc as pb_grpc
 
-ENCRYPT_MODES = {
-    "textbook": pb.ENCRYPT_MODE_TEXTBOOK,
-    "crt": pb.ENCRYPT_MODE_CRT,
-    "djn": pb.ENCRYPT_MODE_DJN,
-    "deterministic": pb.ENCRYPT_MODE_DETERMINISTIC,
-}
+ENCRYPT_MODES = {mode.value: wire for mode, wire in codec.WIRE_ENCRYPT_MODES.items()}  # "textbook": ...
 DEFAULT_CHUNK_BYTES = 4 << 20
 
 

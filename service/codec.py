@@ -8,11 +8,21 @@ from __future__ import annotations
 
 import numpy as np
 
+from accel.backends.base import EncryptMode
 from accel.packing import ints_to_limbs
 
 from .errors import InvalidArgument
+from .proto.heaccel.v1 import heaccel_pb2 as pb
 
 MAX_SIGNED_WIDTH = 1024  # bytes per signed magnitude (8192-bit powmod exponents)
+
+# the wire's names of the encrypt modes a client may ask for (a pool of obfuscators stays local)
+WIRE_ENCRYPT_MODES = {
+    EncryptMode.TEXTBOOK: pb.ENCRYPT_MODE_TEXTBOOK,
+    EncryptMode.CRT: pb.ENCRYPT_MODE_CRT,
+    EncryptMode.DJN: pb.ENCRYPT_MODE_DJN,
+    EncryptMode.DETERMINISTIC: pb.ENCRYPT_MODE_DETERMINISTIC,
+}
 
 
 def count_of(blob: bytes, width: int, what: str) -> int:

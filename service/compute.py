@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator, NamedTuple
 import grpc
 import numpy as np
 
+from accel.backends.base import EncryptMode, encrypt_options
 from accel.keys import PublicKey
 from accel.packing import blob_to_ints, ints_to_blob
 
@@ -38,13 +39,19 @@ log = logging.getLogger("heaccel.server")
 MAX_POWMOD_BITS = 8192
 REPLY_FLOOR = 1 << 20  # a reply may always be this large, whatever the request's size
 
-# encrypt mode -> the backend's keyword arguments for it, from the key record and the caller
+
+def _mode_args(mode: EncryptMode) -> Callable[[KeyRegistry, KeyRecord, str], dict[str, Any]]:
+    """raw_encrypt's arguments for ``mode`` (the core's :func:`encrypt_options`), taking from the
+    registry only what the mode needs: the caller's private key (CRT), the key's DJN parameters."""
+    def args(keys: KeyRegistry, rec: KeyRecord, ident: str) -> dict[str, Any]:
+        return encrypt_options(mode, private_key=keys.private_of(rec, ident) if mode is EncryptMode.CRT else None,
+                               djn=keys.djn(rec) if mode is EncryptMode.DJN else None)
+    return args
+
+
+# encrypt mode on the wire -> the backend's keyword arguments for it, from the key record and the caller
 ENCRYPT_MODE_ARGS: dict[int, Callable[[KeyRegistry, KeyRecord, str], dict[str, Any]]] = {
-    pb.ENCRYPT_MODE_TEXTBOOK: lambda keys, rec, ident: {},
-    pb.ENCRYPT_MODE_CRT: lambda keys, rec, ident: {"private_key": keys.private_of(rec, ident)},
-    pb.ENCRYPT_MODE_DJN: lambda keys, rec, ident: {"djn": keys.djn(rec)},
-    pb.ENCRYPT_MODE_DETERMINISTIC: lambda keys, rec, ident: {"obfuscate": False},
-}
+    wire: _mode_args(mode) for mode, wire in codec.WIRE_ENCRYPT_MODES.items()}
 
 
 class ComputeServicer(pb_grpc.ComputeServiceServicer):

@@ -28,7 +28,7 @@ import threading
 from typing import Any
 
 from accel.backends import BackendUnavailableError, get_backend
-from accel.backends.base import Backend, _need_djn, _need_public
+from accel.backends.base import Backend, EncryptMode, _need_djn, _need_public, encrypt_mode
 from accel.djn import DjnKey
 from accel.keys import PrivateKey, PublicKey, RandomSource
 from accel.packing import blob_to_ints, from_blob, ints_to_blob, to_blob
@@ -126,24 +126,23 @@ class RemoteBackend(Backend):
                     obfuscators: Any = None, private_key: PrivateKey | None = None,
                     djn: DjnKey | None = None) -> Any:
         pk = _need_public(pk)
-        if not obfuscate or obfuscators is not None or rng is not None:
+        mode = encrypt_mode(obfuscate=obfuscate, obfuscators=obfuscators, djn=djn, private_key=private_key)
+        if mode in (EncryptMode.DETERMINISTIC, EncryptMode.POOLED) or rng is not None:
+            # randomness drawn here (or none): the base class, through the hooks below
             if private_key is not None and self._is_remote_key(private_key) and rng is not None:
                 raise ValueError("explicit rng with a service-held private key: the service draws CRT randomness")
             return super().raw_encrypt(pk, ms, obfuscate=obfuscate, rng=rng, obfuscators=obfuscators,
                                        private_key=private_key, djn=djn)
         blob, packing = to_blob(ms, pk.plaintext_width, "plaintext")
-        if djn is not None:
-            _need_djn(pk, djn)
-            mode = "djn"  # the service's own DJN parameters for this key (same assumption)
-        elif private_key is not None:
+        if mode is EncryptMode.DJN:
+            _need_djn(pk, djn)  # the service's own DJN parameters for this key (same assumption)
+        elif mode is EncryptMode.CRT:
             sk = self._check_private_matches(pk, private_key)
             if self._service_holds(sk):
-                return from_blob(self._with_private(sk, lambda: self.client.encrypt(pk, blob, "crt")),
+                return from_blob(self._with_private(sk, lambda: self.client.encrypt(pk, blob, mode.value)),
                                  pk.ciphertext_width, packing)
-            mode = "textbook"
-        else:
-            mode = "textbook"
-        return from_blob(self.client.encrypt(pk, blob, mode), pk.ciphertext_width, packing)
+            mode = EncryptMode.TEXTBOOK  # the key stays here: the service draws textbook randomness
+        return from_blob(self.client.encrypt(pk, blob, mode.value), pk.ciphertext_width, packing)
 
     def raw_rerandomize(self, pk: PublicKey, cs: Any, *, rng: RandomSource | None = None,
                         obfuscators: Any = None, private_key: PrivateKey | None = None) -> Any:

@@ -97,7 +97,8 @@ def test_the_core_runs_without_the_service_or_the_benchmarks():
     core = [m for layer in LAYERS[3:] for m in layer]
     code = (f"import sys, importlib\nfor m in {core!r}: importlib.import_module(m)\n"
             "import accel.integrations.phe, accel.integrations.fate1, accel.integrations._batch\n"
-            "bad = sorted(m for m in sys.modules if m.startswith(('accel.service', 'accel.bench', 'accel.cli', 'grpc')))\n"
+            "bad = sorted(m for m in sys.modules\n"
+            "             if m.startswith(('accel.service', 'accel.bench', 'accel.cli', 'grpc')))\n"
             "assert not bad, bad\nprint('core ok')")
     proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
     assert proc.returncode == 0 and "core ok" in proc.stdout, proc.stderr

@@ -15,6 +15,7 @@ implements the blob-level hooks (``_encrypt`` ...), so every backend behaves the
 from __future__ import annotations
 
 import abc
+import enum
 from math import gcd
 from numbers import Integral
 from typing import Any, Sequence
@@ -69,6 +70,55 @@ def _signed_ints(values: Any, what: str, bound: int) -> list[int]:
             raise ValueError(f"{what}[{i}] is out of range: |k| must be < n")
         out.append(v)
     return out
+
+
+class EncryptMode(str, enum.Enum):
+    """How :meth:`Backend.raw_encrypt` obfuscates: the one list of modes. Which one a call
+    means is :func:`encrypt_mode`'s to say; :func:`encrypt_options` turns a mode back into
+    ``raw_encrypt`` arguments. The service's wire names the same modes (``EncryptMode`` values
+    are the client's mode strings)."""
+
+    DETERMINISTIC = "deterministic"  # (1 + m n) mod n^2 alone (obfuscate=False): obfuscated later
+    POOLED = "pooled"  # precomputed r^n taken from obfuscators=, each once
+    DJN = "djn"  # hs^r with short r (djn=): an extra assumption, see accel.djn
+    CRT = "crt"  # r^n by CRT, the key holder's fast path (private_key=)
+    TEXTBOOK = "textbook"  # r^n mod n^2 with fresh r
+
+
+def encrypt_mode(*, obfuscate: bool = True, obfuscators: Any = None, djn: Any = None,
+                 private_key: Any = None) -> EncryptMode:
+    """The mode a ``raw_encrypt`` call asks for, in the one order of precedence every backend
+    follows: no obfuscation, then precomputed obfuscators, then DJN, then CRT, else textbook."""
+    if not obfuscate:
+        return EncryptMode.DETERMINISTIC
+    if obfuscators is not None:
+        return EncryptMode.POOLED
+    if djn is not None:
+        return EncryptMode.DJN
+    if private_key is not None:
+        return EncryptMode.CRT
+    return EncryptMode.TEXTBOOK
+
+
+# the raw_encrypt argument each mode is selected by (deterministic: obfuscate=False; textbook: none)
+_MODE_ARGUMENT = {EncryptMode.CRT: "private_key", EncryptMode.DJN: "djn", EncryptMode.POOLED: "obfuscators"}
+
+
+def encrypt_options(mode: EncryptMode | str, *, private_key: Any = None, djn: Any = None,
+                    obfuscators: Any = None) -> dict[str, Any]:
+    """The ``raw_encrypt`` keyword arguments that select ``mode`` (the inverse of
+    :func:`encrypt_mode`), given what that mode needs and nothing it does not."""
+    mode = EncryptMode(mode)
+    given = {"private_key": private_key, "djn": djn, "obfuscators": obfuscators}
+    need = _MODE_ARGUMENT.get(mode)
+    if need is not None and given[need] is None:
+        raise ValueError(f"encrypt mode {mode.value!r} needs {need}=")
+    extra = sorted(k for k, v in given.items() if v is not None and k != need)
+    if extra:
+        raise ValueError(f"encrypt mode {mode.value!r} takes no {', '.join(extra)}")
+    if mode is EncryptMode.DETERMINISTIC:
+        return {"obfuscate": False}
+    return {need: given[need]} if need is not None else {}
 
 
 def draw_units(rng: RandomSource, modulus: int, count: int, width: int) -> bytes:
@@ -161,14 +211,14 @@ class Backend(abc.ABC):
         pk = _need_public(pk)
         ms_blob, packing = to_blob(ms, pk.plaintext_width, "plaintext")
         count = len(ms_blob) // pk.plaintext_width
-        if not obfuscate:
+        mode = encrypt_mode(obfuscate=obfuscate, obfuscators=obfuscators, djn=djn, private_key=private_key)
+        if mode is EncryptMode.DETERMINISTIC:
             out = self._encrypt_with(pk, ms_blob, None)
-        elif obfuscators is not None:
-            obf = obfuscators.take(count)
-            out = self._encrypt_with(pk, ms_blob, obf)
-        elif djn is not None:
+        elif mode is EncryptMode.POOLED:
+            out = self._encrypt_with(pk, ms_blob, obfuscators.take(count))
+        elif mode is EncryptMode.DJN:
             out = self._encrypt_djn(pk, _need_djn(pk, djn), ms_blob, self._draw_djn(djn, count, rng))
-        elif private_key is not None:
+        elif mode is EncryptMode.CRT:
             sk = self._check_private_matches(pk, private_key)
             zp, zq = self._draw_obfuscator_inputs(pk, count, rng, sk)
             out = self._encrypt_crt(sk, ms_blob, zp, zq)

@@ -37,7 +37,17 @@ from ..gpu.limbs import UnsupportedSizeError, crt_rec, key_class, mod_class, pub
 from ..gpu.runtime import DeviceFailure, KernelRuntime
 from ..keys import PrivateKey, PublicKey, RandomSource
 from ..packing import blob_to_limbs, to_blob
-from .base import Backend, KeyMismatchError, _int_matrix, _need_djn, _need_private, _need_public, _signed_ints
+from .base import (
+    Backend,
+    EncryptMode,
+    KeyMismatchError,
+    _int_matrix,
+    _need_djn,
+    _need_private,
+    _need_public,
+    _signed_ints,
+    encrypt_mode,
+)
 
 log = logging.getLogger(__name__)
 
@@ -459,19 +469,20 @@ class GpuBackend(Backend):
     @_device_resident("public", "plaintext", "plaintext")
     def raw_encrypt(self, rt, pk, ms, *, obfuscate=True, rng=None, obfuscators=None, private_key=None, djn=None):
         count, pw, cw = ms.shape[0], pk.plaintext_width, pk.ciphertext_width
-        if not obfuscate or obfuscators is not None:
-            obf = obfuscators.take(count) if obfuscators is not None else None
+        mode = encrypt_mode(obfuscate=obfuscate, obfuscators=obfuscators, djn=djn, private_key=private_key)
+        if mode in (EncryptMode.DETERMINISTIC, EncryptMode.POOLED):
+            obf = obfuscators.take(count) if mode is EncryptMode.POOLED else None
             obf_d = rt.upload(blob_to_limbs(obf, cw)) if obf is not None else None
             return self._dev_or_fallback(
                 rt, lambda: self._call(rt, pk, self.launcher.paillier_encrypt_with, ms, obf_d),
                 lambda m: blob_to_limbs(self.fallback._encrypt_with(pk, m.tobytes(), obf), cw), [ms])
-        if djn is not None:
+        if mode is EncryptMode.DJN:
             djn = _need_djn(pk, djn)
             rs = self._draw_djn(djn, count, rng)
             return self._dev_or_fallback(
                 rt, lambda: self._djn(rt, pk, djn, ms, rt.upload(blob_to_limbs(rs, pw))),
                 lambda m: blob_to_limbs(self.fallback._encrypt_djn(pk, djn, m.tobytes(), rs), cw), [ms])
-        if private_key is not None:
+        if mode is EncryptMode.CRT:
             sk = self._check_private_matches(pk, private_key)
             zp, zq = self._draw_obfuscator_inputs(pk, count, rng, sk)
             return self._dev_or_fallback(
