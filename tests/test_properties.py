@@ -18,7 +18,7 @@ fast = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCh
 
 @fast
 @given(st.lists(st.tuples(plain, plain), max_size=12))
-def test_decrypt_of_sum_is_sum(inline_backend, pairs):
+def test_add_and_add_plain_decrypt_to_the_plaintext_sum(inline_backend, pairs):
     a = [x for x, _ in pairs]
     b = [y for _, y in pairs]
     ca, cb = inline_backend.raw_encrypt(PK, a), inline_backend.raw_encrypt(PK, b)
@@ -28,7 +28,7 @@ def test_decrypt_of_sum_is_sum(inline_backend, pairs):
 
 @fast
 @given(st.lists(st.tuples(plain, scalar), max_size=12))
-def test_decrypt_of_product_is_product(inline_backend, pairs):
+def test_mul_decrypts_to_the_plaintext_product(inline_backend, pairs):
     ms = [m for m, _ in pairs]
     ks = [k for _, k in pairs]
     cs = inline_backend.raw_encrypt(PK, ms)

@@ -7,7 +7,7 @@ Three levels, pick one:
   ``phe.EncryptedNumber`` into an :class:`accel.EncryptedVector` (one batch, any backend),
   :func:`from_vector` turns it back.
 * **Batch helpers** that take and return phe objects: :func:`encrypt`, :func:`decrypt`,
-  :func:`add`, :func:`multiply`, :func:`sum_numbers`, :func:`dot`. Each is one backend call for
+  :func:`add`, :func:`mul`, :func:`sum_numbers`, :func:`dot`. Each is one backend call for
   the whole list, and the results interoperate with stock phe peers (same keys, same BASE-16
   encoding and exponents).
 * **Engine swap**: :func:`install` routes phe's own arithmetic (``phe.paillier.powmod``,
@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import functools
 import threading
+import warnings
 import weakref
 from collections import Counter
 from dataclasses import dataclass, field
@@ -50,6 +51,7 @@ __all__ = [
     "from_vector",
     "install",
     "installed",
+    "mul",
     "multiply",
     "private_key_from_phe",
     "private_key_to_phe",
@@ -213,12 +215,18 @@ def add(a: Sequence[Any], b: Sequence[Any] | Any, *, backend: Backend | str | No
     return _with_key(from_vector(va + other), a[0].public_key)
 
 
-def multiply(a: Sequence[Any], scalars: Sequence[Any] | Any, *,
-             backend: Backend | str | None = None) -> list[Any]:
+def mul(a: Sequence[Any], scalars: Sequence[Any] | Any, *, backend: Backend | str | None = None) -> list[Any]:
     """Element-wise ``a[i] * scalars[i]`` (or one scalar for all)."""
     va = to_vector(a, backend=backend)
     k = np.asarray(scalars, dtype=object) if isinstance(scalars, Sequence) else scalars
     return _with_key(from_vector(va * k), a[0].public_key)
+
+
+def multiply(a: Sequence[Any], scalars: Sequence[Any] | Any, *,
+             backend: Backend | str | None = None) -> list[Any]:
+    """Deprecated name of :func:`mul` (the op's one name, as in ``raw_mul`` and the ``Mul`` RPC)."""
+    warnings.warn("accel.integrations.phe.multiply is deprecated: use mul", DeprecationWarning, stacklevel=2)
+    return mul(a, scalars, backend=backend)
 
 
 def sum_numbers(numbers: Sequence[Any], *, backend: Backend | str | None = None) -> Any:
