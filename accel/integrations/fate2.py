@@ -46,7 +46,7 @@ from typing import Any, Iterable, List, Optional, Sequence, Tuple
 import numpy as np
 
 from ..backends import Backend
-from ..encoding import FixedPointCodec
+from ..encoding import BASE, FixedPointCodec
 from ..keys import PrivateKey, PublicKey, generate_keypair
 from . import _batch
 from . import _fate_wire as wire
@@ -64,7 +64,6 @@ __all__ = ["EV", "FV", "PK", "SK", "Coder", "configure", "evaluator", "install",
            "keygen", "uninstall"]
 
 FATE_MODULE = "fate.arch.protocol.phe.paillier"
-BASE = 16
 
 # -- the backend, resolved lazily per process ------------------------------------------------
 _backend = LazyBackend("HEA_FATE_BACKEND")
