@@ -67,6 +67,9 @@ class EncryptedVector:
     :meth:`decrypt` returns a ``numpy.float64`` and :meth:`decrypt_exact` one value. A scalar is
     stored as one ciphertext, so ``len()``, ``ciphertexts``, indexing and :meth:`concat` see one
     element, as they did before scalars existed; arithmetic stays scalar while every operand is.
+
+    Operations run on ``backend``; without one, on :func:`accel.backends.default_backend` (the
+    shared "auto" backend unless :func:`accel.backends.set_default_backend` chose another).
     """
 
     __array_priority__ = 1000  # make numpy defer to our reflected operators
