@@ -29,14 +29,14 @@ def lower_exponents(backend: "Backend", pk: PublicKey, cts: Any, steps: Any) -> 
 
     The one alignment rule of the encoded layer and the framework integrations: one ``raw_mul``
     batch over the ciphertexts that move, the others returned untouched (not even copied one
-    by one). ``cts`` is a blob or a list of ints, and the result has the same form.
+    by one). ``cts`` is a blob or a list of ints, and the result has the same form (a new list).
     """
     d = np.asarray(steps, dtype=np.int64)
     if (d < 0).any():
         raise ValueError("can only move to finer (smaller) exponents")
     moved = np.flatnonzero(d)
     if not len(moved):
-        return cts
+        return cts if isinstance(cts, bytes) else list(cts)  # a list is always a new one
     ks = [BASE**k for k in d[moved].tolist()]
     if max(ks) >= pk.n:
         raise AlignmentOverflowError("aligning the exponents needs a factor 16^d >= n: the exponent gap is "

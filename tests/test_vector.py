@@ -251,3 +251,44 @@ def test_alignment_exponentiates_only_the_elements_that_move(inline_backend, key
         assert lowered[i * w:(i + 1) * w] == a.blob[i * w:(i + 1) * w]
     assert np.allclose((a.sum()).decrypt(sk), [11.501], rtol=0, atol=1e-12)
     be.close()
+
+
+def test_one_alignment_rule_for_blobs_lists_and_the_integrations(inline_backend, key1024):
+    """accel.ciphertext.lower_exponents, which EncryptedVector and the integrations' _batch.lower
+    share: c^(16^d) for the elements that move, the others untouched, in the caller's form."""
+    import secrets
+
+    from accel.ciphertext import lower_exponents
+    from accel.encoding import AlignmentOverflowError
+    from accel.integrations import _batch
+    from accel.packing import blob_to_ints, ints_to_blob
+
+    pk, sk = key1024
+    n = pk.n
+    ms = [0, 1, n - 1, secrets.randbelow(n), secrets.randbelow(n)]
+    cs = inline_backend.raw_encrypt(pk, ms)
+    steps = [0, 1, 3, 0, 7]
+    want = [m * 16**d % n for m, d in zip(ms, steps)]
+    out = lower_exponents(inline_backend, pk, cs, steps)
+    assert inline_backend.raw_decrypt(sk, out) == want
+    assert out is not cs and [out[0], out[3]] == [cs[0], cs[3]]  # untouched, not re-encrypted
+    blob = ints_to_blob(cs, pk.ciphertext_width)
+    out_blob = lower_exponents(inline_backend, pk, blob, steps)
+    assert isinstance(out_blob, bytes)
+    assert inline_backend.raw_decrypt(sk, blob_to_ints(out_blob, pk.ciphertext_width)) == want
+    assert lower_exponents(inline_backend, pk, blob, [0] * len(ms)) == blob
+    same = lower_exponents(inline_backend, pk, cs, [0] * len(ms))
+    assert same == cs and same is not cs
+    assert lower_exponents(inline_backend, pk, [], []) == []
+    with pytest.raises(ValueError, match="finer"):
+        lower_exponents(inline_backend, pk, cs, [0, 0, -1, 0, 0])
+    too_far = n.bit_length() // 4 + 1  # 16^d >= n
+    with pytest.raises(AlignmentOverflowError) as e:
+        lower_exponents(inline_backend, pk, cs, [0, 0, too_far, 0, 0])
+    # what EncryptedVector raised before, and what the integrations raised
+    assert isinstance(e.value, PlaintextOverflowError) and isinstance(e.value, OverflowError)
+    # the integrations' form: exponents and targets, and ciphertext 1 (an unobfuscated zero) stays 1
+    low = _batch.lower(inline_backend, pk, [1, *cs], np.array([5, 5, 6, 8, 5, 12]), np.array([0, 5, 5, 5, 5, 5]))
+    assert low[0] == 1 and inline_backend.raw_decrypt(sk, low[1:]) == want
+    with pytest.raises(OverflowError):
+        _batch.lower(inline_backend, pk, cs[:1], np.array([too_far]), np.array([0]))
