@@ -1,6 +1,8 @@
 """he-accel's gRPC offload service: key registry, batch compute with dynamic batching,
-health, reflection and Prometheus metrics (:mod:`accel.service.server`), and its clients
-(:mod:`accel.service.client`). ``he-accel serve`` runs it; ``get_backend("remote")`` uses it.
+health, reflection and Prometheus metrics (:mod:`accel.service.server`), its clients
+(:mod:`accel.service.client`) and the remote backend on them (:mod:`accel.service.remote`,
+``get_backend("remote")``, registered through an entry point). ``he-accel serve`` runs it.
+It sits on top of the library: nothing in the core imports it (pyproject ``[tool.importlinter]``).
 """
 
 # One module, one name: this folder is the package accel.service (pyproject maps it in a wheel and
