@@ -46,6 +46,20 @@ def test_the_kernel_map_has_every_raw_op():
     assert ops == public
 
 
+def test_the_services_ops_are_the_raw_apis_names():
+    """service/ops.py names each op once (metrics label, Stream field, planner): the raw API's
+    stem, and the map's RPC for it is that op's."""
+    from accel.service.ops import COMPUTE_OPS
+
+    stems = {re.match(r"(?:raw_)?(\w+)", _names(row[0])[0]).group(1) for row in OPS} - {"obfuscators"}
+    assert set(COMPUTE_OPS) == stems
+    for row in OPS:
+        stem = re.fullmatch(r"(?:raw_)?(\w+)", _names(row[0])[0])  # an op's own row, not a mode's
+        stem = stem and stem.group(1)
+        if stem in COMPUTE_OPS:
+            assert COMPUTE_OPS[stem].rpc == re.match(r"\w+", _names(row[4])[0]).group(0), row[0]
+
+
 @pytest.mark.parametrize("row", OPS, ids=[r[0] for r in OPS])
 def test_every_name_in_the_kernel_map_exists(row):
     from accel.service.client import ENCRYPT_MODES, HeAccelClient
