@@ -13,6 +13,7 @@ from accel.backends import _gmp_ops
 from accel.backends.base import Backend
 from accel.backends.gpu import GpuBackend
 from accel.gpu.build import KERNEL_FILES
+from accel.gpu.launch import LAUNCHERS, Launcher
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -75,8 +76,10 @@ def test_every_name_in_the_kernel_map_exists(row):
     files = [n for n in _names(kernels) if n.endswith(".cu")]
     for name in [n for n in _names(kernels) if not n.endswith(".cu")]:
         assert not files or KERNEL_FILES[name] in files or name == "he_add", (name, files)
+        assert LAUNCHERS[name] == name.removesuffix("_coop")  # its launcher, named after it (a twin's)
     for name in _names(gpu):
-        assert hasattr(GpuBackend, name), name
+        owner, _, attr = name.rpartition(".")
+        assert hasattr({"Launcher": Launcher, "": GpuBackend}[owner], attr), name
     for name in _names(cpu):
         assert callable(getattr(_gmp_ops, name, None)), name
     for name in _names(service):
