@@ -22,6 +22,7 @@
 #include "../djn.cu"
 #include "../modexp_coop.cu"
 #include "../paillier_coop.cu"
+#include "../djn_coop.cu"
 #include "warp_probe.hpp"
 
 namespace {
@@ -145,7 +146,9 @@ EMU_PRIMITIVES(256)
   EMU_LOCKSTEP(powmod_coop_##L)         \
   extern "C" int emu_coop_tpi_##L() { return hea::coop::coop_tpi(L); }
 
-#define EMU_PAILLIER_COOP(LP) EMU_LOCKSTEP(paillier_encrypt_coop_##LP) EMU_LOCKSTEP(paillier_obfuscate_coop_##LP)
+#define EMU_PAILLIER_COOP(LP)                                                                  \
+  EMU_LOCKSTEP(paillier_encrypt_coop_##LP) EMU_LOCKSTEP(paillier_obfuscate_coop_##LP)          \
+  EMU_LOCKSTEP(djn_table_coop_##LP) EMU_LOCKSTEP(djn_encrypt_coop_##LP)
 HEA_FOR_EACH_KEY_CLASS(EMU_PAILLIER_COOP)
 
 EMU_COOP(32)
