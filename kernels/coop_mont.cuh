@@ -236,6 +236,35 @@ template <int L, int TPI> HEA_FN limb_t add_small(const group<L, TPI>& g, limb_t
   return out;
 }
 
+// d = a + b over the group; returns the group's carry out (the same on every lane).
+template <int L, int TPI> HEA_FN limb_t add(const group<L, TPI>& g, limb_t* d, const limb_t* a, const limb_t* b) {
+  constexpr int LPT = L / TPI;
+  carry c;
+  d[0] = c.add_cc(a[0], b[0]);
+  HEA_UNROLL_ALL
+  for (int k = 1; k < LPT; k++) d[k] = c.addc_cc(a[k], b[k]);
+  limb_t gen = c.addc(0u, 0u);  // a slice that carries out is never all ones: gen and prop exclude
+  limb_t ones = d[0];
+  HEA_UNROLL_ALL
+  for (int k = 1; k < LPT; k++) ones &= d[k];
+  limb_t out;
+  limb_t carry_in = g.propagate(gen, ones == 0xffffffffu, &out);
+  carry c2;
+  d[0] = c2.add_cc(d[0], carry_in);
+  HEA_UNROLL_ALL
+  for (int k = 1; k < LPT; k++) d[k] = c2.addc_cc(d[k], 0u);
+  return out;
+}
+
+// Whether the group's number is zero (the same on every lane).
+template <int L, int TPI> HEA_FN bool is_zero(const group<L, TPI>& g, const limb_t* x) {
+  constexpr int LPT = L / TPI;
+  limb_t any = x[0];
+  HEA_UNROLL_ALL
+  for (int k = 1; k < LPT; k++) any |= x[k];
+  return __ballot_sync(g.mask, any != 0u) == 0u;
+}
+
 // This lane's slice of a number stored as `stride` limbs at src, zero-extended to L limbs and
 // cut at `width` limbs (width <= L). Returns, on every lane, whether all stored limbs at or
 // above `width` are zero (the number fits).
@@ -388,6 +417,65 @@ HEA_FN void mont_mul(const group<L, TPI>& g, limb_t* r, const limb_t* a, const l
 template <int L, int TPI>
 HEA_FN void mont_sqr(const group<L, TPI>& g, limb_t* r, const limb_t* a, const modulus<L, TPI>& M) {
   mont_mul<L, TPI>(g, r, a, a, M);
+}
+
+// r = (a + b) mod m, r = (a - b) mod m. requires a, b < m; r may alias a or b. No branch.
+template <int L, int TPI>
+HEA_FN void mod_add(const group<L, TPI>& g, limb_t* r, const limb_t* a, const limb_t* b, const modulus<L, TPI>& M) {
+  constexpr int LPT = L / TPI;
+  limb_t s[LPT], d[LPT];
+  limb_t over = add<L, TPI>(g, s, a, b);
+  limb_t borrow = sub<L, TPI>(g, d, s, M.m);
+  select<LPT>(r, over | (borrow ^ 1u), d, s);
+}
+template <int L, int TPI>
+HEA_FN void mod_sub(const group<L, TPI>& g, limb_t* r, const limb_t* a, const limb_t* b, const modulus<L, TPI>& M) {
+  constexpr int LPT = L / TPI;
+  limb_t d[LPT], s[LPT];
+  limb_t borrow = sub<L, TPI>(g, d, a, b);
+  add<L, TPI>(g, s, d, M.m);
+  select<LPT>(r, borrow, s, d);
+}
+
+// r = a * b mod R (the low L limbs of the product), R = 2^(32L): the rows of mont_mul without
+// the reduction. Row i adds a*b_i; lane 0's lowest limb is then digit i of the product (every
+// carry still waiting in a lane's `hi` has a higher weight), and the group shifts down one limb.
+// r may alias a or b. No branch or address depends on the values.
+template <int L, int TPI> HEA_FN void mul_low(const group<L, TPI>& g, limb_t* r, const limb_t* a, const limb_t* b) {
+  constexpr int LPT = L / TPI;
+  limb_t t[LPT], low[LPT], hi = 0u;
+  HEA_UNROLL_ALL
+  for (int k = 0; k < LPT; k++) t[k] = low[k] = 0u;
+  HEA_UNROLL(1)
+  for (int j = 0; j < TPI; j++) {
+    HEA_UNROLL_ALL
+    for (int k = 0; k < LPT; k++) {
+      limb_t bi = __shfl_sync(g.mask, b[k], j, TPI);
+      carry c;
+      t[0] = c.mad_lo_cc(a[0], bi, t[0]);
+      HEA_UNROLL_ALL
+      for (int q = 1; q < LPT; q++) t[q] = c.madc_lo_cc(a[q], bi, t[q]);
+      limb_t c1 = c.addc(0u, 0u);
+      t[1] = c.mad_hi_cc(a[0], bi, t[1]);
+      HEA_UNROLL_ALL
+      for (int q = 2; q < LPT; q++) t[q] = c.madc_hi_cc(a[q - 1], bi, t[q]);
+      c1 = c.madc_hi(a[LPT - 1], bi, c1);
+      limb_t digit = __shfl_sync(g.mask, t[0], 0, TPI);  // digit j LPT + k, owned by lane j
+      low[k] = g.lane == (unsigned)j ? digit : low[k];
+      limb_t next = __shfl_down_sync(g.mask, t[0], 1, TPI);
+      next = g.lane == TPI - 1 ? 0u : next;
+      HEA_UNROLL_ALL
+      for (int q = 0; q < LPT - 1; q++) t[q] = t[q + 1];
+      carry s;
+      limb_t top = s.add_cc(next, hi);
+      limb_t h = s.addc(0u, 0u);
+      top = s.add_cc(top, c1);
+      hi = s.addc(h, 0u);
+      t[LPT - 1] = top;
+    }
+  }
+  HEA_UNROLL_ALL
+  for (int k = 0; k < LPT; k++) r[k] = low[k];
 }
 
 // Shared-memory exponent table: `entries` numbers per thread, one column per thread, entry e

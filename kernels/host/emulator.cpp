@@ -23,6 +23,7 @@
 #include "../modexp_coop.cu"
 #include "../paillier_coop.cu"
 #include "../djn_coop.cu"
+#include "../decrypt_coop.cu"
 #include "warp_probe.hpp"
 
 namespace {
@@ -148,7 +149,7 @@ EMU_PRIMITIVES(256)
 
 #define EMU_PAILLIER_COOP(LP)                                                                  \
   EMU_LOCKSTEP(paillier_encrypt_coop_##LP) EMU_LOCKSTEP(paillier_obfuscate_coop_##LP)          \
-  EMU_LOCKSTEP(djn_table_coop_##LP) EMU_LOCKSTEP(djn_encrypt_coop_##LP)
+  EMU_LOCKSTEP(djn_table_coop_##LP) EMU_LOCKSTEP(djn_encrypt_coop_##LP) EMU_LOCKSTEP(paillier_decrypt_coop_##LP)
 HEA_FOR_EACH_KEY_CLASS(EMU_PAILLIER_COOP)
 
 EMU_COOP(32)

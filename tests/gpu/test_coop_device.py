@@ -53,3 +53,40 @@ def test_encryption_coop_on_device_4096(coop, one_thread, cpu):
     assert coop.raw_encrypt(pk, ms[:4], rng=random.Random(5)) == cpu.raw_encrypt(pk, ms[:4], rng=random.Random(5))
     assert coop.raw_decrypt(sk, a) == ms
     assert coop.stats["cpu_fallbacks"] == 0
+
+
+@pytest.mark.parametrize("bits", [1024, 2048, 3072, 4096])
+@pytest.mark.parametrize("batch", [1, 7, 5000])
+def test_djn_coop_on_device(coop, one_thread, cpu, bits, batch):
+    """djn_table_coop / djn_encrypt_coop (8-bit comb, default exponent length) against the
+    one-thread DJN kernel and the CPU backend with the same randomness, and hs^r against gmpy2."""
+    from accel.djn import DjnKey
+
+    pk, sk = generate_keypair(bits)
+    djn = DjnKey.generate(pk)
+    ms = ([0, 1, pk.n - 1] + [secrets.randbelow(pk.n) for _ in range(batch)])[:batch]
+    a = coop.raw_encrypt(pk, ms, djn=djn, rng=random.Random(7))
+    assert a == one_thread.raw_encrypt(pk, ms, djn=djn, rng=random.Random(7))
+    k = min(batch, 16)
+    assert a[:k] == cpu.raw_encrypt(pk, ms[:k], djn=djn, rng=random.Random(7))
+    assert cpu.raw_decrypt(sk, a[:k]) == ms[:k]
+    rs = djn.draw_exponents(3, random.Random(9))
+    obf = coop.obfuscators(pk, 3, djn=djn, rng=random.Random(9))
+    w = pk.ciphertext_width
+    assert [int.from_bytes(obf[i * w:(i + 1) * w], "little") for i in range(3)] == [
+        int(gmpy2.powmod(djn.hs, r, pk.nsquare)) for r in rs]
+    assert coop.stats["cpu_fallbacks"] == 0
+
+
+@pytest.mark.parametrize("bits", [1024, 2048, 3072, 4096])
+@pytest.mark.parametrize("batch", [1, 7, 5000])
+def test_decrypt_coop_on_device(coop, one_thread, cpu, bits, batch):
+    """paillier_decrypt_coop against the one-thread kernel and gmpy2 (the CPU backend), with the
+    edge ciphertexts 1 and n^2 - 1 and a batch larger than one grid pass at small keys."""
+    pk, sk = generate_keypair(bits)
+    ms = ([0, 1, pk.n - 1] + [secrets.randbelow(pk.n) for _ in range(batch)])[:batch]
+    cs = cpu.raw_encrypt(pk, ms)
+    assert coop.raw_decrypt(sk, cs) == ms
+    edges = [1, pk.nsquare - 1, secrets.randbelow(pk.nsquare - 2) + 2]
+    assert coop.raw_decrypt(sk, edges) == one_thread.raw_decrypt(sk, edges) == cpu.raw_decrypt(sk, edges)
+    assert coop.stats["cpu_fallbacks"] == 0
