@@ -47,25 +47,71 @@ HEA_FN void djn_table_coop(limb_t* table, const limb_t* hs_m, int rows, int comb
   }
 }
 
-// x = this lane's slice of entry d of a table row, for a SECRET d: every entry is read.
-template <int L, int TPI>
-HEA_FN void row_get_secret(const group<L, TPI>& g, limb_t* x, const limb_t* __restrict__ row, int entries, limb_t d) {
+// Entries of a table row staged in shared memory at a time: 16 KB per block of HEA_COOP_BLOCK
+// threads (as the exponent tables of the other cooperative kernels, which keeps 50% occupancy at
+// 2048-bit keys), a power of two.
+__host__ __device__ constexpr int djn_chunk(int L) { return 4096 / L >= 64 ? 64 : 4096 / L >= 32 ? 32 : 16; }
+
+struct alignas(16) limb4 {
+  limb_t v[4];
+};
+
+// Stage entries [first, first + n) of a row (n * L limbs, a multiple of 4) into shared memory,
+// every thread of the block copying 16-byte pieces. Every thread of the block must call it.
+template <int L> HEA_FN void stage_chunk(limb_t* smem, const limb_t* row, int first, int n) {
+  const limb4* src = reinterpret_cast<const limb4*>(row + (unsigned long long)first * L);
+  limb4* dst = reinterpret_cast<limb4*>(smem);
+  __syncthreads();  // everyone is done reading the previous chunk
+  for (int w = threadIdx.x; w < n * L / 4; w += blockDim.x) dst[w] = src[w];
+  __syncthreads();
+}
+
+// x |= this lane's slice of staged entry e for e in [first, first + n) if e == d (d SECRET:
+// every staged entry is read, one kept by mask; the group's lanes read consecutive words of one
+// entry, and the groups of a warp the same entry, so no bank conflict depends on d).
+template <int L, int TPI> HEA_FN void pick_staged(const group<L, TPI>& g, limb_t* x, const limb_t* smem, int first,
+                                                  int n, limb_t d) {
   constexpr int LPT = L / TPI;
-  const limb_t* mine = row + g.lane * LPT;
-  HEA_UNROLL_ALL
-  for (int j = 0; j < LPT; j++) x[j] = 0u;
   HEA_UNROLL(1)
-  for (int e = 0; e < entries; e++) {
-    limb_t mask = 0u - (limb_t)((limb_t)e == d);
-    HEA_UNROLL_ALL
-    for (int j = 0; j < LPT; j++) x[j] |= mine[(unsigned long long)e * L + j] & mask;
+  for (int e = 0; e < n; e++) {
+    limb_t mask = 0u - (limb_t)((limb_t)(first + e) == d);
+    const limb_t* mine = smem + e * L + g.lane * LPT;
+    if constexpr (LPT % 4 == 0) {
+      HEA_UNROLL_ALL
+      for (int j = 0; j < LPT; j += 4) {
+        limb4 v = *reinterpret_cast<const limb4*>(mine + j);
+        x[j] |= v.v[0] & mask;
+        x[j + 1] |= v.v[1] & mask;
+        x[j + 2] |= v.v[2] & mask;
+        x[j + 3] |= v.v[3] & mask;
+      }
+    } else {
+      HEA_UNROLL_ALL
+      for (int j = 0; j < LPT; j++) x[j] |= mine[j] & mask;
+    }
   }
 }
 
+// x = this lane's slice of entry d of a table row for a SECRET d, through shared memory in chunks.
+template <int L, int TPI>
+HEA_FN void row_get_secret(const group<L, TPI>& g, limb_t* x, limb_t* smem, const limb_t* row, int entries, limb_t d) {
+  constexpr int LPT = L / TPI, CHUNK = djn_chunk(L);
+  HEA_UNROLL_ALL
+  for (int j = 0; j < LPT; j++) x[j] = 0u;
+  for (int first = 0; first < entries; first += CHUNK) {
+    int n = entries - first < CHUNK ? entries - first : CHUNK;
+    stage_chunk<L>(smem, row, first, n);
+    pick_staged<L, TPI>(g, x, smem, first, n, d);
+  }
+}
+
+// Every thread of a block runs the same rows and chunks (the staging needs the whole block), so
+// the loop is over block-sized batches; groups past the end or with a bad plaintext compute on
+// zeros and store nothing.
 template <int LP>
 HEA_FN void djn_encrypt_coop(limb_t* out, const limb_t* ms, int has_m, const limb_t* rs, unsigned long long count,
                              const limb_t* table, int rows, int comb, const limb_t* key, int ps, int rstride, int cs,
-                             unsigned long long* err) {
+                             unsigned long long* err, limb_t* smem) {
   constexpr int L = 2 * LP, TPI = coop_tpi(L), LPT = L / TPI;
   const pub_rec<LP>& K = *reinterpret_cast<const pub_rec<LP>*>(key);
   const group<L, TPI> g = group<L, TPI>::mine();
@@ -78,21 +124,25 @@ HEA_FN void djn_encrypt_coop(limb_t* out, const limb_t* ms, int has_m, const lim
   }
   const int entries = 1 << comb;
   const unsigned long long per_block = HEA_COOP_BLOCK / TPI;
-  for (unsigned long long i = blockIdx.x * per_block + threadIdx.x / TPI; i < count; i += gridDim.x * per_block) {
+  for (unsigned long long first = blockIdx.x * per_block; first < count; first += gridDim.x * per_block) {
+    const unsigned long long i = first + threadIdx.x / TPI;
+    const bool active = i < count;  // the same on every lane of a group
+    bool ok = active;
     if (has_m) {
-      bool fits = load<L, TPI>(g, y, ms + i * (unsigned long long)ps, ps, LP);
+      bool fits = load<L, TPI>(g, y, active ? ms + i * (unsigned long long)ps : ms, active ? ps : 0, LP);
       load<L, TPI>(g, x, K.n, LP);
       bool below = sub<L, TPI>(g, x, y, x) == 1u;  // borrow: m < n
-      if (!fits || !below) {
+      if (active && (!fits || !below)) {
         if (g.lane == 0) report_error(err, i, ERR_PLAINTEXT_RANGE);
-        continue;
+        ok = false;
       }
     }
-    const limb_t* r = rs + i * (unsigned long long)rstride;
-    row_get_secret<L, TPI>(g, acc, table, entries, mp_window(r, rstride, 0, comb));
+    const limb_t* r = rs + (active ? i : 0) * (unsigned long long)rstride;
+    const int rl = active ? rstride : 0;  // an idle group reads no exponent: digits 0
+    row_get_secret<L, TPI>(g, acc, smem, table, entries, mp_window(r, rl, 0, comb));
     for (int k = 1; k < rows; k++) {
-      row_get_secret<L, TPI>(g, x, table + (unsigned long long)k * entries * L, entries,
-                             mp_window(r, rstride, k * comb, comb));
+      row_get_secret<L, TPI>(g, x, smem, table + (unsigned long long)k * entries * L, entries,
+                             mp_window(r, rl, k * comb, comb));
       mont_mul<L, TPI>(g, acc, acc, x, M);  // hs^(r mod 2^(comb (k+1))) R
     }
     if (has_m) {
@@ -102,7 +152,7 @@ HEA_FN void djn_encrypt_coop(limb_t* out, const limb_t* ms, int has_m, const lim
     } else {
       mont_mul<L, TPI>(g, acc, acc, one, M);  // out of Montgomery form
     }
-    store<L, TPI>(g, out + i * (unsigned long long)cs, acc, cs);
+    if (ok) store<L, TPI>(g, out + i * (unsigned long long)cs, acc, cs);
   }
 }
 
@@ -117,8 +167,9 @@ HEA_FN void djn_encrypt_coop(limb_t* out, const limb_t* ms, int has_m, const lim
   extern "C" __global__ void djn_encrypt_coop_##LP(limb_t* out, const limb_t* ms, int has_m,          \
       const limb_t* rs, unsigned long long count, const limb_t* table, int rows, int comb,            \
       const limb_t* key, int ps, int rstride, int cs, unsigned long long* err) {                      \
+    __shared__ hea::coop::limb4 smem[hea::coop::djn_chunk(2 * LP) * 2 * LP / 4];                      \
     hea::coop::djn_encrypt_coop<LP>(out, ms, has_m, rs, count, table, rows, comb, key, ps, rstride,   \
-                                    cs, err);                                                         \
+                                    cs, err, smem[0].v);                                              \
   }
 
 HEA_FOR_EACH_KEY_CLASS(HEA_DJN_COOP_KERNELS)
