@@ -548,7 +548,8 @@ HEA_FN void pow_public(const group<L, TPI>& g, limb_t* r, const limb_t* base, co
 }
 
 // Same result for a SECRET exponent: fixed windows of log2(ENTRIES) bits over all `ebits`
-// (a public bound), a squaring run and a multiplication in every window, masked table reads.
+// (a public bound), a masked table read for the top window, then a squaring run and a multiplication
+// in every other window, masked table reads.
 // No branch or address depends on e. tab holds base^0 .. base^(ENTRIES-1).
 template <int L, int TPI, int ENTRIES>
 HEA_FN void pow_secret(const group<L, TPI>& g, limb_t* r, const limb_t* base, const limb_t* one, const limb_t* e,
@@ -564,9 +565,16 @@ HEA_FN void pow_secret(const group<L, TPI>& g, limb_t* r, const limb_t* base, co
     mont_mul<L, TPI>(g, acc, acc, base, M);
     table_put<LPT>(tab, d, acc);
   }
-  HEA_UNROLL_ALL
-  for (int k = 0; k < LPT; k++) acc[k] = one[k];
-  for (int w = (ebits + W - 1) / W - 1; w >= 0; w--) {
+  // the top window starts the accumulator (its squarings of 1 would change nothing); which
+  // window is on top depends only on the public bound ebits
+  int top = (ebits + W - 1) / W - 1;
+  if (top >= 0) {
+    table_get_secret<LPT, ENTRIES>(acc, tab, mp_window(e, el, top * W, W));
+  } else {
+    HEA_UNROLL_ALL
+    for (int k = 0; k < LPT; k++) acc[k] = one[k];
+  }
+  for (int w = top - 1; w >= 0; w--) {
     for (int s = 0; s < W; s++) mont_sqr<L, TPI>(g, acc, acc, M);
     table_get_secret<LPT, ENTRIES>(x, tab, mp_window(e, el, w * W, W));
     mont_mul<L, TPI>(g, acc, acc, x, M);
