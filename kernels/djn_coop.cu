@@ -72,7 +72,7 @@ template <int L> HEA_FN void stage_chunk(limb_t* smem, const limb_t* row, int fi
 template <int L, int TPI> HEA_FN void pick_staged(const group<L, TPI>& g, limb_t* x, const limb_t* smem, int first,
                                                   int n, limb_t d) {
   constexpr int LPT = L / TPI;
-  HEA_UNROLL(1)
+  HEA_UNROLL(4)  // the loop control would cost as much as the 4 masked ORs of an entry
   for (int e = 0; e < n; e++) {
     limb_t mask = 0u - (limb_t)((limb_t)(first + e) == d);
     const limb_t* mine = smem + e * L + g.lane * LPT;
