@@ -25,6 +25,14 @@ from pathlib import Path
 
 SMS, CLOCK_HZ, SMSP_PER_SM = 132, 1.98e9, 4
 KEY_BITS = 2048
+#: assumed, not measured: L2 -> SM read bandwidth of an H100 SXM (published microbenchmarks give
+#: 5.5-7 TB/s; the low end), shared-memory bandwidth 128 B per cycle per SM
+L2_BYTES_PER_S = 5.5e12
+SMEM_BYTES_PER_CYCLE_SM = 128
+#: the cooperative kernels' block (HEA_COOP_BLOCK) and DJN comb (accel.backends.gpu.DJN_COMB_BITS)
+COOP_BLOCK, DJN_COMB = 128, 8
+#: a cooperative low-half product (mul_low: the rows without the reduction) in multiplications
+MUL_LOW = 0.6
 
 ASSUMPTIONS = """\
 - Throughput-bound, latency fully hidden: each SM sub-partition (4 per SM) issues one warp
@@ -36,16 +44,27 @@ ASSUMPTIONS = """\
 - Local memory (LDL/STL of the one-thread kernels) hits L1: an upper bound for those kernels,
   whose 6-24 KB per-thread frames far exceed L1 at full occupancy (L2 traffic is not modelled).
 - Counts come from the SASS of the multiplication loop of the powmod kernels as built by
-  `he-accel kernels build` (sm_90); squaring is the same code (no dedicated squaring yet), and
+  `he-accel kernels build` (sm_90); squaring is the same code (no dedicated squaring), and
   per multiplication the epilogue (carry resolution, final subtraction) is added for the
   cooperative core, the loop prologues and the final subtract-select for the one-thread one.
 - Operation mixes at 2048-bit keys (n^2: 4096 bits, 128 limbs; p^2: 2048 bits, 64 limbs):
   textbook encryption = r^n mod n^2 (2048-bit public exponent) + 2 multiplications;
-  CRT decryption = 2 x c^(p-1) mod p^2 (1024-bit secret exponent, 64 limbs) + 8 multiplications;
-  DJN encryption = hs^r mod n^2 with a 1024-bit secret r (generic windows: the fixed-base comb is
-  not built) + 2; x64-bit scalar = c^k mod n^2, 64-bit public k; add = 2 multiplications mod n^2.
+  CRT decryption = 2 x c^(p-1) mod p^2 (1024-bit secret exponent, 64 limbs) + the reduction of c,
+  L_p and Garner (one-thread: 8 multiplications; cooperative, as `paillier_decrypt_coop`: 3 + 2
+  per half, 3 for Garner, and 3 low-half products, each counted as 0.6 of a multiplication);
+  DJN encryption = hs^r mod n^2 with a 1024-bit secret r by the device-resident comb (one-thread
+  `djn_encrypt`: 4-bit rows, 256 multiplications, its masked reads of 16 entries per row not
+  counted; cooperative `djn_encrypt_coop`: 8-bit rows, 127 multiplications, plus per row the
+  SASS of the masked read of all 256 entries from shared memory and of the block's copy of the
+  row into it, checked against shared-memory bandwidth, and the whole bounded by the L2 traffic
+  of the table: each block of 128 threads reads every row once, 16.8 MB per 4 encryptions at
+  2048-bit keys, at the L2 bandwidth above) + 2; x64-bit scalar = c^k mod n^2, 64-bit public k;
+  add = 2 multiplications mod n^2.
   Windows: one-thread kernels 4-bit fixed (16-entry table); cooperative core 4-bit sliding windows
-  (8 odd powers) for public exponents and 3-bit fixed windows (8 entries) for secret ones.
+  (8 odd powers) for public exponents and 3-bit fixed windows (8 entries, the top window read
+  into the accumulator) for secret ones. No dedicated squaring: squarings cost a multiplication.
+- The cooperative column applies the core to every operation; the kernels built on it are named
+  in the last column. The scalar and add rows are the core's rate for kernels not built yet.
 - Device-resident batches large enough to fill every SM (the cooperative core needs
   132 x 32 warps x 32/TPI numbers, e.g. 4,224 numbers at TPI 32; the one-thread kernels need
   32 x that); no transfer, launch or host cost.
@@ -57,6 +76,11 @@ TARGETS = {"textbook encryption": 70_000, "CRT decryption": 250_000, "DJN encryp
 BOUNDS = {"textbook encryption": "108k ... 137k", "CRT decryption": "425k ... 539k",
           "DJN encryption": "212k ... 270k (generic); 1.0M / 2.0M (comb w=4/8)", "x64-bit scalar": "~3M",
           "add": "255M (PCIe ~100M)"}
+
+#: the kernels on the cooperative core that run each operation (GpuBackend(cooperative=True))
+COOP_KERNELS = {"textbook encryption": "`paillier_encrypt_coop`", "CRT decryption": "`paillier_decrypt_coop`",
+                "DJN encryption": "`djn_encrypt_coop` (8-bit comb)", "x64-bit scalar": "not built (one-thread)",
+                "add": "not built (one-thread)"}
 
 FMA = re.compile(r"^IMAD")
 ALU = re.compile(r"^(IADD3|LOP3|SEL|ISETP|SHF|LEA|VIADD|MOV|PRMT|PLOP3|IABS|FLO|POPC|CS2R|P2R|R2P|IMNMX|VIMNMX|BMSK)")
@@ -277,23 +301,93 @@ def fixed_muls(ebits: int, w: int, entries: int) -> float:
     return windows * w + windows + entries
 
 
+def fixed_muls_top_read(ebits: int, w: int, table_muls: int) -> float:
+    """The cooperative pow_secret: the top window is a masked read, every other window w
+    squarings and a multiplication."""
+    return (math.ceil(ebits / w) - 1) * (w + 1) + table_muls
+
+
 def operations(kind: str) -> dict[str, list[tuple[int, float]]]:
-    """op -> [(limbs, multiplications at that size)]"""
+    """op -> [(limbs, multiplications at that size)]; DJN's cooperative comb is modelled apart
+    (djn_comb_model)."""
     n, half = KEY_BITS, KEY_BITS // 2
     if kind == "coop":
         pub = lambda e: sliding_muls(e, 4, 8) + 3  # noqa: E731 (R mod m, to and from Montgomery form)
-        sec = lambda e: fixed_muls(e, 3, 7) + 3  # noqa: E731
+        # decrypt_coop: per half c mod p^2 (3), the power (6 table products), out of Montgomery
+        # form, L_p (a low-half product) and the product by hp (1); Garner: 3 and a low product
+        half_dec = 3 + fixed_muls_top_read(half, 3, 6) + 1 + MUL_LOW + 1
+        dec = 2 * half_dec + 3 + MUL_LOW
+        djn = 0.0  # replaced by djn_comb_model
     else:
         pub = lambda e: fixed_muls(e, 4, 15) + 2  # noqa: E731
-        sec = pub
+        dec = 2 * pub(half) + 8
+        djn = -(-half // 4) + 2  # djn_encrypt: 4-bit comb rows, one multiplication each
     L2, Lp2 = 2 * n // 32, n // 32
     return {
         "textbook encryption": [(L2, pub(n) + 2)],
-        "CRT decryption": [(Lp2, 2 * sec(half) + 8)],
-        "DJN encryption": [(L2, sec(half) + 2)],
+        "CRT decryption": [(Lp2, dec)],
+        "DJN encryption": [(L2, djn)],
         "x64-bit scalar": [(L2, pub(64) + 1)],
         "add": [(L2, 2)],
     }
+
+
+@dataclass
+class CombModel:
+    """djn_encrypt_coop per encryption at 2048-bit keys (see ASSUMPTIONS)."""
+    rows: int
+    entries: int
+    pick_per_entry: Mix     # masked read of one staged entry, per warp
+    stage_per_piece: Mix    # one 16-byte piece of the block's copy, per warp
+    cycles_per_enc: float   # per sub-partition, per number
+    smem_cycles_per_enc: float
+    l2_bytes_per_enc: float
+
+    def rate(self) -> float:
+        compute = SMS * SMSP_PER_SM * CLOCK_HZ / max(self.cycles_per_enc, self.smem_cycles_per_enc)
+        return min(compute, L2_BYTES_PER_S / self.l2_bytes_per_enc)
+
+
+def _innermost(f: Function, need: tuple[str, ...], avoid: tuple[str, ...]) -> tuple[int, int]:
+    """The smallest loop whose body has an instruction starting with each of `need` and none
+    starting with any of `avoid`."""
+    found = []
+    for lo, hi in f.loops():
+        body = f.ops[lo : hi + 1]
+        if all(any(o.startswith(p) for o in body) for p in need) and not any(
+                o.startswith(p) for o in body for p in avoid):
+            found.append((hi - lo, lo, hi))
+    if not found:
+        raise RuntimeError(f"{f.name}: no loop with {need} and without {avoid}")
+    _, lo, hi = min(found)
+    return lo, hi
+
+
+def djn_comb_model(mul: MulModel, tpi: int, comb: int = DJN_COMB) -> CombModel:
+    lp = KEY_BITS // 32
+    L = 2 * lp
+    f = sass_of("djn_coop.cu", lp)[f"djn_encrypt_coop_{lp}"]
+    lo, hi = _innermost(f, ("LDS",), ("SHFL", "BAR", "LDG", "STS"))
+    pick = f.mix(lo, hi)
+    lds = sum(n for op, n in pick.ops.items() if op.startswith("LDS"))
+    per_lds = 4 if any(op.startswith("LDS.128") for op in pick.ops) else 1  # limbs per load
+    entries_per_iter = lds * per_lds / (L // tpi)
+    lo, hi = _innermost(f, ("LDG", "STS"), ("SHFL", "BAR"))
+    stage = f.mix(lo, hi)
+    pieces_per_iter = sum(n for op, n in stage.ops.items() if op.startswith("STS"))
+    entries = 1 << comb
+    rows = -(-(KEY_BITS // 2) // comb)
+    npw = 32 // tpi                       # numbers per warp
+    per_block = COOP_BLOCK // tpi         # numbers per block, sharing one copy of each row
+    pick_e = pick.scaled(1 / entries_per_iter)
+    stage_p = stage.scaled(1 / pieces_per_iter)
+    pieces_per_thread = entries * L / 4 / COOP_BLOCK
+    per_row = pick_e.scaled(entries / npw) + stage_p.scaled(pieces_per_thread / npw)
+    per_enc = per_row.scaled(rows) + mul.per_mul.scaled((rows - 1 + 2) / npw)
+    row_bytes = entries * L * 4
+    smem_bytes = rows * (row_bytes + row_bytes / per_block)  # every group reads; the block writes once
+    smem_cycles = smem_bytes / (SMEM_BYTES_PER_CYCLE_SM / SMSP_PER_SM)
+    return CombModel(rows, entries, pick_e, stage_p, per_enc.cycles(), smem_cycles, rows * row_bytes / per_block)
 
 
 def predict(models: dict[int, MulModel], kind: str) -> dict[str, float]:
@@ -301,7 +395,7 @@ def predict(models: dict[int, MulModel], kind: str) -> dict[str, float]:
     out = {}
     for op, parts in operations(kind).items():
         cycles = sum(models[L].warp_cycles_per_number() * muls for L, muls in parts)
-        out[op] = sub_partitions * CLOCK_HZ / cycles
+        out[op] = sub_partitions * CLOCK_HZ / cycles if cycles else math.nan  # nan: modelled apart
     return out
 
 
@@ -328,11 +422,20 @@ def report(markdown: bool = True) -> str:
                          f"{s.alu:.1f} | {s.lsu - s.mem:.1f} | {s.mem:.1f} | "
                          f"{m.per_mul.total / m.numbers_per_warp:,.0f} | {m.warp_cycles_per_number():,.0f} |")
     p_one, p_coop = predict(one, "one"), predict(coop, "coop")
+    comb = djn_comb_model(coop[128], COOP_TPI[128])
+    p_coop["DJN encryption"] = comb.rate()
+    lines += ["", f"DJN comb (`djn_encrypt_coop_64`, {comb.entries}-entry rows, {comb.rows} rows): per entry "
+              f"{comb.pick_per_entry.total:.2f} warp instructions for the masked read, per 16-byte piece "
+              f"{comb.stage_per_piece.total:.2f} for the block's copy; per encryption "
+              f"{comb.cycles_per_enc:,.0f} issue cycles per number against {comb.smem_cycles_per_enc:,.0f} of "
+              f"shared-memory bandwidth, {comb.l2_bytes_per_enc / 1e6:.1f} MB of L2 reads "
+              f"(L2 bound {fmt_rate(L2_BYTES_PER_S / comb.l2_bytes_per_enc)}/s at "
+              f"{L2_BYTES_PER_S / 1e12:.1f} TB/s)."]
     lines += ["", "| op (2048-bit key) | one thread per number | cooperative core | target (issue 15) | "
-              "bound (anchors, H100) |", "|---|---:|---:|---:|---:|"]
+              "bound (anchors, H100) | cooperative kernel |", "|---|---:|---:|---:|---:|---|"]
     for op in TARGETS:
         lines.append(f"| {op} | {fmt_rate(p_one[op])}/s | {fmt_rate(p_coop[op])}/s | >= {fmt_rate(TARGETS[op])}/s "
-                     f"| {BOUNDS[op]} |")
+                     f"| {BOUNDS[op]} | {COOP_KERNELS[op]} |")
     # small batches: how much of one full wave a batch of 4,096 fills (encryption: mod n^2)
     warps_per_sm = 32  # 50% theoretical occupancy, as `he-accel kernels report` gives at 2048 bits
     wave_coop = SMS * warps_per_sm * (32 // COOP_TPI[128])

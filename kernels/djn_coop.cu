@@ -52,6 +52,18 @@ HEA_FN void djn_table_coop(limb_t* table, const limb_t* hs_m, int rows, int comb
 // 2048-bit keys), a power of two.
 __host__ __device__ constexpr int djn_chunk(int L) { return 4096 / L >= 64 ? 64 : 4096 / L >= 32 ? 32 : 16; }
 
+// a * b + c mod 2^32 as one multiply-add (volatile: the compiler may not turn a product by a
+// secret 0/1 into a select or a branch)
+HEA_FN limb_t mad_lo(limb_t a, limb_t b, limb_t c) {
+#if defined(__CUDA_ARCH__)
+  limb_t r;
+  asm volatile("mad.lo.u32 %0, %1, %2, %3;" : "=r"(r) : "r"(a), "r"(b), "r"(c));
+  return r;
+#else
+  return a * b + c;
+#endif
+}
+
 struct alignas(16) limb4 {
   limb_t v[4];
 };
@@ -66,30 +78,39 @@ template <int L> HEA_FN void stage_chunk(limb_t* smem, const limb_t* row, int fi
   __syncthreads();
 }
 
-// x |= this lane's slice of staged entry e for e in [first, first + n) if e == d (d SECRET:
-// every staged entry is read, one kept by mask; the group's lanes read consecutive words of one
-// entry, and the groups of a warp the same entry, so no bank conflict depends on d).
+// x += this lane's slice of staged entry e times [e == d] for e in [first, first + n) (d SECRET:
+// every staged entry is read and multiplied by its 0/1 bit, so exactly one adds anything; the
+// group's lanes read consecutive words of one entry, and the groups of a warp the same entry, so
+// no bank conflict depends on d). The multiply-adds run on the FMA pipe, which the ALU-heavy
+// carry handling of the multiplication leaves room in; x must start at zero.
+template <int L, int TPI> HEA_FN void pick_entry(limb_t* x, const limb_t* entry, limb_t bit) {
+  constexpr int LPT = L / TPI;
+  if constexpr (LPT % 4 == 0) {
+    HEA_UNROLL_ALL
+    for (int j = 0; j < LPT; j += 4) {
+      limb4 v = *reinterpret_cast<const limb4*>(entry + j);
+      HEA_UNROLL_ALL
+      for (int q = 0; q < 4; q++) x[j + q] = mad_lo(v.v[q], bit, x[j + q]);
+    }
+  } else {
+    HEA_UNROLL_ALL
+    for (int j = 0; j < LPT; j++) x[j] = mad_lo(entry[j], bit, x[j]);
+  }
+}
 template <int L, int TPI> HEA_FN void pick_staged(const group<L, TPI>& g, limb_t* x, const limb_t* smem, int first,
                                                   int n, limb_t d) {
   constexpr int LPT = L / TPI;
-  HEA_UNROLL(4)  // the loop control would cost as much as the 4 masked ORs of an entry
-  for (int e = 0; e < n; e++) {
-    limb_t mask = 0u - (limb_t)((limb_t)(first + e) == d);
-    const limb_t* mine = smem + e * L + g.lane * LPT;
-    if constexpr (LPT % 4 == 0) {
-      HEA_UNROLL_ALL
-      for (int j = 0; j < LPT; j += 4) {
-        limb4 v = *reinterpret_cast<const limb4*>(mine + j);
-        x[j] |= v.v[0] & mask;
-        x[j + 1] |= v.v[1] & mask;
-        x[j + 2] |= v.v[2] & mask;
-        x[j + 3] |= v.v[3] & mask;
-      }
-    } else {
-      HEA_UNROLL_ALL
-      for (int j = 0; j < LPT; j++) x[j] |= mine[j] & mask;
-    }
+  const limb_t* mine = smem + g.lane * LPT;
+  limb_t rel = d - (limb_t)first;  // the wanted entry's index in what is left of the chunk
+  int e = 0;
+  HEA_UNROLL(1)
+  for (; e + 4 <= n; e += 4, rel -= 4u) {  // four entries against immediates: 2 instructions a bit
+    pick_entry<L, TPI>(x, mine + (e + 0) * L, (limb_t)(rel == 0u));
+    pick_entry<L, TPI>(x, mine + (e + 1) * L, (limb_t)(rel == 1u));
+    pick_entry<L, TPI>(x, mine + (e + 2) * L, (limb_t)(rel == 2u));
+    pick_entry<L, TPI>(x, mine + (e + 3) * L, (limb_t)(rel == 3u));
   }
+  for (; e < n; e++, rel -= 1u) pick_entry<L, TPI>(x, mine + e * L, (limb_t)(rel == 0u));
 }
 
 // x = this lane's slice of entry d of a table row for a SECRET d, through shared memory in chunks.
