@@ -198,6 +198,8 @@ def test_every_name_the_backend_launches_is_a_known_kernel(inline_backend):
     coop.obfuscators(pk, 2)
     coop.raw_encrypt(pk, ms, djn=DjnKey.generate(pk, exponent_bits=64))
     coop.raw_decrypt(sk, cs)
+    coop.raw_add(pk, cs, cs)
+    coop.raw_sum(pk, cs)
     coop.powmod([3, 5], [7, 1], pk.n)
     assert gpu.stats["cpu_fallbacks"] == coop.stats["cpu_fallbacks"] == 0
     launched = {kernel for kernel, _ in rt.launched}
@@ -405,7 +407,8 @@ def test_cli_builds_and_reports(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("file,size", [("paillier_coop.cu", 64), ("djn_coop.cu", 64), ("decrypt_coop.cu", 64),
-                                       ("modexp_coop.cu", 64), ("modexp_coop.cu", 128)])
+                                       ("homomorphic_coop.cu", 64), ("modexp_coop.cu", 64),
+                                       ("modexp_coop.cu", 128)])
 def test_cooperative_kernels_at_2048_bit_keys_hold_everything_in_registers(file, size):
     """Issue 15's bar at 2048-bit keys on sm_90: no stack (no local-memory operands or tables),
     no spills, and at least 50% theoretical occupancy at the backend's 128 threads per block."""

@@ -24,6 +24,7 @@
 #include "../paillier_coop.cu"
 #include "../djn_coop.cu"
 #include "../decrypt_coop.cu"
+#include "../homomorphic_coop.cu"
 #include "warp_probe.hpp"
 
 namespace {
@@ -149,7 +150,8 @@ EMU_PRIMITIVES(256)
 
 #define EMU_PAILLIER_COOP(LP)                                                                  \
   EMU_LOCKSTEP(paillier_encrypt_coop_##LP) EMU_LOCKSTEP(paillier_obfuscate_coop_##LP)          \
-  EMU_LOCKSTEP(djn_table_coop_##LP) EMU_LOCKSTEP(djn_encrypt_coop_##LP) EMU_LOCKSTEP(paillier_decrypt_coop_##LP)
+  EMU_LOCKSTEP(djn_table_coop_##LP) EMU_LOCKSTEP(djn_encrypt_coop_##LP) EMU_LOCKSTEP(paillier_decrypt_coop_##LP) \
+  EMU_LOCKSTEP(he_add_coop_##LP) EMU_LOCKSTEP(he_product_coop_##LP)
 HEA_FOR_EACH_KEY_CLASS(EMU_PAILLIER_COOP)
 
 EMU_COOP(32)

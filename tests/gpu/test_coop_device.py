@@ -90,3 +90,24 @@ def test_decrypt_coop_on_device(coop, one_thread, cpu, bits, batch):
     edges = [1, pk.nsquare - 1, secrets.randbelow(pk.nsquare - 2) + 2]
     assert coop.raw_decrypt(sk, edges) == one_thread.raw_decrypt(sk, edges) == cpu.raw_decrypt(sk, edges)
     assert coop.stats["cpu_fallbacks"] == 0
+
+
+@pytest.mark.parametrize("bits", [1024, 2048, 4096])
+@pytest.mark.parametrize("batch", [1, 33, 5000])
+def test_add_and_sum_coop_on_device(coop, one_thread, bits, batch):
+    """he_add_coop and he_product_coop (device-resident tree levels) against gmpy2 products and the
+    one-thread kernels."""
+    pk, _ = generate_keypair(bits)
+    n2 = pk.nsquare
+    a = [1, n2 - 1] + [secrets.randbelow(n2 - 1) + 1 for _ in range(batch)]
+    b = [n2 - 1, 2] + [secrets.randbelow(n2 - 1) + 1 for _ in range(batch)]
+    a, b = a[:batch], b[:batch]
+    got = coop.raw_add(pk, a, b)
+    assert got == one_thread.raw_add(pk, a, b)
+    idx = sorted(random.sample(range(batch), min(batch, 32)))
+    assert [got[i] for i in idx] == [a[i] * b[i] % n2 for i in idx]
+    want = 1
+    for c in a:
+        want = want * c % n2
+    assert coop.raw_sum(pk, a) == want == one_thread.raw_sum(pk, a)
+    assert coop.stats["cpu_fallbacks"] == 0

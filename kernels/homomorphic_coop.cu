@@ -1,0 +1,117 @@
+// Homomorphic addition and sums on the cooperative core (kernel family: homomorphic_coop).
+//
+//   he_add_coop_LP      E(a + b) = c1 c2 mod n^2: to Montgomery form and one product (2 in all)
+//   he_product_coop_LP  out[t] = prod of in[t*chunk .. min((t+1)*chunk, count)) mod n^2, one
+//                       multiplication per input plus one by R^g (r_powers[g], g = the group's
+//                       size) that cancels the R^-(g-1) the chain leaves: the device-resident
+//                       chain, about one multiplication per addition
+//
+// Same arguments and results as he_add_LP (homomorphic.cu) and he_product_LP (reduce.cu); one
+// number per group of coop_tpi(2 LP) threads. Launch: HEA_COOP_BLOCK (128) threads per block,
+// at least (count or groups) * coop_tpi(2 LP) threads (grid-stride over groups). Checks
+// ciphertexts in [1, n^2) (he_product_coop only when `check` is set: the first tree level) and
+// reports ERR_CIPHERTEXT_RANGE / ERR_SECOND_RANGE through err.
+#include "coop_mont.cuh"
+#include "errors.cuh"
+#include "paillier.cuh"
+
+namespace hea {
+namespace coop {
+
+// Load a ciphertext of cs limbs into the group's slices and check 0 < c < m (the group's
+// modulus n^2); the same answer on every lane.
+template <int L, int TPI>
+HEA_FN bool load_ciphertext(const group<L, TPI>& g, limb_t* c, const limb_t* src, int cs, const modulus<L, TPI>& M) {
+  constexpr int LPT = L / TPI;
+  bool fits = load<L, TPI>(g, c, src, cs);
+  limb_t d[LPT];
+  bool below = sub<L, TPI>(g, d, c, M.m) == 1u;
+  return fits && below && !is_zero<L, TPI>(g, c);
+}
+
+template <int LP>
+HEA_FN void add_coop(limb_t* out, const limb_t* as, const limb_t* bs, unsigned long long count, const limb_t* key,
+                     int cs, unsigned long long* err) {
+  constexpr int L = 2 * LP, TPI = coop_tpi(L), LPT = L / TPI;
+  const pub_rec<LP>& K = *reinterpret_cast<const pub_rec<LP>*>(key);
+  const group<L, TPI> g = group<L, TPI>::mine();
+  modulus<L, TPI> M;
+  limb_t r2[LPT], a[LPT], b[LPT];
+  HEA_UNROLL_ALL
+  for (int k = 0; k < LPT; k++) {
+    M.m[k] = K.n2.m[g.lane * LPT + k];
+    r2[k] = K.n2.r2[g.lane * LPT + k];
+  }
+  M.minv = K.n2.minv;
+  const unsigned long long per_block = HEA_COOP_BLOCK / TPI;
+  for (unsigned long long i = blockIdx.x * per_block + threadIdx.x / TPI; i < count; i += gridDim.x * per_block) {
+    if (!load_ciphertext<L, TPI>(g, a, as + i * (unsigned long long)cs, cs, M)) {
+      if (g.lane == 0) report_error(err, i, ERR_CIPHERTEXT_RANGE);
+      continue;
+    }
+    if (!load_ciphertext<L, TPI>(g, b, bs + i * (unsigned long long)cs, cs, M)) {
+      if (g.lane == 0) report_error(err, i, ERR_SECOND_RANGE);
+      continue;
+    }
+    mont_mul<L, TPI>(g, a, a, r2, M);  // a R
+    mont_mul<L, TPI>(g, a, a, b, M);   // a b
+    store<L, TPI>(g, out + i * (unsigned long long)cs, a, cs);
+  }
+}
+
+template <int LP>
+HEA_FN void product_coop(limb_t* out, const limb_t* in, unsigned long long count, unsigned long long chunk,
+                         const limb_t* key, const limb_t* r_powers, int cs, int check, unsigned long long* err) {
+  constexpr int L = 2 * LP, TPI = coop_tpi(L), LPT = L / TPI;
+  const pub_rec<LP>& K = *reinterpret_cast<const pub_rec<LP>*>(key);
+  const group<L, TPI> g = group<L, TPI>::mine();
+  modulus<L, TPI> M;
+  limb_t acc[LPT], c[LPT];
+  HEA_UNROLL_ALL
+  for (int k = 0; k < LPT; k++) M.m[k] = K.n2.m[g.lane * LPT + k];
+  M.minv = K.n2.minv;
+  const unsigned long long groups = (count + chunk - 1) / chunk;
+  const unsigned long long per_block = HEA_COOP_BLOCK / TPI;
+  for (unsigned long long t = blockIdx.x * per_block + threadIdx.x / TPI; t < groups; t += gridDim.x * per_block) {
+    unsigned long long start = t * chunk, stop = start + chunk < count ? start + chunk : count;
+    bool ok = true;
+    for (unsigned long long i = start; i < stop; i++) {
+      const limb_t* src = in + i * (unsigned long long)cs;
+      if (check) {
+        if (!load_ciphertext<L, TPI>(g, c, src, cs, M)) {
+          if (g.lane == 0) report_error(err, i, ERR_CIPHERTEXT_RANGE);
+          ok = false;
+          break;
+        }
+      } else {
+        load<L, TPI>(g, c, src, cs);
+      }
+      if (i == start) {
+        HEA_UNROLL_ALL
+        for (int k = 0; k < LPT; k++) acc[k] = c[k];
+      } else {
+        mont_mul<L, TPI>(g, acc, acc, c, M);
+      }
+    }
+    if (!ok) continue;
+    load<L, TPI>(g, c, r_powers + (stop - start) * (unsigned long long)L, L);
+    mont_mul<L, TPI>(g, acc, acc, c, M);
+    store<L, TPI>(g, out + t * (unsigned long long)cs, acc, cs);
+  }
+}
+
+}  // namespace coop
+}  // namespace hea
+
+#define HEA_HOMOMORPHIC_COOP_KERNELS(LP)                                                               \
+  extern "C" __global__ void he_add_coop_##LP(limb_t* out, const limb_t* as, const limb_t* bs,          \
+      unsigned long long count, const limb_t* key, int cs, unsigned long long* err) {                   \
+    hea::coop::add_coop<LP>(out, as, bs, count, key, cs, err);                                          \
+  }                                                                                                     \
+  extern "C" __global__ void he_product_coop_##LP(limb_t* out, const limb_t* in, unsigned long long count, \
+      unsigned long long chunk, const limb_t* key, const limb_t* r_powers, int cs, int check,           \
+      unsigned long long* err) {                                                                        \
+    hea::coop::product_coop<LP>(out, in, count, chunk, key, r_powers, cs, check, err);                  \
+  }
+
+HEA_FOR_EACH_KEY_CLASS(HEA_HOMOMORPHIC_COOP_KERNELS)

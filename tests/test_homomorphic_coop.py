@@ -1,0 +1,81 @@
+"""Addition and sums on the cooperative core (kernels/homomorphic_coop.cu): he_add_coop (two
+multiplications) and he_product_coop (the device-resident chain: one multiplication per input and
+one by R^g), run by the lockstep emulator through GpuBackend(cooperative=True) and checked against
+gmpy2 products and the CPU backend at every key class, with edges, tree levels and range errors."""
+import secrets
+
+import gmpy2
+import pytest
+
+from accel.backends.gpu import SUM_CHUNK, GpuBackend
+from accel.gpu.build import COOP_TPI
+
+from .conftest import keypair, recording_runtime
+
+
+@pytest.fixture
+def coop(inline_backend):
+    rt = recording_runtime()
+    gpu = GpuBackend(runtime=rt, fallback=inline_backend, cooperative=True)
+    yield gpu, rt.launched
+    gpu.close()
+
+
+def units(n2, count):
+    """Ciphertext-shaped operands: edges 1, n^2 - 1, 2, then random units mod n^2."""
+    out = [1, n2 - 1, 2]
+    while len(out) < count:
+        c = secrets.randbelow(n2 - 1) + 1
+        if gmpy2.gcd(c, n2) == 1:
+            out.append(c)
+    return out[:count]
+
+
+@pytest.mark.parametrize("bits", [1024, 2048, 3072, 4096])
+def test_add_matches_gmpy2_at_every_key_class(bits, coop, inline_backend):
+    gpu, launched = coop
+    pk, sk = keypair(bits)
+    n2 = pk.nsquare
+    count = 5 if bits <= 2048 else 2
+    a, b = units(n2, count), units(n2, count)[::-1]
+    got = gpu.raw_add(pk, a, b)
+    assert got == [x * y % n2 for x, y in zip(a, b)]
+    ms = [0, pk.n - 1, secrets.randbelow(pk.n)][:count]
+    c1, c2 = inline_backend.raw_encrypt(pk, ms), inline_backend.raw_encrypt(pk, ms[::-1])
+    assert inline_backend.raw_decrypt(sk, gpu.raw_add(pk, c1, c2)) == [
+        (x + y) % pk.n for x, y in zip(ms, ms[::-1])]
+    lp = -(-bits // 1024) * 32
+    assert {k for k, _ in launched} == {f"he_add_coop_{lp}"}
+    assert all(t % COOP_TPI[2 * lp] == 0 for _, t in launched)
+    assert gpu.stats["cpu_fallbacks"] == 0
+
+
+@pytest.mark.parametrize("bits,count", [(1024, 1), (1024, 31), (1024, SUM_CHUNK * 2 + 3), (2048, 40),
+                                        (3072, 3), (4096, 2)])
+def test_sum_is_the_product_mod_n2(bits, count, coop):
+    """One group, a partial group, and more than one tree level (SUM_CHUNK inputs per group)."""
+    gpu, launched = coop
+    pk, _ = keypair(bits)
+    n2 = pk.nsquare
+    cs = units(n2, count)
+    want = 1
+    for c in cs:
+        want = want * c % n2
+    assert gpu.raw_sum(pk, cs) == want
+    lp = -(-bits // 1024) * 32
+    levels = 1 if count <= SUM_CHUNK else 2
+    assert [k for k, _ in launched] == [f"he_product_coop_{lp}"] * levels
+    assert launched[0][1] == -(-count // SUM_CHUNK) * COOP_TPI[2 * lp]
+
+
+def test_range_errors_name_the_operand_and_the_lowest_index(coop):
+    gpu, _ = coop
+    pk, _ = keypair(1024)
+    n2 = pk.nsquare
+    with pytest.raises(ValueError, match=r"ciphertext a\[1\]"):
+        gpu.raw_add(pk, [5, 0, 7], [5, 6, 7])
+    with pytest.raises(ValueError, match=r"ciphertext b\[2\]"):
+        gpu.raw_add(pk, [5, 6, 7, n2], [5, 6, n2 + 1, 7])
+    with pytest.raises(ValueError, match=r"ciphertext\[3\]"):
+        gpu.raw_sum(pk, [5, 6, 7, n2, 0])
+    assert gpu.stats["cpu_fallbacks"] == 0
