@@ -31,6 +31,8 @@ L2_BYTES_PER_S = 5.5e12
 SMEM_BYTES_PER_CYCLE_SM = 128
 #: the cooperative kernels' block (HEA_COOP_BLOCK) and DJN comb (accel.backends.gpu.DJN_COMB_BITS)
 COOP_BLOCK, DJN_COMB = 128, 8
+#: inputs per group of the sum kernels (accel.backends.gpu.SUM_CHUNK)
+SUM_CHUNK = 32
 #: a cooperative low-half product (mul_low: the rows without the reduction) in multiplications
 MUL_LOW = 0.6
 
@@ -41,6 +43,8 @@ ASSUMPTIONS = """\
   IMAD.WIDE 4 (half rate); shuffles, votes and memory instructions 4 (32 lanes/cycle per SM).
   An instruction stream costs max(issue, FMA, ALU, LSU) cycles. Uniform-datapath (U*) and
   barrier/convergence instructions cost issue slots only.
+- Memory, where modelled (the DJN comb): L2 -> SM read bandwidth 5.5 TB/s (the low end of
+  published H100 microbenchmarks; not measured here), shared memory 128 B per cycle per SM.
 - Local memory (LDL/STL of the one-thread kernels) hits L1: an upper bound for those kernels,
   whose 6-24 KB per-thread frames far exceed L1 at full occupancy (L2 traffic is not modelled).
 - Counts come from the SASS of the multiplication loop of the powmod kernels as built by
@@ -59,12 +63,13 @@ ASSUMPTIONS = """\
   row into it, checked against shared-memory bandwidth, and the whole bounded by the L2 traffic
   of the table: each block of 128 threads reads every row once, 16.8 MB per 4 encryptions at
   2048-bit keys, at the L2 bandwidth above) + 2; x64-bit scalar = c^k mod n^2, 64-bit public k;
-  add = 2 multiplications mod n^2.
+  add = 2 multiplications mod n^2 (to Montgomery form, product); an add in a sum = one
+  multiplication per input plus one per group of 32 (he_product's correction by R^g).
   Windows: one-thread kernels 4-bit fixed (16-entry table); cooperative core 4-bit sliding windows
   (8 odd powers) for public exponents and 3-bit fixed windows (8 entries, the top window read
   into the accumulator) for secret ones. No dedicated squaring: squarings cost a multiplication.
 - The cooperative column applies the core to every operation; the kernels built on it are named
-  in the last column. The scalar and add rows are the core's rate for kernels not built yet.
+  in the last column. The scalar row is the core's rate for a kernel not built yet.
 - Device-resident batches large enough to fill every SM (the cooperative core needs
   132 x 32 warps x 32/TPI numbers, e.g. 4,224 numbers at TPI 32; the one-thread kernels need
   32 x that); no transfer, launch or host cost.
@@ -72,15 +77,15 @@ ASSUMPTIONS = """\
 
 # issue 15's targets and performance-anchors.md's first-principles H100 bounds (sqr=mul ... opt. sqr)
 TARGETS = {"textbook encryption": 70_000, "CRT decryption": 250_000, "DJN encryption": 1_000_000,
-           "x64-bit scalar": 1_500_000, "add": 100_000_000}
+           "x64-bit scalar": 1_500_000, "add": 100_000_000, "add in a sum (device-resident chain)": 100_000_000}
 BOUNDS = {"textbook encryption": "108k ... 137k", "CRT decryption": "425k ... 539k",
           "DJN encryption": "212k ... 270k (generic); 1.0M / 2.0M (comb w=4/8)", "x64-bit scalar": "~3M",
-          "add": "255M (PCIe ~100M)"}
+          "add": "255M (PCIe ~100M)", "add in a sum (device-resident chain)": "255M"}
 
 #: the kernels on the cooperative core that run each operation (GpuBackend(cooperative=True))
 COOP_KERNELS = {"textbook encryption": "`paillier_encrypt_coop`", "CRT decryption": "`paillier_decrypt_coop`",
                 "DJN encryption": "`djn_encrypt_coop` (8-bit comb)", "x64-bit scalar": "not built (one-thread)",
-                "add": "not built (one-thread)"}
+                "add": "`he_add_coop`", "add in a sum (device-resident chain)": "`he_product_coop`"}
 
 FMA = re.compile(r"^IMAD")
 ALU = re.compile(r"^(IADD3|LOP3|SEL|ISETP|SHF|LEA|VIADD|MOV|PRMT|PLOP3|IABS|FLO|POPC|CS2R|P2R|R2P|IMNMX|VIMNMX|BMSK)")
@@ -329,6 +334,8 @@ def operations(kind: str) -> dict[str, list[tuple[int, float]]]:
         "DJN encryption": [(L2, djn)],
         "x64-bit scalar": [(L2, pub(64) + 1)],
         "add": [(L2, 2)],
+        # raw_sum's tree: SUM_CHUNK inputs per group, SUM_CHUNK - 1 products and one by R^g
+        "add in a sum (device-resident chain)": [(L2, SUM_CHUNK / (SUM_CHUNK - 1))],
     }
 
 
