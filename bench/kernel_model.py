@@ -68,8 +68,9 @@ ASSUMPTIONS = """\
   Windows: one-thread kernels 4-bit fixed (16-entry table); cooperative core 4-bit sliding windows
   (8 odd powers) for public exponents and 3-bit fixed windows (8 entries, the top window read
   into the accumulator) for secret ones. No dedicated squaring: squarings cost a multiplication.
-- The cooperative column applies the core to every operation; the kernels built on it are named
-  in the last column. The scalar row is the core's rate for a kernel not built yet.
+- The cooperative column applies the core to every operation; the kernel built on it is named
+  in the last column (scalars: non-negative ones; a batch with a negative scalar runs on the
+  one-thread kernel, which inverts each such ciphertext).
 - Device-resident batches large enough to fill every SM (the cooperative core needs
   132 x 32 warps x 32/TPI numbers, e.g. 4,224 numbers at TPI 32; the one-thread kernels need
   32 x that); no transfer, launch or host cost.
@@ -84,7 +85,7 @@ BOUNDS = {"textbook encryption": "108k ... 137k", "CRT decryption": "425k ... 53
 
 #: the kernels on the cooperative core that run each operation (GpuBackend(cooperative=True))
 COOP_KERNELS = {"textbook encryption": "`paillier_encrypt_coop`", "CRT decryption": "`paillier_decrypt_coop`",
-                "DJN encryption": "`djn_encrypt_coop` (8-bit comb)", "x64-bit scalar": "not built (one-thread)",
+                "DJN encryption": "`djn_encrypt_coop` (8-bit comb)", "x64-bit scalar": "`he_mul_scalar_coop` (k >= 0)",
                 "add": "`he_add_coop`", "add in a sum (device-resident chain)": "`he_product_coop`"}
 
 FMA = re.compile(r"^IMAD")

@@ -200,6 +200,7 @@ def test_every_name_the_backend_launches_is_a_known_kernel(inline_backend):
     coop.raw_decrypt(sk, cs)
     coop.raw_add(pk, cs, cs)
     coop.raw_sum(pk, cs)
+    coop.raw_mul(pk, cs, [3, 0, 5])
     coop.powmod([3, 5], [7, 1], pk.n)
     assert gpu.stats["cpu_fallbacks"] == coop.stats["cpu_fallbacks"] == 0
     launched = {kernel for kernel, _ in rt.launched}

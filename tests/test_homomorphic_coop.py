@@ -79,3 +79,27 @@ def test_range_errors_name_the_operand_and_the_lowest_index(coop):
     with pytest.raises(ValueError, match=r"ciphertext\[3\]"):
         gpu.raw_sum(pk, [5, 6, 7, n2, 0])
     assert gpu.stats["cpu_fallbacks"] == 0
+
+
+@pytest.mark.parametrize("bits", [1024, 2048, 3072, 4096])
+def test_mul_by_non_negative_scalars_matches_gmpy2(bits, coop, inline_backend):
+    """he_mul_scalar_coop: scalars 0, 1, 64-bit, n - 1 (the encoding of -1) and a full-width one;
+    a batch with a negative scalar goes to the one-thread kernel (it inverts c)."""
+    gpu, launched = coop
+    pk, sk = keypair(bits)
+    n, n2 = pk.n, pk.nsquare
+    ks = [0, 1, secrets.randbits(64), n - 1, secrets.randbelow(n)]
+    cs = units(n2, len(ks))
+    if bits >= 3072:  # the emulator is slow at the large classes
+        ks, cs = ks[:3], cs[:3]
+    assert gpu.raw_mul(pk, cs, ks) == [int(gmpy2.powmod(c, k, n2)) for c, k in zip(cs, ks)]
+    lp = -(-bits // 1024) * 32
+    assert launched == [(f"he_mul_scalar_coop_{lp}", len(cs) * COOP_TPI[2 * lp])]
+    if bits == 1024:
+        m = [7, n - 3]
+        got = gpu.raw_mul(pk, inline_backend.raw_encrypt(pk, m), [-2, 5])
+        assert inline_backend.raw_decrypt(sk, got) == [(-14) % n, 5 * (n - 3) % n]
+        assert launched[-1] == (f"he_mul_scalar_{lp}", 2)
+        with pytest.raises(ValueError, match=r"ciphertext\[1\]"):
+            gpu.raw_mul(pk, [3, n2, 0], [2, 2, 2])
+    assert gpu.stats["cpu_fallbacks"] == 0

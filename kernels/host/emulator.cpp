@@ -151,7 +151,8 @@ EMU_PRIMITIVES(256)
 #define EMU_PAILLIER_COOP(LP)                                                                  \
   EMU_LOCKSTEP(paillier_encrypt_coop_##LP) EMU_LOCKSTEP(paillier_obfuscate_coop_##LP)          \
   EMU_LOCKSTEP(djn_table_coop_##LP) EMU_LOCKSTEP(djn_encrypt_coop_##LP) EMU_LOCKSTEP(paillier_decrypt_coop_##LP) \
-  EMU_LOCKSTEP(he_add_coop_##LP) EMU_LOCKSTEP(he_product_coop_##LP)
+  EMU_LOCKSTEP(he_add_coop_##LP) EMU_LOCKSTEP(he_product_coop_##LP) \
+  EMU_LOCKSTEP(he_mul_scalar_coop_##LP)
 HEA_FOR_EACH_KEY_CLASS(EMU_PAILLIER_COOP)
 
 EMU_COOP(32)

@@ -111,3 +111,19 @@ def test_add_and_sum_coop_on_device(coop, one_thread, bits, batch):
         want = want * c % n2
     assert coop.raw_sum(pk, a) == want == one_thread.raw_sum(pk, a)
     assert coop.stats["cpu_fallbacks"] == 0
+
+
+@pytest.mark.parametrize("bits", [1024, 2048, 4096])
+@pytest.mark.parametrize("batch", [1, 33, 5000])
+def test_mul_scalar_coop_on_device(coop, one_thread, bits, batch):
+    """he_mul_scalar_coop (non-negative 64-bit and full-width scalars) against gmpy2 and the
+    one-thread kernel."""
+    pk, _ = generate_keypair(bits)
+    n2 = pk.nsquare
+    cs = [secrets.randbelow(n2 - 1) + 1 for _ in range(batch)]
+    ks = ([0, 1, pk.n - 1] + [secrets.randbits(64) for _ in range(batch)])[:batch]
+    got = coop.raw_mul(pk, cs, ks)
+    assert got == one_thread.raw_mul(pk, cs, ks)
+    idx = sorted(random.sample(range(batch), min(batch, 32)))
+    assert [got[i] for i in idx] == [int(gmpy2.powmod(cs[i], ks[i], n2)) for i in idx]
+    assert coop.stats["cpu_fallbacks"] == 0
