@@ -32,7 +32,7 @@ import numpy as np
 
 from ..djn import DjnKey
 from ..gpu import errors as E
-from ..gpu.launch import SUM_CHUNK, DeviceKey, Launcher  # noqa: F401 (SUM_CHUNK: its old home)
+from ..gpu.launch import DJN_COMB_BITS, SUM_CHUNK, DeviceKey, Launcher  # noqa: F401 (SUM_CHUNK: its old home)
 from ..gpu.limbs import UnsupportedSizeError, crt_rec, key_class, mod_class, pub_rec
 from ..gpu.runtime import DeviceFailure, KernelRuntime
 from ..keys import PrivateKey, PublicKey, RandomSource
@@ -127,10 +127,12 @@ class GpuBackend(Backend):
         max_batch: most elements per launch.
         min_per_device: batches are shared among devices only in pieces at least this large.
         rng: randomness source (default: the OS CSPRNG).
-        cooperative: run textbook encryption, obfuscators and ``powmod`` (when no exponent is
-            negative) on the cooperative kernels (a group of threads per number, limbs in
-            registers: ``kernels/paillier_coop.cu``, ``kernels/modexp_coop.cu``). Opt-in until
-            they are measured on a device: None (default) reads ``HEA_GPU_COOPERATIVE=1``;
+        cooperative: run textbook encryption, obfuscators, DJN encryption (8-bit comb tables),
+            CRT decryption, ``add``, ``sum``, ``mul`` and ``powmod`` (these two when no scalar or
+            exponent is negative) on the cooperative kernels (a group of threads per number,
+            limbs in registers: ``kernels/paillier_coop.cu``, ``djn_coop.cu``,
+            ``decrypt_coop.cu``, ``homomorphic_coop.cu``, ``modexp_coop.cu``). Opt-in until they
+            are measured on a device: None (default) reads ``HEA_GPU_COOPERATIVE=1``;
             False keeps the one-thread-per-number kernels for every call.
     """
 
@@ -154,7 +156,7 @@ class GpuBackend(Backend):
         self._own_fallback = fallback is None
         self._lock = threading.Lock()
         self._pub_cache: dict[tuple[int, int], DeviceKey] = {}
-        self._djn_cache: dict[tuple[int, int, int, int], Any] = {}
+        self._djn_cache: dict[tuple[int, int, int, int, bool], Any] = {}
         self._closed = False
         self.stats: Counter = Counter()
         #: every kernel launch goes through here (counted in ``stats["launches"]``)
@@ -246,16 +248,17 @@ class GpuBackend(Backend):
     def _djn(self, rt: KernelRuntime, pk: PublicKey, djn: DjnKey, ms: Any | None, rs: Any, offset: int = 0) -> Any:
         """DJN encryption with the fixed-base table of ``djn`` on ``rt`` (built once, cached)."""
         key = self._pub(rt, pk)
-        ck = (id(rt), pk.n, djn.hs, djn.exponent_bits)
+        coop = self.cooperative  # the two kernels' tables differ (row width), hence in the cache key
+        ck = (id(rt), pk.n, djn.hs, djn.exponent_bits, coop)
         with self._lock:
             table = self._djn_cache.get(ck)
         if table is None:
-            table = self.launcher.djn_table(rt, key, djn.hs, djn.exponent_bits)
+            table = self.launcher.djn_table(rt, key, djn.hs, djn.exponent_bits, cooperative=coop)
             with self._lock:
                 if len(self._djn_cache) > 8:
                     self._djn_cache.clear()
                 self._djn_cache[ck] = table
-        return self.launcher.djn_encrypt(rt, key, table, ms, rs, offset=offset)
+        return self.launcher.djn_encrypt(rt, key, table, ms, rs, cooperative=coop, offset=offset)
 
     # -- scheduling ------------------------------------------------------------------------------
     def _fallback_call(self, reason: BaseException, cpu: Callable[[], Any]) -> Any:
@@ -379,7 +382,8 @@ class GpuBackend(Backend):
         pw, cw = pk.plaintext_width, pk.ciphertext_width
         return self._elementwise(
             len(cs) // cw, [(cs, cw)], pw,
-            lambda rt, d, s: self._call(rt, sk, self.launcher.paillier_decrypt, d[0], offset=s),
+            lambda rt, d, s: self._call(rt, sk, self.launcher.paillier_decrypt, d[0],
+                                        cooperative=self.cooperative, offset=s),
             lambda: self.fallback._decrypt(sk, cs))
 
     def _add(self, pk, a, b):
@@ -387,7 +391,8 @@ class GpuBackend(Backend):
         names = {E.CIPHERTEXT_RANGE: "ciphertext a"}
         return self._elementwise(
             len(a) // cw, [(a, cw), (b, cw)], cw,
-            lambda rt, d, s: self._call(rt, pk, self.launcher.he_add, d[0], d[1], offset=s, names=names),
+            lambda rt, d, s: self._call(rt, pk, self.launcher.he_add, d[0], d[1],
+                                        cooperative=self.cooperative, offset=s, names=names),
             lambda: self.fallback._add(pk, a, b))
 
     def _add_plain(self, pk, cs, ms):
@@ -402,7 +407,7 @@ class GpuBackend(Backend):
         return self._elementwise(
             len(cs) // cw, [(cs, cw)], cw,
             lambda rt, d, s: self._call(rt, pk, self.launcher.he_mul_scalar, d[0], ks[s : s + d[0].shape[0]],
-                                        offset=s),
+                                        cooperative=self.cooperative, offset=s),
             lambda: self.fallback._mul(pk, cs, ks))
 
     def _rerandomize(self, pk, cs, rs):
@@ -419,7 +424,8 @@ class GpuBackend(Backend):
         names = {E.CIPHERTEXT_RANGE: "ciphertext", E.SECOND_RANGE: "obfuscator"}
         return self._elementwise(
             len(cs) // cw, [(cs, cw), (obf, cw)], cw,
-            lambda rt, d, s: self._call(rt, pk, self.launcher.he_add, d[0], d[1], offset=s, names=names),
+            lambda rt, d, s: self._call(rt, pk, self.launcher.he_add, d[0], d[1],
+                                        cooperative=self.cooperative, offset=s, names=names),
             lambda: self.fallback._rerandomize_with(pk, cs, obf))
 
     def _sum(self, pk, cs):
@@ -428,7 +434,8 @@ class GpuBackend(Backend):
         if count == 0:
             return (1).to_bytes(cw, "little")
         partials = self._elementwise_reduce(
-            count, cs, cw, lambda rt, d, s: self._call(rt, pk, self.launcher.product, d, offset=s),
+            count, cs, cw, lambda rt, d, s: self._call(rt, pk, self.launcher.product, d,
+                                                        cooperative=self.cooperative, offset=s),
             lambda: self.fallback._sum(pk, cs))
         return _combine(partials, pk.nsquare, cw)
 
@@ -498,7 +505,7 @@ class GpuBackend(Backend):
     @_device_resident("private", "ciphertext", "ciphertext")
     def raw_decrypt(self, rt, sk, cs):
         return self._dev_or_fallback(
-            rt, lambda: self._call(rt, sk, self.launcher.paillier_decrypt, cs),
+            rt, lambda: self._call(rt, sk, self.launcher.paillier_decrypt, cs, cooperative=self.cooperative),
             lambda c: blob_to_limbs(self.fallback._decrypt(sk, c.tobytes()), sk.public_key.plaintext_width), [cs])
 
     @_device_resident("public", "ciphertext", "ciphertext a", paired="c2")
@@ -508,7 +515,8 @@ class GpuBackend(Backend):
             raise ValueError(f"length mismatch: {c1.shape[0]} vs {c2.shape[0]} elements")
         cw = pk.ciphertext_width
         return self._dev_or_fallback(
-            rt, lambda: self._call(rt, pk, self.launcher.he_add, c1, c2, names={E.CIPHERTEXT_RANGE: "ciphertext a"}),
+            rt, lambda: self._call(rt, pk, self.launcher.he_add, c1, c2, cooperative=self.cooperative,
+                                   names={E.CIPHERTEXT_RANGE: "ciphertext a"}),
             lambda a, b: blob_to_limbs(self.fallback._add(pk, a.tobytes(), b.tobytes()), cw), [c1, c2])
 
     @_device_resident("public", "ciphertext", "ciphertext")
@@ -529,7 +537,7 @@ class GpuBackend(Backend):
             raise ValueError(f"length mismatch: {cs.shape[0]} ciphertexts, {len(k)} scalars")
         cw = pk.ciphertext_width
         return self._dev_or_fallback(
-            rt, lambda: self._call(rt, pk, self.launcher.he_mul_scalar, cs, k),
+            rt, lambda: self._call(rt, pk, self.launcher.he_mul_scalar, cs, k, cooperative=self.cooperative),
             lambda c: blob_to_limbs(self.fallback._mul(pk, c.tobytes(), k), cw), [cs])
 
     @_device_resident("public", "ciphertext", "ciphertext")
@@ -538,7 +546,7 @@ class GpuBackend(Backend):
         if cs.shape[0] == 0:
             return rt.upload(blob_to_limbs((1).to_bytes(cw, "little"), cw))
         return self._dev_or_fallback(
-            rt, lambda: self._call(rt, pk, self.launcher.product, cs),
+            rt, lambda: self._call(rt, pk, self.launcher.product, cs, cooperative=self.cooperative),
             lambda c: blob_to_limbs(self.fallback._sum(pk, c.tobytes()), cw), [cs])
 
     @_device_resident("public", "ciphertext", "ciphertext")
@@ -563,7 +571,8 @@ class GpuBackend(Backend):
             obf_d = rt.upload(blob_to_limbs(obf, cw))
             names = {E.CIPHERTEXT_RANGE: "ciphertext", E.SECOND_RANGE: "obfuscator"}
             return self._dev_or_fallback(
-                rt, lambda: self._call(rt, pk, self.launcher.he_add, cs, obf_d, names=names),
+                rt, lambda: self._call(rt, pk, self.launcher.he_add, cs, obf_d, cooperative=self.cooperative,
+                                   names=names),
                 lambda c: blob_to_limbs(self.fallback._rerandomize_with(pk, c.tobytes(), obf), cw), [cs])
         (rs,) = self._draw_obfuscator_inputs(pk, count, rng, None)
         return self._dev_or_fallback(

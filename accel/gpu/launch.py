@@ -29,6 +29,11 @@ from .runtime import KernelRuntime
 
 #: Tree fan-in of the product (homomorphic sum) kernel.
 SUM_CHUNK = 32
+#: bits per row of the cooperative DJN comb (kernels/djn_coop.cu): 2^8 entries per row, so hs^r
+#: for a 1024-bit r is 127 multiplications and no squaring (the one-thread kernel's rows have 4)
+DJN_COMB_BITS = 8
+#: bits per row of the one-thread DJN kernel's table (HEA_WINDOW in kernels/montgomery.cuh)
+DJN_WINDOW_BITS = 4
 #: matvec: (row chunk, column) threads to aim for; fewer rows per chunk means more threads
 #: but more squarings (a chunk's rows share them).
 MATVEC_THREADS = 16384
@@ -161,22 +166,29 @@ class Launcher:
         return out
 
     # -- paillier_decrypt.cu -----------------------------------------------------------------
-    @launcher_of("paillier_decrypt")
-    def paillier_decrypt(self, rt: KernelRuntime, key: DeviceKey, cs: Any, *, offset: int = 0) -> Any:
-        """m by CRT; ``key`` is a private record."""
+    @launcher_of("paillier_decrypt", "paillier_decrypt_coop")
+    def paillier_decrypt(self, rt: KernelRuntime, key: DeviceKey, cs: Any, *, cooperative: bool = False,
+                         offset: int = 0) -> Any:
+        """m by CRT; ``key`` is a private record. The cooperative kernel works mod p^2 and q^2,
+        so a group of COOP_TPI[lp] threads per number."""
         out = rt.empty((cs.shape[0], key.plaintext_limbs))
-        self.run(rt, f"paillier_decrypt_{key.lp}", cs.shape[0],
+        if cooperative:
+            kernel, threads = f"paillier_decrypt_coop_{key.lp}", cs.shape[0] * COOP_TPI[key.lp]
+        else:
+            kernel, threads = f"paillier_decrypt_{key.lp}", cs.shape[0]
+        self.run(rt, kernel, threads,
                  [out, cs, np.uint64(cs.shape[0]), key.record, np.int32(out.shape[1]), np.int32(cs.shape[1])],
                  offset=offset)
         return out
 
     # -- homomorphic.cu ----------------------------------------------------------------------
-    @launcher_of("he_add")
-    def he_add(self, rt: KernelRuntime, key: DeviceKey, a: Any, b: Any, *, offset: int = 0,
-               names: dict[int, str] | None = None) -> Any:
+    @launcher_of("he_add", "he_add_coop")
+    def he_add(self, rt: KernelRuntime, key: DeviceKey, a: Any, b: Any, *, cooperative: bool = False,
+               offset: int = 0, names: dict[int, str] | None = None) -> Any:
         """a b mod n^2 (also rerandomisation with given obfuscators: ``names`` says which)."""
         out = rt.empty(a.shape)
-        self.run(rt, f"he_add_{key.lp}", a.shape[0],
+        kernel, threads = self._variant("he_add", key.lp, a.shape[0], cooperative)
+        self.run(rt, kernel, threads,
                  [out, a, b, np.uint64(a.shape[0]), key.record, np.int32(a.shape[1])], offset=offset, names=names)
         return out
 
@@ -189,38 +201,49 @@ class Launcher:
                  offset=offset)
         return out
 
-    @launcher_of("he_mul_scalar")
+    @launcher_of("he_mul_scalar", "he_mul_scalar_coop")
     def he_mul_scalar(self, rt: KernelRuntime, key: DeviceKey, cs: Any, ks: Sequence[int], *,
-                      offset: int = 0) -> Any:
-        """c^k mod n^2 for signed ints k (a negative k inverts c)."""
+                      cooperative: bool = False, offset: int = 0) -> Any:
+        """c^k mod n^2 for signed ints k (a negative k inverts c). The cooperative kernel takes
+        non-negative scalars; a negative one needs the one-thread kernel's per-element
+        inversion, so such a batch runs there."""
         _, kl = _limb_count(ks)
         mags, neg = signed_magnitudes(list(ks), kl)
         out = rt.empty(cs.shape)
+        if cooperative and not neg.any():
+            kernel, threads = self._variant("he_mul_scalar", key.lp, cs.shape[0], True)
+            self.run(rt, kernel, threads, [out, cs, rt.upload(mags), np.uint64(cs.shape[0]), key.record,
+                                           np.int32(cs.shape[1]), np.int32(kl)], offset=offset)
+            return out
         self.run(rt, f"he_mul_scalar_{key.lp}", cs.shape[0],
                  [out, cs, rt.upload(mags), rt.upload(neg), np.uint64(cs.shape[0]), key.record,
                   np.int32(cs.shape[1]), np.int32(kl)], offset=offset)
         return out
 
     # -- reduce.cu ---------------------------------------------------------------------------
-    @launcher_of("he_product")
+    @launcher_of("he_product", "he_product_coop")
     def he_product(self, rt: KernelRuntime, key: DeviceKey, cs: Any, r_powers: Any, *, check: bool,
-                   offset: int = 0) -> Any:
+                   cooperative: bool = False, offset: int = 0) -> Any:
         """One tree level: the product of each group of SUM_CHUNK rows; ``check`` range-checks
         the inputs (the first level only: later levels read the kernel's own output)."""
         count = cs.shape[0]
         groups = -(-count // SUM_CHUNK)
         out = rt.empty((groups, cs.shape[1]))
-        self.run(rt, f"he_product_{key.lp}", groups,
+        kernel, threads = self._variant("he_product", key.lp, groups, cooperative)
+        self.run(rt, kernel, threads,
                  [out, cs, np.uint64(count), np.uint64(SUM_CHUNK), key.record, r_powers,
                   np.int32(cs.shape[1]), np.int32(int(check))], offset=offset)
         return out
 
-    def product(self, rt: KernelRuntime, key: DeviceKey, cs: Any, *, offset: int = 0) -> Any:
-        """prod c mod n^2 as a (1, width) array: :meth:`he_product` level after level."""
+    def product(self, rt: KernelRuntime, key: DeviceKey, cs: Any, *, cooperative: bool = False,
+                offset: int = 0) -> Any:
+        """prod c mod n^2 as a (1, width) array: :meth:`he_product` level after level (about one
+        multiplication per input: the device-resident chain)."""
         r_powers = rt.upload(montgomery_powers(key.nsquare, 2 * key.lp, SUM_CHUNK))
         cur, check = cs, True
         while True:
-            cur, check = self.he_product(rt, key, cur, r_powers, check=check, offset=offset), False
+            cur = self.he_product(rt, key, cur, r_powers, check=check, cooperative=cooperative, offset=offset)
+            check = False
             if cur.shape[0] == 1:
                 return cur
 
@@ -278,28 +301,41 @@ class Launcher:
                                   out_limbs=cs.shape[1])
 
     # -- djn.cu ------------------------------------------------------------------------------
-    @launcher_of("djn_table")
-    def djn_table(self, rt: KernelRuntime, key: DeviceKey, hs: int, exponent_bits: int) -> Any:
-        """The fixed-base table of hs: (windows, 16, 2 lp), one 4-bit window per row. No error
-        word: hs was checked when the DJN key was made."""
+    @launcher_of("djn_table", "djn_table_coop")
+    def djn_table(self, rt: KernelRuntime, key: DeviceKey, hs: int, exponent_bits: int, *,
+                  cooperative: bool = False) -> Any:
+        """The fixed-base table of hs in Montgomery form, one row per window of the exponent:
+        (rows, 2^bits, 2 lp) with DJN_WINDOW_BITS-bit rows (one-thread kernel, a thread per row)
+        or DJN_COMB_BITS-bit rows (cooperative, a group of COOP_TPI[2 lp] threads per row). No
+        error word: hs was checked when the DJN key was made."""
         w = 2 * key.lp
-        windows = exponent_bits // 4
-        hs_m = (hs << (32 * w)) % key.nsquare  # Montgomery form
-        table = rt.empty((windows, 16, w))
-        self.run(rt, f"djn_table_{key.lp}", windows,
-                 [table, rt.upload(limbs(hs_m, w)), np.int32(windows), key.record], error_word=False)
+        bits = DJN_COMB_BITS if cooperative else DJN_WINDOW_BITS
+        rows = -(-exponent_bits // bits)
+        hs_m = rt.upload(limbs((hs << (32 * w)) % key.nsquare, w))  # Montgomery form
+        table = rt.empty((rows, 1 << bits, w))
+        if cooperative:
+            self.run(rt, f"djn_table_coop_{key.lp}", rows * COOP_TPI[w],
+                     [table, hs_m, np.int32(rows), np.int32(bits), key.record], error_word=False)
+        else:
+            self.run(rt, f"djn_table_{key.lp}", rows, [table, hs_m, np.int32(rows), key.record], error_word=False)
         return table
 
-    @launcher_of("djn_encrypt")
+    @launcher_of("djn_encrypt", "djn_encrypt_coop")
     def djn_encrypt(self, rt: KernelRuntime, key: DeviceKey, table: Any, ms: Any | None, rs: Any, *,
-                    offset: int = 0) -> Any:
-        """(1 + m n) hs^r mod n^2 from a :meth:`djn_table`, or hs^r alone when ``ms`` is None."""
+                    cooperative: bool = False, offset: int = 0) -> Any:
+        """(1 + m n) hs^r mod n^2 from a :meth:`djn_table` made with the same ``cooperative``,
+        or hs^r alone when ``ms`` is None."""
         count = rs.shape[0]
         out = rt.empty((count, key.ciphertext_limbs))
         ps = ms.shape[1] if ms is not None else rs.shape[1]
-        self.run(rt, f"djn_encrypt_{key.lp}", count,
-                 [out, ms, np.int32(ms is not None), rs, np.uint64(count), table, np.int32(table.shape[0]),
-                  key.record, np.int32(ps), np.int32(rs.shape[1]), np.int32(out.shape[1])], offset=offset)
+        head = [out, ms, np.int32(ms is not None), rs, np.uint64(count), table, np.int32(table.shape[0])]
+        tail = [key.record, np.int32(ps), np.int32(rs.shape[1]), np.int32(out.shape[1])]
+        if cooperative:  # the comb width is the table's: 2^bits entries per row
+            bits = int(table.shape[1]).bit_length() - 1
+            self.run(rt, f"djn_encrypt_coop_{key.lp}", count * COOP_TPI[2 * key.lp], [*head, np.int32(bits), *tail],
+                     offset=offset)
+        else:
+            self.run(rt, f"djn_encrypt_{key.lp}", count, [*head, *tail], offset=offset)
         return out
 
     # -- modexp.cu, modexp_coop.cu -----------------------------------------------------------
@@ -339,4 +375,4 @@ LAUNCHERS: dict[str, str] = {
     for family in getattr(fn, "kernel_families", ())
 }
 
-__all__ = ["LAUNCHERS", "SUM_CHUNK", "DeviceKey", "Launcher", "launcher_of"]
+__all__ = ["DJN_COMB_BITS", "DJN_WINDOW_BITS", "LAUNCHERS", "SUM_CHUNK", "DeviceKey", "Launcher", "launcher_of"]
