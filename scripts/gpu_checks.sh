@@ -7,6 +7,8 @@
 #   acceptance  the independent acceptance check (bench/acceptance.py --backend gpu)
 #   bench       he-accel bench at 2048 bits, every op: GPU device-resident and end to end beside the
 #               device's CPU backend, in one run
+#   coop        the bench phase again with HEA_GPU_COOPERATIVE=1: the cooperative kernels' rates
+#               (issue 15), beside the bench phase's one-thread ones (opt-in: bash scripts/gpu_checks.sh coop)
 #   memcheck    compute-sanitizer memcheck on a small run of every kernel family (Firecracker only)
 #   suite       the full suite 1024-4096 bits with peers and plots (longer: a call of its own)
 # It stops at once, non-zero, with a message in $OUT/FAILED.txt, when a carried wheel does not
@@ -19,8 +21,8 @@ rm -f "$OUT/FAILED.txt"
 fail() { echo "gpu_checks: FAILED: $*" | tee -a "$OUT/FAILED.txt" >&2; exit 1; }
 phases=${*:-tests acceptance bench}
 for p in $phases; do
-  case $p in tests|acceptance|bench|memcheck|suite) ;;
-    *) echo "unknown phase: $p (tests acceptance bench memcheck suite)" >&2; exit 2 ;; esac
+  case $p in tests|acceptance|bench|coop|memcheck|suite) ;;
+    *) echo "unknown phase: $p (tests acceptance bench coop memcheck suite)" >&2; exit 2 ;; esac
 done
 
 # -- environment: carried wheels, the GPU, prebuilt kernels ---------------------------------------------
@@ -77,6 +79,12 @@ phase_bench() {
     --repeats 3 --time-budget "${HEA_BENCH_BUDGET:-20}" --no-progress --json "$OUT/bench-gpu-2048.json" 2>&1 \
     | tail -80 | tee "$OUT/bench-gpu-2048.txt"; return "${PIPESTATUS[0]}"
 }
+phase_coop() {
+  HEA_GPU_COOPERATIVE=1 python3 -m accel.cli bench --backends gpu --peers none --bits 2048 --batch 4096 65536 \
+    --ops all --repeats 3 --time-budget "${HEA_BENCH_BUDGET:-20}" --no-progress \
+    --json "$OUT/bench-gpu-coop-2048.json" 2>&1 | tail -80 | tee "$OUT/bench-gpu-coop-2048.txt"
+  return "${PIPESTATUS[0]}"
+}
 phase_memcheck() {
   command -v compute-sanitizer >/dev/null || { echo "compute-sanitizer not found" | tee "$OUT/memcheck.txt"; return 1; }
   compute-sanitizer --tool memcheck --error-exitcode 3 python3 -m pytest -m gpu tests/gpu -q -k sanitizer_smoke \
@@ -92,8 +100,8 @@ phase_suite() {
   return "${PIPESTATUS[0]}"
 }
 export OUT
-export -f phase_tests phase_acceptance phase_bench phase_memcheck phase_suite
-declare -A limit=([tests]=240 [acceptance]=100 [bench]=120 [memcheck]=200 [suite]=540)
+export -f phase_tests phase_acceptance phase_bench phase_coop phase_memcheck phase_suite
+declare -A limit=([tests]=240 [acceptance]=100 [bench]=120 [coop]=120 [memcheck]=200 [suite]=540)
 for p in $phases; do run_phase "$p" "${limit[$p]}" "phase_$p"; done
 printf '%s\n' "${summary[@]}" | tee "$OUT/phases.txt"
 [ $status -eq 0 ] && echo "gpu_checks: all phases passed" || echo "gpu_checks: FAILED (see $OUT/phases.txt)"
