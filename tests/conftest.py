@@ -60,6 +60,17 @@ def emulated_gpu_backend(inline_backend):
 
 
 @pytest.fixture(scope="session")
+def emulated_gpu_coop_backend(inline_backend):
+    """The GPU backend with cooperative=True: every op with a cooperative kernel runs on it
+    (issue 15), each warp of the lockstep emulator as fibers."""
+    from accel.backends.gpu import GpuBackend
+
+    be = GpuBackend(runtime="emulated", fallback=inline_backend, cooperative=True)
+    yield be
+    be.close()
+
+
+@pytest.fixture(scope="session")
 def emulated_gpu_split_backend(inline_backend):
     """Two emulated devices (one with two streams), pieces of at most 3 elements: exercises
     splitting, concurrent pieces and error offsets."""
@@ -93,10 +104,11 @@ def remote_backend(service_server):
     be.close()
 
 
-@pytest.fixture(params=["inline", "pool", "gpu-emulated", "gpu-emulated-split", "remote"])
+@pytest.fixture(params=["inline", "pool", "gpu-emulated", "gpu-emulated-coop", "gpu-emulated-split", "remote"])
 def backend(request):
     name = {"inline": "inline_backend", "pool": "pool_backend", "gpu-emulated": "emulated_gpu_backend",
-            "gpu-emulated-split": "emulated_gpu_split_backend", "remote": "remote_backend"}[request.param]
+            "gpu-emulated-coop": "emulated_gpu_coop_backend", "gpu-emulated-split": "emulated_gpu_split_backend",
+            "remote": "remote_backend"}[request.param]
     return request.getfixturevalue(name)
 
 
