@@ -240,8 +240,12 @@ class FixedPointCodec:
                 )
         return out
 
-    def decode(self, encodings: Any, exponents: Any) -> np.ndarray:
-        """Float64 values of encodings (ints in [0, n)) at internal exponents."""
+    def decode(self, encodings: Any, exponents: Any, *, integers_toward_zero: bool = False) -> np.ndarray:
+        """Float64 values of encodings (ints in [0, n)) at internal exponents, correctly
+        rounded. ``integers_toward_zero``: values at exponents >= 0 (integers) that need more
+        than 53 bits round toward zero instead, as fate_utils converts them (rug's
+        ``Integer::to_f64``); stock FATE 2.x peers decode so, and SecureBoost's split ties
+        depend on the last bit."""
         mants = self.signed_mantissas(list(encodings))
         e = np.broadcast_to(np.asarray(exponents, dtype=np.int64), (len(mants),))
         if not mants:
@@ -252,11 +256,36 @@ class FixedPointCodec:
                                 (LOG2_BASE * e).clip(-2**31 + 1, 2**31 - 1).astype(np.int32))
         out = np.empty(len(mants))
         for i, (m, k) in enumerate(zip(mants, e.tolist())):
-            out[i] = m / (1 << (-LOG2_BASE * k)) if k < 0 else float(m << (LOG2_BASE * k))
+            if k < 0:
+                out[i] = m / (1 << (-LOG2_BASE * k))
+            elif integers_toward_zero:
+                out[i] = to_f64_toward_zero(m, LOG2_BASE * k)
+            else:
+                out[i] = float(m << (LOG2_BASE * k))
         return out
+
+    def decode_floor(self, encodings: Any, exponents: Any) -> list[int]:
+        """Exact floor of each value (an arithmetic shift of the mantissa): fate_utils'
+        integer decoding, before any narrowing to a machine width."""
+        mants = self.signed_mantissas(list(encodings))
+        e = np.broadcast_to(np.asarray(exponents, dtype=np.int64), (len(mants),)).tolist()
+        return [m << (LOG2_BASE * k) if k >= 0 else m >> (-LOG2_BASE * k) for m, k in zip(mants, e)]
 
     def decode_exact(self, encodings: Any, exponents: Any) -> list[Any]:
         """Exact values: ints where the exponent is >= 0 (internal sign), Fractions otherwise."""
         mants = self.signed_mantissas(list(encodings))
         e = np.broadcast_to(np.asarray(exponents, dtype=np.int64), (len(mants),)).tolist()
         return [m * BASE**k if k >= 0 else Fraction(m, BASE ** (-k)) for m, k in zip(mants, e)]
+
+
+def to_f64_toward_zero(x: int, shift: int = 0) -> float:
+    """``x * 2**shift`` as a float64 rounded toward zero (Python's ``float`` rounds to nearest).
+    fate_utils converts integers this way (rug's ``to_f64``), so decoding and unpacking that
+    must match a stock FATE 2.x peer bit for bit use it."""
+    mag = abs(int(x))
+    drop = mag.bit_length() - FLOAT_MANTISSA_BITS
+    if drop > 0:
+        mag >>= drop
+        shift += drop
+    v = math.ldexp(float(mag), shift)
+    return -v if x < 0 else v
