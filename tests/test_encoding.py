@@ -1,6 +1,7 @@
 """Fixed-point encoding against python-paillier's encoder and FATE's documented semantics."""
 import math
 import sys
+from fractions import Fraction
 
 import numpy as np
 import pytest
@@ -189,3 +190,60 @@ def test_codec_validation(key1024):
         FixedPointCodec(pk, "fate3")
     with pytest.raises(ValueError):
         FixedPointCodec(pk, "phe", max_int=pk.n)
+
+
+# -- fate_utils' integer conversions (FATE 2.x's Coder decodes with these) --------------------
+def test_to_f64_toward_zero_truncates_where_float_rounds_to_nearest():
+    from accel.encoding import to_f64_toward_zero
+
+    for x in (0, 1, -1, 2**53 - 1, -(2**53 - 1), 2**53, 12345):
+        assert to_f64_toward_zero(x) == float(x)          # exact: both agree
+    up = 2**60 + 2**8 - 1                                 # nearest rounds up, toward zero down
+    assert float(up) == 2**60 + 2**8 and to_f64_toward_zero(up) == 2**60
+    assert to_f64_toward_zero(-up) == -(2**60)
+    rng = np.random.default_rng()
+    for _ in range(200):
+        x = int(rng.integers(1, 2**62)) * 2**int(rng.integers(0, 200)) + int(rng.integers(0, 2**40))
+        shift = int(rng.integers(-300, 300))
+        got = to_f64_toward_zero(x, shift)
+        exact = Fraction(x) * Fraction(2) ** shift
+        assert Fraction(got) <= exact < Fraction(math.nextafter(got, math.inf))  # the float at or below
+        assert to_f64_toward_zero(-x, shift) == -got
+
+
+def test_decode_integers_toward_zero_only_changes_big_integers(codecs):
+    from accel.encoding import to_f64_toward_zero
+
+    c = codecs["fate2"]
+    n = c.n
+    big = 2**60 + 2**8 - 1
+    enc = [big, n - big, 12345, (1 << 400) + 12345]
+    exps = [0, 1, 0, -100]
+    nearest = c.decode(enc, exps)
+    toward = c.decode(enc, exps, integers_toward_zero=True)
+    assert nearest[0] == float(big) and toward[0] == to_f64_toward_zero(big)
+    assert toward[1] == to_f64_toward_zero(-big, 4)
+    assert toward[2] == nearest[2] == 12345.0
+    assert toward[3] == nearest[3]                        # a fraction (exponent < 0): nearest both ways
+    small = c.encode(np.array([1.5, -2.25, 3.0]))          # fast path: exact either way
+    assert c.decode(small.encodings, small.exponents, integers_toward_zero=True).tolist() == [1.5, -2.25, 3.0]
+    assert c.decode([], [], integers_toward_zero=True).size == 0
+
+
+def test_decode_floor_is_the_exact_floor(codecs):
+    c = codecs["fate2"]
+    rng = np.random.default_rng()
+    vals = [0.0, 1.0, -1.0, 2.75, -2.75, -0.5, 0.5, 1e-300, -1e-300, 3e200, -3e200]
+    vals += (rng.standard_normal(40) * 10.0 ** rng.integers(-8, 20, 40)).tolist()
+    enc = c.encode(np.array(vals))
+    exact = c.decode_exact(enc.encodings, enc.exponents)
+    assert c.decode_floor(enc.encodings, enc.exponents) == [math.floor(v) for v in exact]
+    ints = [0, 1, -1, c.max_int, -c.max_int]
+    enc = c.encode(np.array(ints, dtype=object))
+    assert c.decode_floor(enc.encodings, enc.exponents) == ints
+    assert c.decode_floor([3, c.n - 3], [1, 1]) == [48, -48]
+    with pytest.raises(ValueError, match="corrupted"):
+        c.decode_floor([c.n], [0])
+    phe_codec = codecs["phe"]  # fate2's max_int = n // 2 leaves no overflow gap; phe's does
+    with pytest.raises(DecodeOverflowError):
+        phe_codec.decode_floor([phe_codec.max_int + 1], [0])

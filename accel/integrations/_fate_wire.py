@@ -9,7 +9,6 @@ mod n^2 to the real one). Fixed-point numbers append an ``i32`` exponent.
 Layouts (verified against fate_utils 0.1.0 by the interop tests):
 
 * ``CiphertextVector``/``PlaintextVector``: count, then per element (integer, exponent).
-* ``Ciphertext``/``Plaintext`` (one number): (integer, exponent), no count.
 * ``PK``: n, n^2, max_int.   ``Coder``: n, max_int.
 * ``SK``: p, q, n, p-1, q-1, p^2, q^2, p^-1 mod q, hp, hq (p < q).
 """
@@ -68,15 +67,6 @@ def unpack_fixedpoint_vector(state) -> tuple[list[int], list[int]]:
     if i != len(buf):
         raise ValueError("trailing bytes after a fate_utils vector")
     return values, exps
-
-
-def unpack_fixedpoint_scalar(state) -> tuple[int, int]:
-    """State of a fate_utils ``Plaintext``/``Ciphertext``: one (integer, exponent), no count."""
-    buf = as_bytes(state)
-    value, i = _get_int(buf, 0)
-    if i + 4 != len(buf):
-        raise ValueError("malformed fate_utils fixed-point number")
-    return value, _I32.unpack_from(buf, i)[0]
 
 
 def pack_ints(values: Sequence[int]) -> list[int]:

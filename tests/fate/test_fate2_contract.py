@@ -490,3 +490,48 @@ def test_fresh_encryptions_are_obfuscated_even_when_fate_drops_the_flag(keys, rn
     monkeypatch.setenv("HEA_FATE_ALLOW_UNOBFUSCATED", "1")
     assert pk.encrypt_encoded(encoded, False).cts == deterministic
     assert all(c != d for c, d in zip(pk.encrypt_encoded(encoded, True).cts, deterministic))
+
+
+# -- fate_utils scalars, clear errors, names after uninstall ---------------------------------
+def test_fate_utils_scalars_are_refused_clearly(keys):
+    """fate_utils' Plaintext/Ciphertext scalars expose no state (no pickling, no __getstate__):
+    refused with a TypeError that says what to pass instead."""
+    sk, pk, coder, fsk, fpk, fcoder = keys
+    theirs = fcoder.encode_f64(1.5)
+    with pytest.raises(TypeError, match="Plaintext scalar exposes no state"):
+        fate2.FV.of(theirs)
+    with pytest.raises(TypeError, match="Ciphertext scalar exposes no state"):
+        fate2.EV.of(fpk.encrypt_encoded_scalar(theirs, True), pk.public_key)
+    ours = pk.encrypt_encoded_scalar(coder.encode_f64(1.5), True)   # ours: a vector of one
+    assert len(ours) == 1 and coder.decode_f64(sk.decrypt_to_encoded(ours)) == 1.5
+
+
+def test_bad_coder_arguments_fail_clearly(keys):
+    sk, pk, coder, *_ = keys
+    with pytest.raises(ValueError, match="scalar"):
+        coder.encode(torch.ones(3, dtype=torch.float64))
+    assert coder.decode_f64(coder.encode(torch.tensor(2.5, dtype=torch.float64))) == 2.5
+    with pytest.raises(NotImplementedError, match="not supported"):
+        coder.encode(1.0, dtype=torch.float16)
+    for bad in ({"pack_num": 0}, {"offset_bit": -1}, {"pack_num": 2.5}):
+        args = {"offset_bit": 40, "pack_num": 2, "precision": 30, **bad}
+        with pytest.raises(ValueError, match="positive integer"):
+            coder.pack_floats(torch.ones(4, dtype=torch.float64), **args)
+    with pytest.raises(ValueError, match="num_elem_each_pack"):
+        coder.pack_vec(torch.ones(4, dtype=torch.int64), 8, 0)
+    with pytest.raises(TypeError, match="coder or public key"):
+        fate2.Coder("not a key")
+    with pytest.raises(ValueError, match="max_int"):
+        coder.encode_i64(-(pk.public_key.n // 2) - 1)
+
+
+def test_names_are_the_packages_again_after_uninstall(keys):
+    fate2.install("cpu")
+    try:
+        assert fate2.evaluator.__module__ == "fate.arch.protocol.phe.paillier"
+    finally:
+        fate2.uninstall()
+    for obj in (fate2.evaluator, fate2.EV, fate2.FV, fate2.PK, fate2.SK, fate2.Coder, fate2.keygen):
+        assert obj.__module__ == "accel.integrations.fate2"
+    assert pickle.loads(pickle.dumps(fate2.evaluator)) is fate2.evaluator
+    assert b"accel.integrations.fate2\n" in pickle.dumps(fate2.evaluator, protocol=0)

@@ -19,7 +19,7 @@ PlaintextVector = fate_utils_paillier.PlaintextVector
 def _is_scalar(x: Any, name: str) -> bool:
     """fate_utils' scalar types (``Plaintext``, ``Ciphertext``) exist but are not exported."""
     t = type(x)
-    return t.__name__ == name and t.__module__.endswith("paillier") and hasattr(x, "__getstate__")
+    return t.__name__ == name and t.__module__.endswith("paillier")
 
 
 # -- keys and coder ------------------------------------------------------------------------
@@ -90,12 +90,14 @@ def is_ciphertexts(x: Any) -> bool:
 
 
 def read_fixedpoint(x: Any) -> tuple[list[int], list[int]]:
-    """(integers, exponents) of a fate_utils vector, or of a scalar as a vector of one."""
-    state = x.__getstate__()
-    if isinstance(x, (PlaintextVector, CiphertextVector)):
-        return wire.unpack_fixedpoint_vector(state)
-    value, exponent = wire.unpack_fixedpoint_scalar(state)
-    return [value], [exponent]
+    """(integers, exponents) of a fate_utils vector. Its scalars (``Plaintext``,
+    ``Ciphertext``) expose no state, neither pickling nor ``__getstate__``, so they cannot be
+    read (and never cross a party boundary): they are refused with a TypeError."""
+    if not isinstance(x, (PlaintextVector, CiphertextVector)):
+        name = type(x).__name__
+        raise TypeError(f"fate_utils' {name} scalar exposes no state to read; pass a {name}Vector "
+                        "(a stock coder's encode_*_vec, or this plugin's Coder)")
+    return wire.unpack_fixedpoint_vector(x.__getstate__())
 
 
 def read_fixedpoint_state(state: Any) -> tuple[list[int], list[int]]:
