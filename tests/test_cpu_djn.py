@@ -94,16 +94,17 @@ def test_backends_decrypt_to_the_plaintexts(inline_backend, pool_backend, count)
 
 
 def test_the_pool_shares_one_table_file(tmp_path, monkeypatch):
+    """The gmpy2 path's table (the native engine's has its own test in test_cpu_native.py)."""
     monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path))
     pk, sk = keypair(1024)
     djn = DjnKey.generate(pk)
     ms = list(range(20))
-    with CpuBackend(workers=2) as be:
+    with CpuBackend(workers=2, native=False) as be:
         assert be.raw_decrypt(sk, be.raw_encrypt(pk, ms, djn=djn)) == ms
     files = list((tmp_path / "he-accel").glob("djn-*.npy"))
     assert len(files) == 1
     stamp = files[0].stat().st_mtime_ns
-    with CpuBackend(workers=2) as be:  # a later process of the job reuses it, not rebuilds it
+    with CpuBackend(workers=2, native=False) as be:  # a later process of the job reuses it, not rebuilds it
         assert be.raw_decrypt(sk, be.raw_encrypt(pk, ms, djn=djn)) == ms
     assert files[0].stat().st_mtime_ns == stamp
     table = np.load(files[0], mmap_mode="r")

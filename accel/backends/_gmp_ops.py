@@ -18,6 +18,8 @@ import gmpy2
 import numpy as np
 from gmpy2 import mpz
 
+from . import _native
+
 _from = mpz.from_bytes
 _MPZ = type(mpz(0))
 
@@ -322,6 +324,29 @@ def product_ints(cs: list, n2: int) -> int:
     for c in cs:
         acc = f(acc * c, n2)
     return int(acc)
+
+
+# -- the native engine (gmp_batch.c): one C call per chunk ------------------------------------
+# The backend picks these instead of their gmpy2 twins when the engine loaded; ``lib_path`` is
+# the library the parent built, so a worker loads it without compiling anything.
+def add_native(lib_path: str, a_blob: bytes, b_blob: bytes, n2: int, cw: int, offset: int = 0) -> bytes:
+    return _native.mulmod(_native.load(lib_path), a_blob, b_blob, n2, cw, offset=offset)
+
+
+def add_plain_native(lib_path: str, cs_blob: bytes, ms_blob: bytes, n: int, pw: int, cw: int,
+                     offset: int = 0) -> bytes:
+    return _native.add_plain(_native.load(lib_path), cs_blob, ms_blob, n, pw, cw, offset=offset)
+
+
+def product_native(lib_path: str, cs_blob: bytes, n2: int, cw: int, offset: int = 0) -> bytes:
+    return _native.product(_native.load(lib_path), cs_blob, n2, cw, offset=offset)
+
+
+def encrypt_djn_native(lib_path: str, ms_blob: bytes | None, rs_blob: bytes, n: int, hs: int, exponent_bits: int,
+                       window: int, table_path: str | None, pw: int, cw: int, offset: int = 0) -> bytes:
+    """encrypt_djn in C: constant-time comb selection and Montgomery multiplication (see gmp_batch.c)."""
+    return _native.djn_encrypt(_native.load(lib_path), ms_blob, rs_blob, n, hs, exponent_bits, window, pw, cw,
+                               table_path, offset=offset)
 
 
 # -- homomorphic operations -------------------------------------------------------------------

@@ -11,6 +11,10 @@ The workers (:mod:`._pool`) are fresh interpreters running a module of ours, nev
 too. ``pool="shared"`` (or ``HEA_CPU_POOL=shared``) uses one pool per machine and user for
 every process instead, e.g. FATE's per-task processes. Where no worker can start, the backend
 runs in process and warns once, with the reason.
+
+The multiplication-only ops (add, add_plain, sum) and DJN's comb encryption run in the native
+engine (:mod:`._native`, C on GMP's mpn layer, one call per chunk) where it builds, else in
+gmpy2; ``describe()`` says which and why.
 """
 from __future__ import annotations
 
@@ -26,6 +30,7 @@ from typing import Any, Callable
 from ..keys import PrivateKey, PublicKey, RandomSource
 from ..packing import split_blob
 from . import _gmp_ops as ops
+from . import _native
 from ._pool import PoolUnavailable, WorkerPool, connect_shared, runtime_dir
 from .base import Backend, _need_public
 
@@ -65,14 +70,17 @@ class CpuBackend(Backend):
     the default) or ``"shared"`` (the machine's pool server for this user, started on first use
     and stopped after ``shared_idle`` seconds without clients, at ``shared_socket`` or
     ``HEA_CPU_POOL_SOCKET`` or a per-user default); the default kind comes from ``HEA_CPU_POOL``.
-    The pool is shut down by :meth:`close` (or at exit).
+    The pool is shut down by :meth:`close` (or at exit). ``native``: use the native engine for
+    add, add_plain, sum and DJN encryption; None (the default) where it builds (``HEA_CPU_NATIVE=0``
+    turns it off), True to require it (raises :class:`accel.backends._native.NativeUnavailable`),
+    False for gmpy2 only.
     """
 
     name = "cpu"
 
     def __init__(self, workers: int | None = None, *, rng: RandomSource | None = None,
                  chunks_per_worker: int = 4, pool: str | None = None, shared_idle: float = 120.0,
-                 shared_socket: str | None = None):
+                 shared_socket: str | None = None, native: bool | None = None):
         super().__init__(rng=rng)
         self.workers = max(1, int(workers or _available_cores()))
         self.chunks_per_worker = max(1, int(chunks_per_worker))
@@ -87,10 +95,19 @@ class CpuBackend(Backend):
         self._closed = False
         self._djn_files: dict[tuple, str | None] = {}
         self.tasks_submitted = 0
+        if native is None:
+            self.native_lib, self.native_note = _native.probe()
+        elif native:
+            self.native_lib, self.native_note = _native.load().path, None
+        else:
+            self.native_lib, self.native_note = None, "turned off (native=False)"
 
     def describe(self) -> dict[str, Any]:
+        """What runs where: ``native`` is the native engine's library (None: gmpy2 only, with
+        ``native_unavailable`` saying why)."""
         return {"backend": self.name, "workers": self.workers, "pool": self.pool_kind,
-                "in_process_only": self._inline_reason}
+                "in_process_only": self._inline_reason, "native": self.native_lib,
+                "native_unavailable": self.native_note}
 
     def __repr__(self) -> str:
         return f"<CpuBackend workers={self.workers} pool={self.pool_kind}>"
@@ -163,7 +180,8 @@ class CpuBackend(Backend):
     def _stays_in_process(self, count: int, *batches: Any) -> bool:
         if self._closed:
             raise RuntimeError("this CpuBackend is closed")
-        return (all(type(b) in (list, tuple) for b in batches)
+        # The native engine is faster than gmpy2's loop even with the packing to blobs.
+        return (self.native_lib is None and all(type(b) in (list, tuple) for b in batches)
                 and self._chunk_size(count, LIGHT_MIN_PARALLEL) is None)
 
     def raw_add(self, pk: PublicKey, c1: Any, c2: Any) -> Any:
@@ -213,6 +231,15 @@ class CpuBackend(Backend):
     def _encrypt_djn(self, pk: PublicKey, djn, ms: bytes | None, rs: bytes) -> bytes:
         pw, cw = pk.plaintext_width, pk.ciphertext_width
         count = len(rs) // pw
+        if self.native_lib is not None:
+            window = _native.djn_window(cw, djn.exponent_bits)
+            parallel = self._chunk_size(count, HEAVY_MIN_PARALLEL) is not None
+            path = self._djn_table_file(pk, djn, window, native=True) if parallel else None
+            args = (pk.n, djn.hs, djn.exponent_bits, window, path, pw, cw)
+            lead = (self.native_lib,) if ms is not None else (self.native_lib, None)
+            chunked = [(ms, pw), (rs, pw)] if ms is not None else [(rs, pw)]
+            return b"".join(self._map(ops.encrypt_djn_native, count, HEAVY_MIN_PARALLEL, chunked, args=args,
+                                      lead=lead))
         window = ops.djn_window(cw, djn.exponent_bits)
         parallel = self._chunk_size(count, HEAVY_MIN_PARALLEL) is not None
         path = self._djn_table_file(pk, djn, window) if parallel else None
@@ -222,24 +249,27 @@ class CpuBackend(Backend):
                                       lead=(None,)))
         return b"".join(self._map(ops.encrypt_djn, count, HEAVY_MIN_PARALLEL, [(ms, pw), (rs, pw)], args=args))
 
-    def _djn_table_file(self, pk: PublicKey, djn, window: int) -> str | None:
+    def _djn_table_file(self, pk: PublicKey, djn, window: int, native: bool = False) -> str | None:
         """The key's comb table as a file the workers memory-map (built once per machine: a file
-        left by an earlier process is reused), or None: each worker then builds its own."""
+        left by an earlier process is reused), or None: each worker then builds its own.
+        ``native``: the native engine's table (Montgomery form, uint64 limbs) instead of gmpy2's."""
         spec = (pk.n, djn.hs, djn.exponent_bits, window, pk.ciphertext_width)
-        if spec in self._djn_files:
-            return self._djn_files[spec]
+        key = spec + (native,)
+        if key in self._djn_files:
+            return self._djn_files[key]
         path = None
         try:
             folder = runtime_dir()
-            digest = hashlib.sha256(repr(spec).encode()).hexdigest()[:32]
-            path = os.path.join(folder, f"djn-{digest}.npy")
+            digest = hashlib.sha256(repr(key if native else spec).encode()).hexdigest()[:32]
+            path = os.path.join(folder, f"djn-{'native-' if native else ''}{digest}.npy")
             if not os.path.exists(path):
-                _save_atomically(ops.djn_table(*spec), path)
+                table = (_native.djn_table(self.native_lib, *spec) if native else ops.djn_table(*spec))
+                _save_atomically(table, path)
                 _prune(folder, "djn-", DJN_TABLE_FILES)
         except OSError as e:  # no private runtime directory here: fine, only slower to start
             log.debug("DJN comb table kept per worker: %s", e)
             path = None
-        self._djn_files[spec] = path
+        self._djn_files[key] = path
         return path
 
     def _obfuscators(self, pk: PublicKey, rs: bytes) -> bytes:
@@ -268,11 +298,17 @@ class CpuBackend(Backend):
 
     def _add(self, pk: PublicKey, a: bytes, b: bytes) -> bytes:
         cw = pk.ciphertext_width
+        if self.native_lib is not None:
+            return b"".join(self._map(ops.add_native, len(a) // cw, LIGHT_MIN_PARALLEL, [(a, cw), (b, cw)],
+                                      args=(pk.nsquare, cw), lead=(self.native_lib,)))
         return b"".join(self._map(ops.add, len(a) // cw, LIGHT_MIN_PARALLEL, [(a, cw), (b, cw)],
                                   args=(pk.nsquare, cw)))
 
     def _add_plain(self, pk: PublicKey, cs: bytes, ms: bytes) -> bytes:
         pw, cw = pk.plaintext_width, pk.ciphertext_width
+        if self.native_lib is not None:
+            return b"".join(self._map(ops.add_plain_native, len(cs) // cw, LIGHT_MIN_PARALLEL,
+                                      [(cs, cw), (ms, pw)], args=(pk.n, pw, cw), lead=(self.native_lib,)))
         return b"".join(self._map(ops.add_plain, len(cs) // cw, LIGHT_MIN_PARALLEL,
                                   [(cs, cw), (ms, pw)], args=(pk.n, pw, cw)))
 
@@ -283,6 +319,10 @@ class CpuBackend(Backend):
 
     def _sum(self, pk: PublicKey, cs: bytes) -> bytes:
         cw = pk.ciphertext_width
+        if self.native_lib is not None:
+            partials = b"".join(self._map(ops.product_native, len(cs) // cw, LIGHT_MIN_PARALLEL, [(cs, cw)],
+                                          args=(pk.nsquare, cw), lead=(self.native_lib,)))
+            return partials if len(partials) == cw else ops.product_native(self.native_lib, partials, pk.nsquare, cw)
         partials = b"".join(self._map(ops.product, len(cs) // cw, LIGHT_MIN_PARALLEL, [(cs, cw)],
                                       args=(pk.nsquare, cw)))
         return partials if len(partials) == cw else ops.product(partials, pk.nsquare, cw)
