@@ -30,6 +30,7 @@ SOURCE = Path(__file__).with_name("gmp_batch.c")
 _c_size = ctypes.c_size_t
 _c_ptr = ctypes.c_char_p
 _libs: dict[str, ctypes.CDLL] = {}
+_failed: dict[str, str] = {}  # why the build failed, so that a process tries once
 _lock = threading.Lock()
 
 
@@ -89,13 +90,19 @@ def load(path: str | os.PathLike | None = None) -> ctypes.CDLL:
         lib = _libs.get(key)
         if lib is not None:
             return lib
-        file = str(path) if path is not None else str(build())
+        if key in _failed:
+            raise NativeUnavailable(_failed[key])
         try:
-            lib = ctypes.CDLL(file)
-        except OSError as e:
-            raise NativeUnavailable(f"cannot load the native engine {file}: {e}") from None
-        if lib.hea_limb_bits() != 64:
-            raise NativeUnavailable("the native engine needs GMP with 64-bit limbs")
+            file = str(path) if path is not None else str(build())
+            try:
+                lib = ctypes.CDLL(file)
+            except OSError as e:
+                raise NativeUnavailable(f"cannot load the native engine {file}: {e}") from None
+            if lib.hea_limb_bits() != 64:
+                raise NativeUnavailable("the native engine needs GMP with 64-bit limbs")
+        except NativeUnavailable as e:
+            _failed[key] = str(e)
+            raise
         _declare(lib)
         lib.path = file  # type: ignore[attr-defined]
         _libs[key] = _libs[file] = lib
