@@ -213,6 +213,9 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--time-budget", type=float, default=120.0, metavar="S",
                    help="skip (and report) a combination extrapolated to take longer than S seconds")
     b.add_argument("--peer-max-batch", type=int, default=2048, help="cap on the batch given to peers")
+    b.add_argument("--clock", choices=("wall", "cpu"), default="wall",
+                   help="wall time, or this process's CPU time (per-core rates on a loaded machine; "
+                        "cpu:1 targets and peers only)")
     b.add_argument("--baseline", default="phe", help="the 'x base' column: phe (default) or a backend")
     b.add_argument("--derive-peers", metavar="JSON",
                    help="add per-core peer figures measured elsewhere, scaled to this machine (labelled derived)")

@@ -30,6 +30,7 @@ from typing import Any, Callable
 from accel import generate_keypair
 
 from . import bounds
+from . import ops as bench_ops
 from .ops import ALL_OPS, BenchCheckError, Measurement, _timed, cpu_name, device_name, git_commit, run_ops
 from .peers import PEER_OPS, PEERS, Inputs, PeerUnavailable, load
 
@@ -52,12 +53,16 @@ class Target:
 
 
 def _our_backend(spec: str, target: str | None, stack: contextlib.ExitStack):
-    """cpu, cpu:N, gpu, auto, remote (at ``target``), or remote:BACKEND: a ``he-accel serve``
-    on BACKEND started here for the run."""
+    """cpu, cpu:N, cpu:N:gmpy2 (without the native engine), gpu, auto, remote (at ``target``),
+    or remote:BACKEND: a ``he-accel serve`` on BACKEND started here for the run."""
     from accel import CpuBackend, get_backend
     name, _, arg = spec.partition(":")
     if name == "cpu":
-        return CpuBackend(workers=int(arg) if arg else None)
+        arg, _, engine = arg.partition(":")
+        if engine not in ("", "gmpy2", "native"):
+            raise ValueError(f"cpu:N:ENGINE takes gmpy2 or native, got {engine!r}")
+        native = {"": None, "gmpy2": False, "native": True}[engine]
+        return CpuBackend(workers=int(arg) if arg else None, native=native)
     if name == "remote":
         if not target:
             from .service_demo import running_server, wait_healthy
@@ -73,7 +78,7 @@ def _label(t: Target) -> str:
         return t.name
     be = t.obj
     if be is not None and be.name == "cpu":
-        return f"cpu x{be.workers}"
+        return f"cpu x{be.workers}" + (" gmpy2" if t.name.endswith(":gmpy2") else "")
     return "remote" if t.name.startswith("remote") else t.name
 
 
@@ -132,10 +137,19 @@ def _record(m: Measurement, *, device: str, backend: str, kind: str, bits: int, 
 
 def run_suite(*, backends: list[str], peers: list[str], ops: list[str], bits_list: list[int],
               batches: list[int], repeats: int, time_budget: float, target: str | None = None,
-              peer_max_batch: int = 4096, progress: bool = True, log=print) -> dict[str, Any]:
-    """Measure; returns {"records": [...], "missing": {target: why}, "skipped": [...]}."""
+              peer_max_batch: int = 4096, progress: bool = True, log=print, clock: str = "wall") -> dict[str, Any]:
+    """Measure; returns {"records": [...], "missing": {target: why}, "skipped": [...]}.
+
+    ``clock="cpu"`` times by this process's CPU time: per-core rates on a loaded machine, for
+    in-process targets only (``cpu:1`` and the peers; a pool's workers are other processes)."""
+    if clock == "cpu":
+        for b in backends:
+            if not (b.startswith("cpu:1") and b.split(":")[1] == "1"):
+                raise ValueError(f"clock 'cpu' measures one process: use cpu:1 targets only, not {b!r}")
+    bench_ops.use_clock(clock)
     common = {"commit": git_commit(), "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-              "command": " ".join(shlex.quote(a) for a in ["he-accel", *sys.argv[1:]])}
+              "command": " ".join(shlex.quote(a) for a in ["he-accel", *sys.argv[1:]]), "clock": clock,
+              "load_avg_1m": round(os.getloadavg()[0], 2)}
     stack = contextlib.ExitStack()  # servers started for remote:BACKEND, stopped at the end
     targets = [Target(b, "ours", (lambda b=b: _our_backend(b, target, stack))) for b in backends]
     missing: dict[str, str] = {}
@@ -231,6 +245,7 @@ def run_suite(*, backends: list[str], peers: list[str], ops: list[str], bits_lis
                                                threads=peer.threads, note=f"{peer.label} {peer.version()}".strip(),
                                                peak=None, common=common))
     finally:
+        bench_ops.use_clock("wall")
         if bar is not None:
             bar.close()
         for t in targets:
@@ -422,7 +437,7 @@ def main_suite(args) -> int:
         result = run_suite(backends=backends, peers=peers, ops=ops, bits_list=_ints(args.bits),
                            batches=_ints(args.batch), repeats=args.repeats, time_budget=args.time_budget,
                            target=args.target, peer_max_batch=args.peer_max_batch,
-                           progress=not args.no_progress)
+                           progress=not args.no_progress, clock=getattr(args, "clock", "wall"))
     except BenchCheckError as e:
         print(f"WRONG RESULT: {e}", file=sys.stderr)
         return 1

@@ -117,13 +117,20 @@ long hea_add_plain(const uint8_t *n_bytes, size_t pw, const uint8_t *n2_bytes, s
     for (size_t i = 0; i < count; i++) {
         if (!in_range(cs + i * cw, cw, n2, nl, c, 1)) { *bad_operand = 0; result = (long)i; break; }
         if (!in_range(ms + i * pw, pw, n, hl, mv, 0)) { *bad_operand = 1; result = (long)i; break; }
+        /* m's length, so that small plaintexts (the usual encodings: 64 bits) cost one limb */
+        mp_size_t mlen = hl;
+        while (mlen > 0 && mv[mlen - 1] == 0) mlen--;
+        if (mlen == 0) { /* c (1 + 0 n) = c */
+            store(out + i * cw, cw, c, nl);
+            continue;
+        }
         /* cr = c mod n */
         memset(cr, 0, (size_t)hl * sizeof(mp_limb_t));
-        if (n2len >= nlen) mpn_tdiv_qr(q, cr, 0, c, n2len, n, nlen);
+        mpn_tdiv_qr(q, cr, 0, c, n2len, n, nlen);
         /* t = cr * m mod n */
-        mpn_mul_n(prod, cr, mv, hl);
+        mpn_mul(prod, cr, hl, mv, mlen);
         memset(t, 0, (size_t)hl * sizeof(mp_limb_t));
-        mpn_tdiv_qr(q, t, 0, prod, 2 * hl, n, nlen);
+        mpn_tdiv_qr(q, t, 0, prod, hl + mlen, n, nlen);
         /* s = n t (< n^2), sum = c + s, minus n^2 once if needed */
         memset(s, 0, (size_t)(nl + 1) * sizeof(mp_limb_t));
         mpn_mul_n(s, n, t, hl);
