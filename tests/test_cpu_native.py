@@ -1,8 +1,12 @@
 """The CPU backend's native engine (gmp_batch.c) against the gmpy2 path as oracle, and its fallback."""
 from __future__ import annotations
 
+import os
 import random
 import secrets
+import shutil
+import subprocess
+from pathlib import Path
 
 import gmpy2
 import numpy as np
@@ -18,6 +22,7 @@ from accel.djn import DjnKey
 from .conftest import keypair
 
 SIZES = [64, 256, 1024, 2048]
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def _pack(values, width):
@@ -275,3 +280,48 @@ def test_turned_off_by_the_environment(monkeypatch):
     with CpuBackend(workers=1) as be:
         assert be.describe()["native"] is None
         assert "HEA_CPU_NATIVE" in be.describe()["native_unavailable"]
+
+
+# -- constant time: the DJN path under valgrind memcheck with the exponents marked secret ------
+def _ct_harness(tmp_path):
+    valgrind, cc = shutil.which("valgrind"), shutil.which("cc") or shutil.which("gcc")
+    if not valgrind or not cc or not os.path.exists("/usr/include/valgrind/memcheck.h"):
+        pytest.skip("needs valgrind and its headers (apt-get install valgrind) and a C compiler")
+    exe = tmp_path / "ct_harness"
+    flags = [f for f in _native.CFLAGS if f not in ("-shared", "-fPIC")]  # the engine's own optimisation
+    subprocess.run([cc, *flags, "-o", str(exe), str(ROOT / "tests" / "ct_harness.c"), str(_native.SOURCE),
+                    *_native.LIBS], check=True, capture_output=True, text=True)
+    return valgrind, exe
+
+
+def _ct_input(tmp_path, bits: int, window: int, count: int):
+    pk, _ = keypair(bits)
+    djn = DjnKey.generate(pk)
+    pw, cw = pk.plaintext_width, pk.ciphertext_width
+    rs, ms = _edge_exponents(djn.exponent_bits, count), _plaintexts(pk.n, count)
+    path = tmp_path / "input.bin"
+    header = np.array([pw, cw, djn.exponent_bits, window, count], dtype="<u8").tobytes()
+    path.write_bytes(header + _pack([pk.n], pw) + _pack([djn.hs], cw) + _pack(rs, pw) + _pack(ms, pw))
+    want = ops.encrypt_djn_powmod_sec(_pack(ms, pw), _pack(rs, pw), pk.n, djn.hs, pw, cw)
+    return path, want
+
+
+def _memcheck(valgrind, exe, mode, path):
+    return subprocess.run([valgrind, "--tool=memcheck", "--error-exitcode=99", "--quiet", str(exe), mode, str(path)],
+                          capture_output=True, timeout=600)
+
+
+@pytest.mark.parametrize("window", [5, 8])
+def test_djn_has_no_secret_dependent_branch_or_address(tmp_path, window):
+    valgrind, exe = _ct_harness(tmp_path)
+    path, want = _ct_input(tmp_path, 256, window, 3)
+    run = _memcheck(valgrind, exe, "encrypt", path)
+    assert run.returncode == 0, run.stderr.decode()[-3000:]
+    assert run.stdout == want  # and the instrumented run computed the right ciphertexts
+
+
+def test_the_constant_time_check_catches_a_secret_index(tmp_path):
+    valgrind, exe = _ct_harness(tmp_path)
+    path, _ = _ct_input(tmp_path, 256, 5, 1)
+    run = _memcheck(valgrind, exe, "leak", path)
+    assert run.returncode == 99 and b"uninitialised" in run.stderr
