@@ -140,11 +140,16 @@ def test_the_wheel_installs_one_top_level_name_with_stock_pip(tmp_path):
     record = next((tmp_path / "venv").glob("lib/python*/site-packages/he_accel-*.dist-info/RECORD")).read_text()
     tops = {line.split("/")[0] for line in record.splitlines() if line and not line.startswith("..")}
     assert {t for t in tops if not t.endswith(".dist-info")} == {"accel"}, (tops, pip)
-    for folder in ("accel/service/proto/heaccel/v1/heaccel.proto", "accel/bench/suite.py", "accel/kernels/host/emulator.cpp"):
+    for folder in ("accel/service/proto/heaccel/v1/heaccel.proto", "accel/bench/suite.py", "accel/kernels/host/emulator.cpp",
+                   "accel/backends/gmp_batch.c"):
         assert folder in record
     outside = tmp_path / "elsewhere"
     outside.mkdir()
     assert "names ok" in _sh(f"python -c '{NAMES_CHECK}'", outside, env).stdout
+    # the CPU backend's native engine builds from the wheel's copy of its source
+    native = _sh("python -c 'from accel import CpuBackend; print(CpuBackend(workers=1).describe())'", outside,
+                 {**env, "HEA_CACHE_DIR": str(tmp_path / "cache")}).stdout
+    assert "gmp_batch-" in native and "'native_unavailable': None" in native, native
     assert "serve" in _sh("he-accel --help", outside, env).stdout
     _serve_starts(env, outside)
     # every extra resolves with this pip (23.2 on Python 3.11): pre-release peers are pinned
