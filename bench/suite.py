@@ -39,6 +39,10 @@ SUITE_OPS = ["keygen", "encrypt", "encrypt_crt", "encrypt_djn", "decrypt", "add"
 PER_KEY_OPS = {"keygen"}  # measured once per key size, not per batch
 
 
+class BenchOptionError(ValueError):
+    """Options that cannot be measured together (e.g. --clock cpu with a process pool)."""
+
+
 @dataclass
 class Target:
     """One column of the comparison: one of our backends, or a peer."""
@@ -145,7 +149,7 @@ def run_suite(*, backends: list[str], peers: list[str], ops: list[str], bits_lis
     if clock == "cpu":
         for b in backends:
             if not (b.startswith("cpu:1") and b.split(":")[1] == "1"):
-                raise ValueError(f"clock 'cpu' measures one process: use cpu:1 targets only, not {b!r}")
+                raise BenchOptionError(f"clock 'cpu' measures one process: use cpu:1 targets only, not {b!r}")
     bench_ops.use_clock(clock)
     common = {"commit": git_commit(), "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
               "command": " ".join(shlex.quote(a) for a in ["he-accel", *sys.argv[1:]]), "clock": clock,
@@ -441,6 +445,9 @@ def main_suite(args) -> int:
     except BenchCheckError as e:
         print(f"WRONG RESULT: {e}", file=sys.stderr)
         return 1
+    except BenchOptionError as e:
+        print(f"he-accel bench: {e}", file=sys.stderr)
+        return 2
     if args.derive_peers:
         result["records"] += derive_peers(args.derive_peers)
     print(table(result, args.baseline))

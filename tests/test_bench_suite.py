@@ -164,3 +164,16 @@ def test_a_capped_peer_skipped_at_the_cap_is_reported_once():
                           batches=[2, 8, 16, 32], repeats=1, time_budget=1e-4, peer_max_batch=8, progress=False)
     skips = [(s["backend"], s["batch"]) for s in res["skipped"] if s["op"] == "encrypt"]
     assert skips == [("phe", 8)]
+
+
+def test_cpu_clock_measures_one_process_only():
+    """--clock cpu times this process: a pool's workers would be left out, so it is refused."""
+    from accel.bench.suite import run_suite
+
+    with pytest.raises(ValueError, match="cpu:1"):
+        run_suite(backends=["cpu:2"], peers=[], ops=["add"], bits_list=[1024], batches=[8], repeats=1,
+                  time_budget=10, progress=False, clock="cpu")
+    recs = run_suite(backends=["cpu:1", "cpu:1:gmpy2"], peers=[], ops=["add"], bits_list=[1024], batches=[8],
+                     repeats=1, time_budget=10, progress=False, clock="cpu")["records"]
+    assert {r["backend"] for r in recs} >= {"cpu x1", "cpu x1 gmpy2"}
+    assert {r["clock"] for r in recs} == {"cpu"} and all("load_avg_1m" in r for r in recs)
