@@ -375,7 +375,9 @@ def djn_comb_model(mul: MulModel, tpi: int, comb: int = DJN_COMB) -> CombModel:
     lp = KEY_BITS // 32
     L = 2 * lp
     f = sass_of("djn_coop.cu", lp)[f"djn_encrypt_coop_{lp}"]
-    lo, hi = _innermost(f, ("LDS",), ("SHFL", "BAR", "LDG", "STS"))
+    # the tree loop (DJN_TREE entries per iteration, bitwise selects; the per-entry loop beside
+    # it only runs for rows of fewer entries, comb < 3)
+    lo, hi = _innermost(f, ("LDS", "LOP3"), ("SHFL", "BAR", "LDG", "STS"))
     pick = f.mix(lo, hi)
     lds = sum(n for op, n in pick.ops.items() if op.startswith("LDS"))
     per_lds = 4 if any(op.startswith("LDS.128") for op in pick.ops) else 1  # limbs per load

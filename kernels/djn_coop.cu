@@ -97,12 +97,81 @@ template <int L, int TPI> HEA_FN void pick_entry(limb_t* x, const limb_t* entry,
     for (int j = 0; j < LPT; j++) x[j] = mad_lo(entry[j], bit, x[j]);
   }
 }
+// Bitwise select: b where m is all ones, a where it is zero (one LOP3; asm, so the compiler
+// cannot turn a select on a secret mask into a branch).
+HEA_FN limb_t mux(limb_t a, limb_t b, limb_t m) {
+#if defined(__CUDA_ARCH__)
+  limb_t r;
+  asm("lop3.b32 %0, %1, %2, %3, 0xD8;" : "=r"(r) : "r"(a), "r"(b), "r"(m));
+  return r;
+#else
+  return (a & ~m) | (b & m);
+#endif
+}
+
+// Entries picked per tree, as log2: that many masks (one per level) and partial slices live at
+// once. Chosen by `he-accel kernels report` to keep each class's occupancy: 8-entry trees keep
+// djn_encrypt_coop_64 (2048-bit keys) at 64 registers, 50%; the other classes at their
+// previous registers take 4 (1024 bits) or 2 (3072, 4096: six and eight limbs per lane).
+__host__ __device__ constexpr int djn_tree_bits(int L, int LPT) { return LPT > 4 ? 1 : L == 128 ? 3 : 2; }
+
+// y = this lane's slice of the entry among the N at `entry` (entry-major, L limbs apart) whose
+// index is the low log2(N) bits of the SECRET digit, as a tree of bitwise selects: every entry
+// is read, and level j keeps the lower or upper half by masks[j] (all ones or all zeros, from
+// bit j of the digit). N - 1 selects per limb and no per-entry mask, where a masked sum needs a
+// multiply-add per limb and a compare and a select per entry.
+template <int L, int TPI, int N> struct tree_pick {
+  static HEA_FN void run(limb_t* y, const limb_t* entry, const limb_t* masks) {
+    constexpr int LPT = L / TPI;
+    if constexpr (N == 1) {
+      if constexpr (LPT % 4 == 0) {
+        HEA_UNROLL_ALL
+        for (int j = 0; j < LPT; j += 4) {
+          limb4 v = *reinterpret_cast<const limb4*>(entry + j);
+          HEA_UNROLL_ALL
+          for (int q = 0; q < 4; q++) y[j + q] = v.v[q];
+        }
+      } else {
+        HEA_UNROLL_ALL
+        for (int j = 0; j < LPT; j++) y[j] = entry[j];
+      }
+    } else {
+      constexpr int LEVEL = N == 2 ? 0 : N == 4 ? 1 : N == 8 ? 2 : N == 16 ? 3 : N == 32 ? 4 : 5;
+      static_assert((1 << (LEVEL + 1)) == N, "a power of two up to 64 entries");
+      limb_t upper[LPT];
+      tree_pick<L, TPI, N / 2>::run(y, entry, masks);
+      tree_pick<L, TPI, N / 2>::run(upper, entry + (N / 2) * L, masks);
+      HEA_UNROLL_ALL
+      for (int j = 0; j < LPT; j++) y[j] = mux(y[j], upper[j], masks[LEVEL]);
+    }
+  }
+};
+
 template <int L, int TPI> HEA_FN void pick_staged(const group<L, TPI>& g, limb_t* x, const limb_t* smem, int first,
                                                   int n, limb_t d) {
   constexpr int LPT = L / TPI;
   const limb_t* mine = smem + g.lane * LPT;
   limb_t rel = d - (limb_t)first;  // the wanted entry's index in what is left of the chunk
+  constexpr int TREE_BITS = djn_tree_bits(L, LPT), TREE = 1 << TREE_BITS;
   int e = 0;
+  if (n % TREE == 0) {
+    // trees of TREE entries; the one holding entry rel (if any: rel is out of range when d is
+    // in another chunk) is kept by its 0/1 bit. Chunks start at multiples of TREE, so the
+    // low bits of rel are the digit's, the same for every tree.
+    limb_t masks[TREE_BITS];
+    HEA_UNROLL_ALL
+    for (int j = 0; j < TREE_BITS; j++) masks[j] = 0u - ((rel >> j) & 1u);
+    HEA_UNROLL(1)
+    for (; e < n; e += TREE) {
+      limb_t y[LPT];
+      tree_pick<L, TPI, TREE>::run(y, mine + e * L, masks);
+      // kept by a multiply-add by its 0/1 bit: the FMA pipe has room, the selects fill the ALU's
+      limb_t keep = (limb_t)(rel / TREE == (limb_t)(e / TREE));
+      HEA_UNROLL_ALL
+      for (int j = 0; j < LPT; j++) x[j] = mad_lo(y[j], keep, x[j]);
+    }
+    return;
+  }
   HEA_UNROLL(1)
   for (; e + 4 <= n; e += 4, rel -= 4u) {  // four entries against immediates: 2 instructions a bit
     pick_entry<L, TPI>(x, mine + (e + 0) * L, (limb_t)(rel == 0u));

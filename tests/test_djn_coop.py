@@ -71,7 +71,9 @@ def edge_exponents(bits, count):
 
 # (key bits, DJN exponent bits, comb bits): the full default exponent where the emulator is quick,
 # shorter ones (whole rows, a partial top row) at the large classes; comb widths 8 and others
-COOP_CASES = [(1024, 512, 8), (1024, 60, 5), (2048, 64, 8), (2048, 36, 4), (3072, 24, 8), (4096, 16, 8)]
+# (3: one tree of selects per row; 2: rows narrower than a tree, the per-entry masked read)
+COOP_CASES = [(1024, 512, 8), (1024, 60, 5), (2048, 64, 8), (2048, 36, 4), (3072, 24, 8), (4096, 16, 8),
+              (1024, 30, 3), (2048, 22, 2)]
 
 
 @pytest.mark.parametrize("bits,ebits,comb", COOP_CASES)
