@@ -337,14 +337,9 @@ HEA_FN void mont_row(const group<L, TPI>& g, limb_t* t, limb_t& hi, const limb_t
   next = g.lane == TPI - 1 ? 0u : next;
   HEA_UNROLL_ALL
   for (int k = 0; k < LPT - 1; k++) t[k] = t[k + 1];
-  carry s;
-  limb_t top = s.add_cc(next, hi);
-  limb_t h = s.addc(0u, 0u);
-  top = s.add_cc(top, c1);
-  h = s.addc(h, 0u);
-  top = s.add_cc(top, c2);
-  hi = s.addc(h, 0u);
-  t[LPT - 1] = top;
+  uint64_t top = (uint64_t)next + c1 + c2 + hi;  // below 2^34: three-input adds, not a chain
+  t[LPT - 1] = (limb_t)top;
+  hi = (limb_t)(top >> 32);
 }
 
 // Fold each lane's `hi` into the lane above and propagate: t (plus the returned top word, the
@@ -466,12 +461,9 @@ template <int L, int TPI> HEA_FN void mul_low(const group<L, TPI>& g, limb_t* r,
       next = g.lane == TPI - 1 ? 0u : next;
       HEA_UNROLL_ALL
       for (int q = 0; q < LPT - 1; q++) t[q] = t[q + 1];
-      carry s;
-      limb_t top = s.add_cc(next, hi);
-      limb_t h = s.addc(0u, 0u);
-      top = s.add_cc(top, c1);
-      hi = s.addc(h, 0u);
-      t[LPT - 1] = top;
+      uint64_t top = (uint64_t)next + c1 + hi;
+      t[LPT - 1] = (limb_t)top;
+      hi = (limb_t)(top >> 32);
     }
   }
   HEA_UNROLL_ALL
