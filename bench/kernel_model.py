@@ -59,7 +59,8 @@ ASSUMPTIONS = """\
   DJN encryption = hs^r mod n^2 with a 1024-bit secret r by the device-resident comb (one-thread
   `djn_encrypt`: 4-bit rows, 256 multiplications, its masked reads of 16 entries per row not
   counted; cooperative `djn_encrypt_coop`: 8-bit rows, 127 multiplications, plus per row the
-  SASS of the masked read of all 256 entries from shared memory and of the block's copy of the
+  SASS of the constant-time read of all 256 entries from shared memory (trees of 8 bitwise
+  selects, each kept by a multiply-add by its 0/1 bit) and of the block's copy of the
   row into it, checked against shared-memory bandwidth, and the whole bounded by the L2 traffic
   of the table: each block of 128 threads reads every row once, 16.8 MB per 4 encryptions at
   2048-bit keys, at the L2 bandwidth above) + 2; x64-bit scalar = c^k mod n^2, 64-bit public k;
