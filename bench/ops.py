@@ -119,7 +119,8 @@ def use_clock(name: str) -> None:
     _clock = CLOCKS[name]
 
 
-def _timed(fn: Callable[[], Any], repeats: int) -> tuple[list[float], Any]:
+def timed(fn: Callable[[], Any], repeats: int) -> tuple[list[float], Any]:
+    """Run ``fn`` ``repeats`` times: each run's seconds on the chosen clock, and the last result."""
     out = None
     times = []
     for _ in range(repeats):
@@ -162,28 +163,28 @@ def run_ops(backend: Backend, bits: int, batch: int, repeats: int, ops: list[str
             k = max(50, min(batch, 200))
             rs = [gmpy2.mpz(secrets.randbelow(n - 1) + 1) for _ in range(k)]
             nn, nn2 = gmpy2.mpz(n), gmpy2.mpz(n2)
-            times, _ = _timed(lambda: [gmpy2.powmod(r, nn, nn2) for r in rs], repeats)
+            times, _ = timed(lambda: [gmpy2.powmod(r, nn, nn2) for r in rs], repeats)
             results.append(Measurement(op, k, times, "single core, gmpy2.powmod(r, n, n^2)"))
             continue
         if op == "keygen":
             # key generation runs on the host CPU whatever the backend: one key per repeat
-            times, _ = _timed(lambda: generate_keypair(bits), repeats)
+            times, _ = timed(lambda: generate_keypair(bits), repeats)
             results.append(Measurement(op, 1, times, "keys/s, CSPRNG primes, host CPU"))
             continue
         if op == "encrypt":
             backend.raw_encrypt(pk, ms[:warm])
-            times, out = _timed(lambda: backend.raw_encrypt(pk, ms), repeats)
+            times, out = timed(lambda: backend.raw_encrypt(pk, ms), repeats)
             check(op, out, lambda i: ms[i])
         elif op == "encrypt_crt":
             backend.raw_encrypt(pk, ms[:warm], private_key=sk)
-            times, out = _timed(lambda: backend.raw_encrypt(pk, ms, private_key=sk), repeats)
+            times, out = timed(lambda: backend.raw_encrypt(pk, ms, private_key=sk), repeats)
             check(op, out, lambda i: ms[i])
         elif op == "encrypt_djn":
             from accel.djn import DjnKey
 
             djn = DjnKey.generate(pk)
             backend.raw_encrypt(pk, ms[:warm], djn=djn)
-            times, out = _timed(lambda: backend.raw_encrypt(pk, ms, djn=djn), repeats)
+            times, out = timed(lambda: backend.raw_encrypt(pk, ms, djn=djn), repeats)
             check(op, out, lambda i: ms[i])
             results.append(Measurement(op, batch, times, f"DJN hs^r, |r| = {djn.exponent_bits} bits"))
             continue
@@ -206,7 +207,7 @@ def run_ops(backend: Backend, bits: int, batch: int, repeats: int, ops: list[str
             check(op, out, lambda i: ms[i])
         elif op == "decrypt":
             backend.raw_decrypt(sk, cs[:warm])
-            times, out = _timed(lambda: backend.raw_decrypt(sk, cs), repeats)
+            times, out = timed(lambda: backend.raw_decrypt(sk, cs), repeats)
             if out != ms:
                 raise BenchCheckError("decrypt: wrong result")
         elif op == "decrypt_nocrt":
@@ -215,24 +216,24 @@ def run_ops(backend: Backend, bits: int, batch: int, repeats: int, ops: list[str
             w = pk.ciphertext_width
             blob = b"".join(c.to_bytes(w, "little") for c in cs)
             backend.decrypt_without_crt(sk, blob[: warm * w])
-            times, out = _timed(lambda: backend.decrypt_without_crt(sk, blob), repeats)
+            times, out = timed(lambda: backend.decrypt_without_crt(sk, blob), repeats)
             pw = pk.plaintext_width
             if [int.from_bytes(out[i * pw:(i + 1) * pw], "little") for i in range(batch)] != ms:
                 raise BenchCheckError("decrypt_nocrt: wrong result")
         elif op == "add":
-            times, out = _timed(lambda: backend.raw_add(pk, cs, cs2), repeats)
+            times, out = timed(lambda: backend.raw_add(pk, cs, cs2), repeats)
             check(op, out, lambda i: ms[i] + ms[batch - 1 - i])
         elif op == "add_plain":
-            times, out = _timed(lambda: backend.raw_add_plain(pk, cs, ms), repeats)
+            times, out = timed(lambda: backend.raw_add_plain(pk, cs, ms), repeats)
             check(op, out, lambda i: 2 * ms[i])
         elif op == "mul":
             ks = (list(inputs.ks[:batch]) if inputs is not None
                   else [secrets.randbelow(1 << 64) - (1 << 63) for _ in range(batch)])
             backend.raw_mul(pk, cs[:warm], ks[:warm])
-            times, out = _timed(lambda: backend.raw_mul(pk, cs, ks), repeats)
+            times, out = timed(lambda: backend.raw_mul(pk, cs, ks), repeats)
             check(op, out, lambda i: ms[i] * ks[i])
         elif op == "sum":
-            times, out = _timed(lambda: backend.raw_sum(pk, cs), repeats)
+            times, out = timed(lambda: backend.raw_sum(pk, cs), repeats)
             check(op, [out], lambda _i: sum(ms), [0])
         elif op == "matvec":
             # FATE's X^T [d]: rows = batch ciphertexts, 8 columns of signed 32-bit features.
@@ -240,7 +241,7 @@ def run_ops(backend: Backend, bits: int, batch: int, repeats: int, ops: list[str
             X = (inputs.X[:batch] if inputs is not None
                  else [[secrets.randbelow(1 << 32) - (1 << 31) for _ in range(cols)] for _ in range(batch)])
             backend.raw_matvec(pk, cs[:warm], X[:warm])
-            times, out = _timed(lambda: backend.raw_matvec(pk, cs, X), repeats)
+            times, out = timed(lambda: backend.raw_matvec(pk, cs, X), repeats)
             check(op, out, lambda j: sum(ms[i] * X[i][j] for i in range(batch)), list(range(cols)))
             # Throughput in ciphertext x column products, the unit a per-element loop would pay.
             results.append(Measurement(op, batch * cols, times, f"{batch}x{cols} int32 matrix, per element",
@@ -248,7 +249,7 @@ def run_ops(backend: Backend, bits: int, batch: int, repeats: int, ops: list[str
             continue
         elif op == "rerandomize":
             backend.raw_rerandomize(pk, cs[:warm])
-            times, out = _timed(lambda: backend.raw_rerandomize(pk, cs), repeats)
+            times, out = timed(lambda: backend.raw_rerandomize(pk, cs), repeats)
             check(op, out, lambda i: ms[i])
         else:
             raise ValueError(f"unknown op {op!r}; choose from {', '.join(ALL_OPS)}")
@@ -293,7 +294,7 @@ def _device_op(op, backend, pk, sk, ms, cs, cs2, repeats, check):
         return result
 
     synced()  # warm-up: kernel compilation, key records, tables
-    times, out = _timed(synced, repeats)
+    times, out = timed(synced, repeats)
     host = limbs_to_ints(backend.to_host(out))
     if want is None:
         if host != ms:

@@ -31,7 +31,7 @@ from accel import generate_keypair
 
 from . import bounds
 from . import ops as bench_ops
-from .ops import ALL_OPS, BenchCheckError, Measurement, _timed, cpu_name, device_name, git_commit, run_ops
+from .ops import ALL_OPS, BenchCheckError, Measurement, cpu_name, device_name, git_commit, run_ops, timed
 from .peers import PEER_OPS, PEERS, Inputs, PeerUnavailable, load
 
 SUITE_OPS = ["keygen", "encrypt", "encrypt_crt", "encrypt_djn", "decrypt", "add", "add_plain", "mul", "sum",
@@ -240,7 +240,7 @@ def run_suite(*, backends: list[str], peers: list[str], ops: list[str], bits_lis
                             continue
                         fn, verify = got
                         fn()  # warm-up
-                        times, out = _timed(fn, repeats)
+                        times, out = timed(fn, repeats)
                         verify(out)
                         count = 1 if op == "keygen" else pb * (inputs.cols if op == "matvec" else 1)
                         m = Measurement(op, count, times, rows=pb if op == "matvec" else 0)

@@ -28,7 +28,7 @@ import threading
 from typing import Any
 
 from accel.backends import BackendUnavailableError, get_backend
-from accel.backends.base import Backend, EncryptMode, _need_djn, _need_public, encrypt_mode
+from accel.backends.base import Backend, EncryptMode, encrypt_mode, need_djn, need_public
 from accel.djn import DjnKey
 from accel.keys import PrivateKey, PublicKey, RandomSource
 from accel.packing import blob_to_ints, from_blob, ints_to_blob, to_blob
@@ -125,7 +125,7 @@ class RemoteBackend(Backend):
     def raw_encrypt(self, pk: PublicKey, ms: Any, *, obfuscate: bool = True, rng: RandomSource | None = None,
                     obfuscators: Any = None, private_key: PrivateKey | None = None,
                     djn: DjnKey | None = None) -> Any:
-        pk = _need_public(pk)
+        pk = need_public(pk)
         mode = encrypt_mode(obfuscate=obfuscate, obfuscators=obfuscators, djn=djn, private_key=private_key)
         if mode in (EncryptMode.DETERMINISTIC, EncryptMode.POOLED) or rng is not None:
             # randomness drawn here (or none): the base class, through the hooks below
@@ -135,7 +135,7 @@ class RemoteBackend(Backend):
                                        private_key=private_key, djn=djn)
         blob, packing = to_blob(ms, pk.plaintext_width, "plaintext")
         if mode is EncryptMode.DJN:
-            _need_djn(pk, djn)  # the service's own DJN parameters for this key (same assumption)
+            need_djn(pk, djn)  # the service's own DJN parameters for this key (same assumption)
         elif mode is EncryptMode.CRT:
             sk = self._check_private_matches(pk, private_key)
             if self._service_holds(sk):
@@ -146,7 +146,7 @@ class RemoteBackend(Backend):
 
     def raw_rerandomize(self, pk: PublicKey, cs: Any, *, rng: RandomSource | None = None,
                         obfuscators: Any = None, private_key: PrivateKey | None = None) -> Any:
-        pk = _need_public(pk)
+        pk = need_public(pk)
         if rng is not None or obfuscators is not None:
             return super().raw_rerandomize(pk, cs, rng=rng, obfuscators=obfuscators, private_key=private_key)
         blob, packing = to_blob(cs, pk.ciphertext_width, "ciphertext")
@@ -159,7 +159,7 @@ class RemoteBackend(Backend):
 
     def obfuscators(self, pk: PublicKey, count: int, *, rng: RandomSource | None = None,
                     private_key: PrivateKey | None = None, djn: DjnKey | None = None) -> bytes:
-        pk = _need_public(pk)
+        pk = need_public(pk)
         if rng is not None or djn is not None or count <= 0:
             return super().obfuscators(pk, count, rng=rng, private_key=private_key, djn=djn)
         zeros = bytes(pk.plaintext_width * count)  # E(0) = r^n: an obfuscator

@@ -11,6 +11,9 @@ where the width is ``public_key.plaintext_width`` for plaintexts and
 ``public_key.ciphertext_width`` for ciphertexts. Results come back in the form of the first
 batch argument. This class does the validation, the packing and the randomness; a backend
 implements the blob-level hooks (``_encrypt`` ...), so every backend behaves the same at the edges.
+A backend that overrides a ``raw_*`` method checks its arguments with the same functions
+(:func:`need_public`, :func:`need_private`, :func:`need_djn`, :func:`signed_ints`,
+:func:`int_matrix`, :func:`same_length`).
 """
 from __future__ import annotations
 
@@ -33,13 +36,13 @@ class KeyMismatchError(ValueError):
     """Two operands (or a key and an operand) belong to different Paillier keys."""
 
 
-def _need_public(pk: Any) -> PublicKey:
+def need_public(pk: Any) -> PublicKey:
     if not isinstance(pk, PublicKey):
         raise TypeError(f"expected a PublicKey, got {type(pk).__name__}")
     return pk
 
 
-def _need_djn(pk: PublicKey, djn: Any) -> DjnKey:
+def need_djn(pk: PublicKey, djn: Any) -> DjnKey:
     if not isinstance(djn, DjnKey):
         raise TypeError(f"djn must be a DjnKey, got {type(djn).__name__}")
     if djn.public_key != pk:
@@ -47,13 +50,13 @@ def _need_djn(pk: PublicKey, djn: Any) -> DjnKey:
     return djn
 
 
-def _need_private(sk: Any) -> PrivateKey:
+def need_private(sk: Any) -> PrivateKey:
     if not isinstance(sk, PrivateKey):
         raise TypeError(f"expected a PrivateKey, got {type(sk).__name__}")
     return sk
 
 
-def _signed_ints(values: Any, what: str, bound: int) -> list[int]:
+def signed_ints(values: Any, what: str, bound: int) -> list[int]:
     """A list of ints with |v| < bound, from a list or a 1-D integer array."""
     if isinstance(values, np.ndarray):
         if values.ndim != 1 or values.dtype.kind not in "iuO":
@@ -171,7 +174,7 @@ class Backend(abc.ABC):
 
     @staticmethod
     def _check_private_matches(pk: PublicKey, sk: Any) -> PrivateKey:
-        sk = _need_private(sk)
+        sk = need_private(sk)
         if sk.public_key != pk:
             raise KeyMismatchError("the private key does not belong to this public key")
         return sk
@@ -183,13 +186,13 @@ class Backend(abc.ABC):
         With the matching ``private_key`` they come from the CRT path (same distribution,
         about 3-4x cheaper). This is what :class:`accel.ObfuscatorPool` precomputes.
         """
-        pk = _need_public(pk)
+        pk = need_public(pk)
         if count < 0:
             raise ValueError("count must be >= 0")
         if count == 0:
             return b""
         if djn is not None:
-            return self._encrypt_djn(pk, _need_djn(pk, djn), None, self._draw_djn(djn, count, rng))
+            return self._encrypt_djn(pk, need_djn(pk, djn), None, self._draw_djn(djn, count, rng))
         inputs = self._draw_obfuscator_inputs(pk, count, rng, private_key)
         if private_key is not None:
             return self._obfuscators_crt(private_key, *inputs)
@@ -208,7 +211,7 @@ class Backend(abc.ABC):
         returns the deterministic (1 + m n) mod n^2: insecure on its own, for callers that
         obfuscate later.
         """
-        pk = _need_public(pk)
+        pk = need_public(pk)
         ms_blob, packing = to_blob(ms, pk.plaintext_width, "plaintext")
         count = len(ms_blob) // pk.plaintext_width
         mode = encrypt_mode(obfuscate=obfuscate, obfuscators=obfuscators, djn=djn, private_key=private_key)
@@ -217,7 +220,7 @@ class Backend(abc.ABC):
         elif mode is EncryptMode.POOLED:
             out = self._encrypt_with(pk, ms_blob, obfuscators.take(count))
         elif mode is EncryptMode.DJN:
-            out = self._encrypt_djn(pk, _need_djn(pk, djn), ms_blob, self._draw_djn(djn, count, rng))
+            out = self._encrypt_djn(pk, need_djn(pk, djn), ms_blob, self._draw_djn(djn, count, rng))
         elif mode is EncryptMode.CRT:
             sk = self._check_private_matches(pk, private_key)
             zp, zq = self._draw_obfuscator_inputs(pk, count, rng, sk)
@@ -229,32 +232,32 @@ class Backend(abc.ABC):
 
     def raw_decrypt(self, sk: PrivateKey, cs: Batch) -> Batch:
         """m_i by CRT; results are plaintext ints in [0, n)."""
-        sk = _need_private(sk)
+        sk = need_private(sk)
         pk = sk.public_key
         cs_blob, packing = to_blob(cs, pk.ciphertext_width, "ciphertext")
         return from_blob(self._decrypt(sk, cs_blob), pk.plaintext_width, packing)
 
     def raw_add(self, pk: PublicKey, c1: Batch, c2: Batch) -> Batch:
         """E(a_i + b_i) = c1_i * c2_i mod n^2 (no re-randomisation)."""
-        pk = _need_public(pk)
+        pk = need_public(pk)
         a, packing = to_blob(c1, pk.ciphertext_width, "ciphertext a")
         b, _ = to_blob(c2, pk.ciphertext_width, "ciphertext b")
-        _same_length(a, b, pk.ciphertext_width, pk.ciphertext_width)
+        same_length(a, b, pk.ciphertext_width, pk.ciphertext_width)
         return from_blob(self._add(pk, a, b), pk.ciphertext_width, packing)
 
     def raw_add_plain(self, pk: PublicKey, cs: Batch, ms: Batch) -> Batch:
         """E(a_i + m_i) = c_i * (1 + m_i n) mod n^2, plaintexts m_i in [0, n)."""
-        pk = _need_public(pk)
+        pk = need_public(pk)
         c, packing = to_blob(cs, pk.ciphertext_width, "ciphertext")
         m, _ = to_blob(ms, pk.plaintext_width, "plaintext")
-        _same_length(c, m, pk.ciphertext_width, pk.plaintext_width)
+        same_length(c, m, pk.ciphertext_width, pk.plaintext_width)
         return from_blob(self._add_plain(pk, c, m), pk.ciphertext_width, packing)
 
     def raw_mul(self, pk: PublicKey, cs: Batch, ks: Any) -> Batch:
         """E(a_i * k_i) = c_i^k_i mod n^2; k_i are ints with |k_i| < n, negatives allowed."""
-        pk = _need_public(pk)
+        pk = need_public(pk)
         c, packing = to_blob(cs, pk.ciphertext_width, "ciphertext")
-        k = _signed_ints(ks, "scalar", pk.n)
+        k = signed_ints(ks, "scalar", pk.n)
         if len(k) != len(c) // pk.ciphertext_width:
             raise ValueError(f"length mismatch: {len(c) // pk.ciphertext_width} ciphertexts, {len(k)} scalars")
         return from_blob(self._mul(pk, c, k), pk.ciphertext_width, packing)
@@ -262,7 +265,7 @@ class Backend(abc.ABC):
     def raw_sum(self, pk: PublicKey, cs: Batch) -> Any:
         """E(sum a_i) = prod c_i mod n^2. Returns one ciphertext: an int for int input, a
         one-row limb array or a one-number blob for packed input. The empty sum is 1 = E(0)."""
-        pk = _need_public(pk)
+        pk = need_public(pk)
         c, packing = to_blob(cs, pk.ciphertext_width, "ciphertext")
         out = self._sum(pk, c)
         res = from_blob(out, pk.ciphertext_width, packing)
@@ -274,10 +277,10 @@ class Backend(abc.ABC):
         ``X`` is an integer matrix with one row per ciphertext (list of lists or a 2-D integer
         numpy array); entries may be negative with |X[i][j]| < n.
         """
-        pk = _need_public(pk)
+        pk = need_public(pk)
         c, packing = to_blob(cs, pk.ciphertext_width, "ciphertext")
         rows = len(c) // pk.ciphertext_width
-        rows_x, cols = _int_matrix(X, rows, pk.n)
+        rows_x, cols = int_matrix(X, rows, pk.n)
         if rows == 0:  # the empty sum of every column is E(0) = 1
             out = (1).to_bytes(pk.ciphertext_width, "little") * cols
         else:
@@ -287,7 +290,7 @@ class Backend(abc.ABC):
     def raw_rerandomize(self, pk: PublicKey, cs: Batch, *, rng: RandomSource | None = None,
                         obfuscators: Any = None, private_key: PrivateKey | None = None) -> Batch:
         """c_i * r_i^n mod n^2 with fresh r_i: same plaintexts, unlinkable ciphertexts."""
-        pk = _need_public(pk)
+        pk = need_public(pk)
         c, packing = to_blob(cs, pk.ciphertext_width, "ciphertext")
         count = len(c) // pk.ciphertext_width
         if obfuscators is not None:
@@ -306,8 +309,8 @@ class Backend(abc.ABC):
         if isinstance(mod, bool) or not isinstance(mod, (int, Integral)) or int(mod) < 2:
             raise ValueError("mod must be an int >= 2")
         mod = int(mod)
-        b = _signed_ints(bases, "base", 1 << max(64, 2 * mod.bit_length()))
-        e = _signed_ints(exps, "exponent", 1 << 65536)
+        b = signed_ints(bases, "base", 1 << max(64, 2 * mod.bit_length()))
+        e = signed_ints(exps, "exponent", 1 << 65536)
         if len(b) != len(e):
             raise ValueError(f"length mismatch: {len(b)} bases, {len(e)} exponents")
         return self._powmod([x % mod for x in b], e, mod)
@@ -360,12 +363,12 @@ class Backend(abc.ABC):
     def _powmod(self, bases: list[int], exps: list[int], mod: int) -> list[int]: ...
 
 
-def _same_length(a: bytes, b: bytes, wa: int, wb: int) -> None:
+def same_length(a: bytes, b: bytes, wa: int, wb: int) -> None:
     if len(a) // wa != len(b) // wb:
         raise ValueError(f"length mismatch: {len(a) // wa} vs {len(b) // wb} elements")
 
 
-def _int_matrix(X: Any, rows: int, n: int) -> tuple[list[list[int]], int]:
+def int_matrix(X: Any, rows: int, n: int) -> tuple[list[list[int]], int]:
     cols = None
     if isinstance(X, np.ndarray):
         if X.ndim != 2:
@@ -380,10 +383,13 @@ def _int_matrix(X: Any, rows: int, n: int) -> tuple[list[list[int]], int]:
         raise ValueError(f"X has {len(X)} rows but there are {rows} ciphertexts")
     out = []
     for i, row in enumerate(X):
-        r = _signed_ints(list(row) if not isinstance(row, list) else row, f"X[{i}]", n)
+        r = signed_ints(list(row) if not isinstance(row, list) else row, f"X[{i}]", n)
         if cols is None:
             cols = len(r)
         elif len(r) != cols:
             raise ValueError(f"X row {i} has {len(r)} columns, expected {cols}")
         out.append(r)
     return out, cols or 0
+
+
+_need_public = need_public  # the name before the checks were shared by name (accel/backends/cpu.py)

@@ -41,12 +41,12 @@ from .base import (
     Backend,
     EncryptMode,
     KeyMismatchError,
-    _int_matrix,
-    _need_djn,
-    _need_private,
-    _need_public,
-    _signed_ints,
     encrypt_mode,
+    int_matrix,
+    need_djn,
+    need_private,
+    need_public,
+    signed_ints,
 )
 
 log = logging.getLogger(__name__)
@@ -106,7 +106,7 @@ def _device_resident(key: str, width: str, what: str, *, paired: str | None = No
                 raise TypeError(f"{name} needs both operands on the device or both on the host")
             if not on_device:
                 return getattr(super(GpuBackend, self), name)(k, batch, *args, **kwargs)
-            k = _need_private(k) if key == "private" else _need_public(k)
+            k = need_private(k) if key == "private" else need_public(k)
             pk = k.public_key if key == "private" else k
             _check_dev(batch, getattr(pk, f"{width}_width"), what)
             return body(self, self._runtime_of(batch), k, batch, *args, **kwargs)
@@ -484,7 +484,7 @@ class GpuBackend(Backend):
                 rt, lambda: self._call(rt, pk, self.launcher.paillier_encrypt_with, ms, obf_d),
                 lambda m: blob_to_limbs(self.fallback._encrypt_with(pk, m.tobytes(), obf), cw), [ms])
         if mode is EncryptMode.DJN:
-            djn = _need_djn(pk, djn)
+            djn = need_djn(pk, djn)
             rs = self._draw_djn(djn, count, rng)
             return self._dev_or_fallback(
                 rt, lambda: self._djn(rt, pk, djn, ms, rt.upload(blob_to_limbs(rs, pw))),
@@ -532,7 +532,7 @@ class GpuBackend(Backend):
 
     @_device_resident("public", "ciphertext", "ciphertext")
     def raw_mul(self, rt, pk, cs, ks):
-        k = _signed_ints(ks, "scalar", pk.n)
+        k = signed_ints(ks, "scalar", pk.n)
         if len(k) != cs.shape[0]:
             raise ValueError(f"length mismatch: {cs.shape[0]} ciphertexts, {len(k)} scalars")
         cw = pk.ciphertext_width
@@ -551,7 +551,7 @@ class GpuBackend(Backend):
 
     @_device_resident("public", "ciphertext", "ciphertext")
     def raw_matvec(self, rt, pk, cs, X):
-        rows_x, cols = _int_matrix(X, cs.shape[0], pk.n)
+        rows_x, cols = int_matrix(X, cs.shape[0], pk.n)
         cw = pk.ciphertext_width
         if cs.shape[0] == 0 or cols == 0:
             return rt.upload(blob_to_limbs((1).to_bytes(cw, "little") * cols, cw))
