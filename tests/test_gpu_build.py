@@ -419,3 +419,15 @@ def test_cooperative_kernels_at_2048_bit_keys_hold_everything_in_registers(file,
     for name, r in resources.items():
         assert r["stack_frame"] == 0 and r["spill_stores"] == r["spill_loads"] == 0, (name, r)
         assert B.theoretical_occupancy(r["registers"], 128, r["smem"]) >= 0.5, (name, r)
+
+
+def test_the_emulator_and_the_kernels_share_one_cache_root(tmp_path, monkeypatch):
+    from accel.gpu import emulator
+
+    monkeypatch.setenv("HEA_CACHE_DIR", str(tmp_path / "c"))
+    assert emulator.cache_dir() == tmp_path / "c"
+    assert B.cache_dir() == tmp_path / "c" / "kernels"
+    monkeypatch.delenv("HEA_CACHE_DIR")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert emulator.cache_dir() == tmp_path / "home" / ".cache" / "he-accel"
+    assert B.cache_dir() == tmp_path / "home" / ".cache" / "he-accel" / "kernels"

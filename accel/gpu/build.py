@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
-from .sources import source_dir, sources_digest
+from .sources import cache_root, source_dir, sources_digest
 
 log = logging.getLogger(__name__)
 
@@ -312,7 +312,7 @@ def prebuilt_binary(folder: str | Path, file: str, size: int, arch: str) -> tupl
 
 
 def cache_dir() -> Path:
-    return Path(os.environ.get("HEA_CACHE_DIR") or Path.home() / ".cache" / "he-accel") / "kernels"
+    return cache_root() / "kernels"
 
 
 def _cache_path(file: str, size: int, arch: str) -> Path:

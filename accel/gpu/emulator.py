@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from .sources import source_dir
+from .sources import cache_root, source_dir
 
 from .runtime import BLOCK, DeviceFailure, KernelRuntime
 
@@ -58,7 +58,7 @@ def _digest() -> str:
 
 
 def cache_dir() -> Path:
-    return Path(os.environ.get("HEA_CACHE_DIR") or Path.home() / ".cache" / "he-accel")
+    return cache_root()
 
 
 def build(force: bool = False) -> Path:

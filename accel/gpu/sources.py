@@ -30,6 +30,12 @@ def source_dir() -> Path:
                             + ", ".join(str(c) for c in candidates) + ")")
 
 
+def cache_root() -> Path:
+    """Where he-accel keeps what it builds from these sources (the emulator, compiled kernels):
+    ``$HEA_CACHE_DIR``, else ``~/.cache/he-accel``."""
+    return Path(os.environ.get("HEA_CACHE_DIR") or Path.home() / ".cache" / "he-accel")
+
+
 @functools.lru_cache(maxsize=1)
 def sources_digest() -> str:
     """Hash of every kernel source and header (not the host emulator): what a prebuilt binary
