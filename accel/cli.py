@@ -163,13 +163,13 @@ def build_parser() -> argparse.ArgumentParser:
     d.set_defaults(func=_demo)
 
     s = sub.add_parser("serve", help="run the gRPC offload service (flags override HEA_* env vars)")
-    from accel.service.config import add_serve_arguments  # noqa: PLC0415 - one definition, beside ServerConfig
+    from accel.service.config import ServerConfig, add_serve_arguments  # noqa: PLC0415 - defined beside ServerConfig
 
     add_serve_arguments(s)
     s.set_defaults(func=_serve)
 
     h = sub.add_parser("health", help="probe a running service through grpc.health.v1 (exit 0 if SERVING)")
-    h.add_argument("--address", default="127.0.0.1:50051")
+    h.add_argument("--address", default=ServerConfig.address, help="the service's address (default: serve's)")
     h.add_argument("--service", default="", help="service name ('' = the whole server)")
     h.add_argument("--tls", action="store_true", help="connect with TLS")
     h.add_argument("--ca", help="PEM CA to verify the server with")

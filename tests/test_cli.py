@@ -53,3 +53,12 @@ def test_service_demo_names_the_backend_the_server_runs(capsys):
     out = capsys.readouterr().out
     assert "the service computes on backend cpu" in out and "all results match" in out
     assert "found no usable GPU" not in out  # cpu was asked for: nothing fell back
+
+
+def test_health_probes_the_address_serve_listens_on_by_default():
+    from accel.cli import build_parser
+    from accel.service.config import config_from_args
+
+    parser = build_parser()
+    serving = config_from_args(parser.parse_args(["serve"]), env={})
+    assert parser.parse_args(["health"]).address == serving.address == "127.0.0.1:50051"
