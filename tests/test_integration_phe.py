@@ -150,3 +150,24 @@ def test_phe_own_test_suite_passes_on_our_engine(tmp_path):
     passed = int(tail.split(" passed")[0].split()[-1])
     assert passed >= 234, tail
     assert "he-accel cpu backend under phe:" in tail, tail
+
+
+def test_helpers_and_install_without_a_backend_use_the_librarys_default(monkeypatch, inline_backend, phe_keys):
+    """One default backend: backend=None means accel.backends.default_backend(), as for an
+    EncryptedVector given none ("auto" until set_default_backend chooses another)."""
+    import accel.backends as backends
+
+    pub, priv = phe_keys
+    monkeypatch.setattr(backends, "_default", "auto")
+    assert hphe.to_vector([pub.encrypt(1)]).backend is backends.get_backend("auto")
+    backends.set_default_backend(inline_backend)
+    numbers = hphe.encrypt(pub, [1.5, -2, 0])
+    vec = hphe.to_vector(numbers)
+    assert vec.backend is inline_backend
+    assert [priv.decrypt(x) for x in hphe.from_vector(vec.sum())] == [-0.5]
+    assert hphe.decrypt(priv, numbers) == [1.5, -2, 0]
+    engine = hphe.install()
+    try:
+        assert engine.backend is inline_backend
+    finally:
+        hphe.uninstall()

@@ -31,7 +31,7 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
-from ..backends import Backend, get_backend
+from ..backends import Backend, default_backend, get_backend
 from ..ciphertext import EncryptedVector
 from ..encoding import FixedPointCodec
 from ..keys import PrivateKey, PublicKey
@@ -105,8 +105,8 @@ def private_key_to_phe(private_key: PrivateKey) -> Any:
 
 
 def _resolve(backend: Backend | str | None) -> Backend:
-    if backend is None:
-        return get_backend("auto")
+    if backend is None:  # the library's one default, as for an EncryptedVector given none
+        return default_backend()
     if isinstance(backend, str):
         return get_backend(backend)
     if not isinstance(backend, Backend):
@@ -276,7 +276,8 @@ def installed() -> PheEngine | None:
 
 
 def install(backend: Backend | str | None = None) -> PheEngine:
-    """Route phe's arithmetic through ``backend`` (default: ``"auto"``). Idempotent per
+    """Route phe's arithmetic through ``backend`` (default: :func:`accel.backends.default_backend`,
+    ``"auto"`` unless :func:`accel.backends.set_default_backend` chose another). Idempotent per
     process: installing again swaps the backend. Returns the :class:`PheEngine` (call counts)."""
     global _engine
     be = _resolve(backend)
