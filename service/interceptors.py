@@ -14,6 +14,7 @@ read ``context.identity`` and report ``context.key_bits`` and ``context.elements
 """
 from __future__ import annotations
 
+import abc
 import logging
 import time
 from functools import partial
@@ -110,14 +111,11 @@ class AuthInterceptor(grpc.ServerInterceptor):
         return behavior(request, CallContext(context, identity))
 
 
-class MetricsInterceptor(grpc.ServerInterceptor):
-    """Per call: in flight while it runs (``in_flight(+1)``, then ``-1``), then
-    ``observe(op, key_bits, code, seconds, elements)`` with the code it ended with."""
+class _OpInterceptor(grpc.ServerInterceptor):
+    """Wraps the handler of every method in ``ops`` (full method name -> op label) in
+    ``self._call(op, ...)``, or ``self._stream(op, ...)`` where replies are streamed."""
 
-    def __init__(self, ops: Mapping[str, str], observe: Observe, in_flight: Callable[[int], None]):
-        self.ops = ops
-        self.observe = observe
-        self.in_flight = in_flight
+    ops: Mapping[str, str]
 
     def intercept_service(self, continuation, handler_call_details):
         handler = continuation(handler_call_details)
@@ -125,6 +123,22 @@ class MetricsInterceptor(grpc.ServerInterceptor):
         if handler is None or op is None:
             return handler
         return around(handler, partial(self._call, op), partial(self._stream, op))
+
+    @abc.abstractmethod
+    def _call(self, op: str, behavior: Behavior, request: Any, context: CallContext) -> Any: ...
+
+    @abc.abstractmethod
+    def _stream(self, op: str, behavior: Behavior, request: Any, context: CallContext) -> Iterator[Any]: ...
+
+
+class MetricsInterceptor(_OpInterceptor):
+    """Per call: in flight while it runs (``in_flight(+1)``, then ``-1``), then
+    ``observe(op, key_bits, code, seconds, elements)`` with the code it ended with."""
+
+    def __init__(self, ops: Mapping[str, str], observe: Observe, in_flight: Callable[[int], None]):
+        self.ops = ops
+        self.observe = observe
+        self.in_flight = in_flight
 
     def _call(self, op: str, behavior: Behavior, request: Any, context: CallContext) -> Any:
         start = time.perf_counter()
@@ -154,19 +168,12 @@ class MetricsInterceptor(grpc.ServerInterceptor):
                      context.elements if ok else 0)
 
 
-class StatusInterceptor(grpc.ServerInterceptor):
+class StatusInterceptor(_OpInterceptor):
     """Whatever a handler of ``ops`` raises ends its call with the status :func:`as_service_error`
     gives (recorded in ``context.status``); the server never dies on a request."""
 
     def __init__(self, ops: Mapping[str, str]):
         self.ops = ops
-
-    def intercept_service(self, continuation, handler_call_details):
-        handler = continuation(handler_call_details)
-        op = self.ops.get(handler_call_details.method)
-        if handler is None or op is None:
-            return handler
-        return around(handler, partial(self._call, op), partial(self._stream, op))
 
     def _call(self, op: str, behavior: Behavior, request: Any, context: CallContext) -> Any:
         try:
