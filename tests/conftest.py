@@ -137,3 +137,14 @@ def recording_runtime(device_id: int = 0):
             return super().launch(kernel, threads, args)
 
     return LaunchRecordingRuntime(device_id)
+
+
+@pytest.fixture
+def coop(inline_backend):
+    """A GpuBackend on the cooperative kernels (lockstep emulator) and the names it launched."""
+    from accel.backends.gpu import GpuBackend  # noqa: PLC0415 - builds the emulator only when used
+
+    rt = recording_runtime()
+    gpu = GpuBackend(runtime=rt, fallback=inline_backend, cooperative=True)
+    yield gpu, rt.launched
+    gpu.close()

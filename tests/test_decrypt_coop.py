@@ -13,14 +13,6 @@ from accel.gpu.build import COOP_TPI
 from .conftest import keypair, recording_runtime
 
 
-@pytest.fixture
-def coop(inline_backend):
-    rt = recording_runtime()
-    gpu = GpuBackend(runtime=rt, fallback=inline_backend, cooperative=True)
-    yield gpu, rt.launched
-    gpu.close()
-
-
 @pytest.mark.parametrize("bits", [1024, 2048, 3072, 4096])
 def test_decryption_matches_the_cpu_at_every_key_class(bits, coop, inline_backend):
     gpu, launched = coop

@@ -7,18 +7,10 @@ import secrets
 import gmpy2
 import pytest
 
-from accel.backends.gpu import SUM_CHUNK, GpuBackend
+from accel.backends.gpu import SUM_CHUNK
 from accel.gpu.build import COOP_TPI
 
-from .conftest import keypair, recording_runtime
-
-
-@pytest.fixture
-def coop(inline_backend):
-    rt = recording_runtime()
-    gpu = GpuBackend(runtime=rt, fallback=inline_backend, cooperative=True)
-    yield gpu, rt.launched
-    gpu.close()
+from .conftest import keypair
 
 
 def units(n2, count):

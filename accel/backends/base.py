@@ -392,4 +392,3 @@ def int_matrix(X: Any, rows: int, n: int) -> tuple[list[list[int]], int]:
     return out, cols or 0
 
 
-_need_public = need_public  # the name before the checks were shared by name (accel/backends/cpu.py)

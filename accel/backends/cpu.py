@@ -32,7 +32,7 @@ from ..packing import split_blob
 from . import _gmp_ops as ops
 from . import _native
 from ._pool import PoolUnavailable, WorkerPool, connect_shared, runtime_dir
-from .base import Backend, _need_public
+from .base import Backend, need_public
 
 log = logging.getLogger(__name__)
 
@@ -186,7 +186,7 @@ class CpuBackend(Backend):
 
     def raw_add(self, pk: PublicKey, c1: Any, c2: Any) -> Any:
         if self._stays_in_process(len(c1) if type(c1) in (list, tuple) else 0, c1, c2):
-            pk = _need_public(pk)
+            pk = need_public(pk)
             if len(c1) != len(c2):
                 raise ValueError(f"length mismatch: {len(c1)} vs {len(c2)} elements")
             return ops.add_ints(c1, c2, pk.nsquare)
@@ -194,7 +194,7 @@ class CpuBackend(Backend):
 
     def raw_add_plain(self, pk: PublicKey, cs: Any, ms: Any) -> Any:
         if self._stays_in_process(len(cs) if type(cs) in (list, tuple) else 0, cs, ms):
-            pk = _need_public(pk)
+            pk = need_public(pk)
             if len(cs) != len(ms):
                 raise ValueError(f"length mismatch: {len(cs)} vs {len(ms)} elements")
             return ops.add_plain_ints(cs, ms, pk.n)
@@ -202,7 +202,7 @@ class CpuBackend(Backend):
 
     def raw_sum(self, pk: PublicKey, cs: Any) -> Any:
         if self._stays_in_process(len(cs) if type(cs) in (list, tuple) else 0, cs):
-            return ops.product_ints(cs, _need_public(pk).nsquare)
+            return ops.product_ints(cs, need_public(pk).nsquare)
         return super().raw_sum(pk, cs)
 
     # -- hooks -------------------------------------------------------------------------------
