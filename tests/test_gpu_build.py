@@ -24,6 +24,7 @@ import pytest
 
 from accel.backends.gpu import DeviceFallbackWarning, GpuBackend
 from accel.gpu import build as B
+from accel.gpu import compiler
 from accel.gpu.runtime import KERNEL_FILES, CupyRuntime, DeviceFailure
 
 from .conftest import keypair, recording_runtime
@@ -299,7 +300,7 @@ def test_stale_or_damaged_prebuilt_binaries_are_refused(prebuilt, tmp_path, fres
 
 
 def test_nvrtc_errors_name_the_unit(monkeypatch):
-    monkeypatch.setattr(B, "kernel_code", lambda file: "this is not C++;\n")
+    monkeypatch.setattr(compiler, "kernel_code", lambda file: "this is not C++;\n")
     with pytest.raises(B.KernelBuildError, match=r"reduce.cu size 32 sm_90"):
         B.compile_unit("reduce.cu", 32, "sm_90")
 
@@ -341,7 +342,7 @@ def test_device_errors_at_every_entry_point_rerun_on_the_cpu(where, error, inlin
 
 def test_nvrtc_failure_reruns_on_the_cpu(inline_backend, fresh_cache, monkeypatch):
     """A real NVRTC error (broken source), not a stand-in exception."""
-    monkeypatch.setattr(B, "kernel_code", lambda file: "#error deliberately broken\n")
+    monkeypatch.setattr(compiler, "kernel_code", lambda file: "#error deliberately broken\n")
     gpu = GpuBackend(runtime=CupyRuntime(0, cupy=make_fake_cupy(), kernel_dirs=[]), fallback=inline_backend)
     pk, sk = keypair(1024)
     with pytest.warns(DeviceFallbackWarning, match="KernelBuildError"):

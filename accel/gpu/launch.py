@@ -1,7 +1,7 @@
 """Kernel launchers: one typed method per kernel of ``kernels/*.cu``, beside the name table.
 
 :class:`Launcher` is the only code that launches a kernel. Each launcher method knows its
-kernel's name (family from :data:`accel.gpu.build.KERNEL_FILES` plus the size class), builds the
+kernel's name (family from :data:`accel.gpu.names.KERNEL_FILES` plus the size class), builds the
 argument list in the order of the kernel's signature (device arrays, ``None`` for a null pointer,
 numpy scalars: what :meth:`KernelRuntime.launch <accel.gpu.runtime.KernelRuntime.launch>` takes),
 allocates the output, and picks the thread count: one thread per number, or ``COOP_TPI`` threads
@@ -23,7 +23,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from . import errors as E
-from .build import COOP_TPI
+from .names import COOP_TPI
 from .limbs import limbs, mod_rec, montgomery_powers, signed_magnitudes
 from .runtime import KernelRuntime
 

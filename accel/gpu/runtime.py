@@ -18,15 +18,15 @@ from typing import Any
 
 import numpy as np
 
-from .build import (  # noqa: F401 (re-exported: the kernel name table lives with the build)
+from .binaries import load_binary
+from .compiler import KernelBuildError  # noqa: F401 (importable from here, as before)
+from .compiler import compile_options as _unit_options
+from .names import (  # noqa: F401 (re-exported: the kernel name table)
     DEFAULT_ARCH,
     KERNEL_FILES,
-    KernelBuildError,
-    load_binary,
     split_kernel_name,
     unit_of,
 )
-from .build import compile_options as _unit_options
 from .sources import source_dir, sources_digest  # noqa: F401
 
 log = logging.getLogger(__name__)
