@@ -10,6 +10,8 @@ import time
 
 import numpy as np
 
+from accel.backends import LOCAL_BACKENDS
+
 
 def _pick_backend(name: str):
     """(backend, a line saying which one runs and, for 'auto', why)."""
@@ -156,7 +158,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     d = sub.add_parser("demo", help="keygen, encrypt, homomorphic sums and a matvec, decrypt, check")
-    d.add_argument("--backend", default="auto", choices=["cpu", "gpu", "auto"])
+    d.add_argument("--backend", default="auto", choices=LOCAL_BACKENDS)
     d.add_argument("--bits", type=int, default=2048)
     d.add_argument("--size", type=int, default=1000, help="vector length")
     d.add_argument("--cols", type=int, default=4, help="matrix columns for the matvec")
@@ -177,7 +179,7 @@ def build_parser() -> argparse.ArgumentParser:
     h.set_defaults(func=_health)
 
     sd = sub.add_parser("service-demo", help="start the service, run a client round trip, print metrics")
-    sd.add_argument("--backend", default="auto", choices=["cpu", "gpu", "auto"])
+    sd.add_argument("--backend", default="auto", choices=LOCAL_BACKENDS)
     sd.add_argument("--bits", type=int, default=2048)
     sd.add_argument("--size", type=int, default=1000)
     sd.add_argument("--cols", type=int, default=4)

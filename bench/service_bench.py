@@ -21,6 +21,7 @@ from datetime import date
 from typing import Any
 
 from accel import generate_keypair, get_backend
+from accel.backends import LOCAL_BACKENDS
 from accel.packing import ints_to_blob
 
 from .service_demo import running_server, wait_healthy
@@ -129,7 +130,7 @@ def coalescing(bits: int, clients: int, request_size: int, seconds: float, targe
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m accel.bench.service_bench", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--backend", default="cpu", choices=["cpu", "gpu", "auto"])
+    p.add_argument("--backend", default="cpu", choices=LOCAL_BACKENDS)
     p.add_argument("--bits", type=int, default=2048)
     p.add_argument("--batches", default="1000,4000")
     p.add_argument("--repeats", type=int, default=3)

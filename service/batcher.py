@@ -19,6 +19,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any, Callable, Hashable, Sequence
 
+from . import defaults
 from .errors import Cancelled, ResourceExhausted
 
 log = logging.getLogger(__name__)
@@ -64,8 +65,9 @@ class BatchObserver:
 
 
 class DynamicBatcher:
-    def __init__(self, *, workers: int = 1, max_batch: int = 65536, max_delay: float = 0.002,
-                 max_queue_elements: int = 1 << 22, preferred_batch: int = 512,
+    def __init__(self, *, workers: int = 1, max_batch: int = defaults.MAX_BATCH,
+                 max_delay: float = defaults.MAX_DELAY_MS / 1000,
+                 max_queue_elements: int = defaults.MAX_QUEUE_ELEMENTS, preferred_batch: int = defaults.PREFERRED_BATCH,
                  max_identity_queue_elements: int | None = None, observer: BatchObserver | None = None):
         if workers < 1 or max_batch < 1 or max_delay < 0 or max_queue_elements < 1:
             raise ValueError("workers, max_batch and max_queue_elements must be >= 1, max_delay >= 0")

@@ -13,6 +13,10 @@ import os
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
+from accel.backends import LOCAL_BACKENDS
+
+from . import defaults
+
 
 def _setting(default: Any = None, *, flag: str | None = None, env: str | None = None, parse: Callable[[str], Any] = str,
              help: str = "", shown: str | None = None, choices: list[str] | None = None,  # noqa: A002
@@ -61,19 +65,19 @@ class ServerConfig:
                                         help="Prometheus endpoint port, -1 for none")  # None: no endpoint (still collected)
     metrics_address: str | None = _setting(None, flag="metrics_address", env="HEA_METRICS_ADDRESS",
                                            shown="the --address host", help="metrics endpoint host")
-    backend: str = _setting("auto", flag="backend", env="HEA_BACKEND", choices=["cpu", "gpu", "auto"],
+    backend: str = _setting("auto", flag="backend", env="HEA_BACKEND", choices=list(LOCAL_BACKENDS),
                             help="compute backend")
     devices: list[int] | None = _setting(None, flag="devices", env="HEA_DEVICES", finish=_devices, shown="all",
                                          help="GPU ordinals, comma-separated")
     workers: int | None = _setting(None, flag="workers", env="HEA_WORKERS", parse=int,
                                    shown="one per GPU, else 1", help="batch workers")
-    max_batch: int = _setting(65536, flag="max_batch", env="HEA_MAX_BATCH", parse=int,
+    max_batch: int = _setting(defaults.MAX_BATCH, flag="max_batch", env="HEA_MAX_BATCH", parse=int,
                               help="elements per coalesced call")
-    max_delay_ms: float = _setting(2.0, flag="max_delay_ms", env="HEA_MAX_DELAY_MS", parse=float,
+    max_delay_ms: float = _setting(defaults.MAX_DELAY_MS, flag="max_delay_ms", env="HEA_MAX_DELAY_MS", parse=float,
                                    help="how long a batch waits for company")
-    preferred_batch: int = _setting(512, flag="preferred_batch", env="HEA_PREFERRED_BATCH", parse=int,
+    preferred_batch: int = _setting(defaults.PREFERRED_BATCH, flag="preferred_batch", env="HEA_PREFERRED_BATCH", parse=int,
                                     help="a batch this large skips the wait")
-    max_queue_elements: int = _setting(1 << 21, flag="max_queue", env="HEA_MAX_QUEUE", parse=int,
+    max_queue_elements: int = _setting(defaults.MAX_QUEUE_ELEMENTS, flag="max_queue", env="HEA_MAX_QUEUE", parse=int,
                                        help="queued elements before RESOURCE_EXHAUSTED")
     max_request_elements: int = _setting(1 << 20, flag="max_request", env="HEA_MAX_REQUEST", parse=int,
                                          help="elements per request (larger ones must stream in chunks)")

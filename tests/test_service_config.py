@@ -66,3 +66,33 @@ def test_the_readme_table_lists_every_flag_with_its_variable():
 def test_fields_without_a_flag_are_library_only():
     exposed = {f.name for f in settings()}
     assert {f.name for f in dataclasses.fields(ServerConfig)} - exposed == {"stream_window"}
+
+
+def test_a_batcher_built_directly_has_the_servers_defaults():
+    """The batching defaults live once (service/defaults.py): the batcher and the config agree."""
+    import inspect
+
+    from accel.service.batcher import DynamicBatcher
+
+    params = inspect.signature(DynamicBatcher).parameters
+    c = ServerConfig()
+    assert params["max_batch"].default == c.max_batch
+    assert params["max_delay"].default == c.max_delay_ms / 1000
+    assert params["preferred_batch"].default == c.preferred_batch
+    assert params["max_queue_elements"].default == c.max_queue_elements
+
+
+def test_every_backend_flag_offers_the_local_backends():
+    from accel.backends import LOCAL_BACKENDS
+    from accel.bench.service_bench import main as bench_main
+
+    parser = build_parser()
+    for command in ("demo", "service-demo", "serve"):
+        with pytest.raises(SystemExit):
+            parser.parse_args([command, "--backend", "remote"])
+        for name in LOCAL_BACKENDS:
+            assert parser.parse_args([command, "--backend", name]).backend == name
+    assert [f for f in dataclasses.fields(ServerConfig) if f.name == "backend"][0].metadata["choices"] == \
+        list(LOCAL_BACKENDS)
+    with pytest.raises(SystemExit):
+        bench_main(["--backend", "remote"])

@@ -29,12 +29,15 @@ from .. import _checkout
 from .base import Backend, KeyMismatchError
 from .cpu import CpuBackend
 
-__all__ = ["Backend", "BackendUnavailableError", "CpuBackend", "KeyMismatchError", "backend_names",
+__all__ = ["LOCAL_BACKENDS", "Backend", "BackendUnavailableError", "CpuBackend", "KeyMismatchError", "backend_names",
            "default_backend", "get_backend", "register_backend", "set_default_backend"]
 
 log = logging.getLogger(__name__)
 
 ENTRY_POINT_GROUP = "he_accel.backends"
+#: the backends that compute in this process: the choices of every ``--backend`` flag that picks one
+#: (he-accel demo, service-demo, serve; the service benchmark)
+LOCAL_BACKENDS = ("cpu", "gpu", "auto")
 
 Factory = Callable[..., Backend]
 
@@ -100,7 +103,7 @@ def register_backend(name: str, factory: Factory) -> None:
 def backend_names() -> list[str]:
     """Every name :func:`get_backend` accepts here (plugins whose packages are missing included:
     asking for one says what to install)."""
-    return ["cpu", "gpu", "auto", *sorted((set(_registered) | set(_entry_points())) - set(_BUILT_IN))]
+    return [*LOCAL_BACKENDS, *sorted((set(_registered) | set(_entry_points())) - set(_BUILT_IN))]
 
 
 def _factory(name: str) -> Factory:
