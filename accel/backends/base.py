@@ -258,8 +258,7 @@ class Backend(abc.ABC):
         pk = need_public(pk)
         c, packing = to_blob(cs, pk.ciphertext_width, "ciphertext")
         k = signed_ints(ks, "scalar", pk.n)
-        if len(k) != len(c) // pk.ciphertext_width:
-            raise ValueError(f"length mismatch: {len(c) // pk.ciphertext_width} ciphertexts, {len(k)} scalars")
+        same_count(len(c) // pk.ciphertext_width, len(k), ("ciphertexts", "scalars"))
         return from_blob(self._mul(pk, c, k), pk.ciphertext_width, packing)
 
     def raw_sum(self, pk: PublicKey, cs: Batch) -> Any:
@@ -311,8 +310,7 @@ class Backend(abc.ABC):
         mod = int(mod)
         b = signed_ints(bases, "base", 1 << max(64, 2 * mod.bit_length()))
         e = signed_ints(exps, "exponent", 1 << 65536)
-        if len(b) != len(e):
-            raise ValueError(f"length mismatch: {len(b)} bases, {len(e)} exponents")
+        same_count(len(b), len(e), ("bases", "exponents"))
         return self._powmod([x % mod for x in b], e, mod)
 
     # -- hooks -------------------------------------------------------------------------------
@@ -363,9 +361,15 @@ class Backend(abc.ABC):
     def _powmod(self, bases: list[int], exps: list[int], mod: int) -> list[int]: ...
 
 
+def same_count(na: int, nb: int, names: tuple[str, str] | None = None) -> None:
+    """Two batches of one op pair up element by element; ``names`` says what each holds."""
+    if na != nb:
+        pair = f"{na} vs {nb} elements" if names is None else f"{na} {names[0]}, {nb} {names[1]}"
+        raise ValueError(f"length mismatch: {pair}")
+
+
 def same_length(a: bytes, b: bytes, wa: int, wb: int) -> None:
-    if len(a) // wa != len(b) // wb:
-        raise ValueError(f"length mismatch: {len(a) // wa} vs {len(b) // wb} elements")
+    same_count(len(a) // wa, len(b) // wb)
 
 
 def int_matrix(X: Any, rows: int, n: int) -> tuple[list[list[int]], int]:

@@ -32,7 +32,7 @@ from ..packing import split_blob
 from . import _gmp_ops as ops
 from . import _native
 from ._pool import PoolUnavailable, WorkerPool, connect_shared, runtime_dir
-from .base import Backend, need_public
+from .base import Backend, need_public, same_count
 
 log = logging.getLogger(__name__)
 
@@ -187,16 +187,14 @@ class CpuBackend(Backend):
     def raw_add(self, pk: PublicKey, c1: Any, c2: Any) -> Any:
         if self._stays_in_process(len(c1) if type(c1) in (list, tuple) else 0, c1, c2):
             pk = need_public(pk)
-            if len(c1) != len(c2):
-                raise ValueError(f"length mismatch: {len(c1)} vs {len(c2)} elements")
+            same_count(len(c1), len(c2))
             return ops.add_ints(c1, c2, pk.nsquare)
         return super().raw_add(pk, c1, c2)
 
     def raw_add_plain(self, pk: PublicKey, cs: Any, ms: Any) -> Any:
         if self._stays_in_process(len(cs) if type(cs) in (list, tuple) else 0, cs, ms):
             pk = need_public(pk)
-            if len(cs) != len(ms):
-                raise ValueError(f"length mismatch: {len(cs)} vs {len(ms)} elements")
+            same_count(len(cs), len(ms))
             return ops.add_plain_ints(cs, ms, pk.n)
         return super().raw_add_plain(pk, cs, ms)
 

@@ -46,6 +46,7 @@ from .base import (
     need_djn,
     need_private,
     need_public,
+    same_count,
     signed_ints,
 )
 
@@ -511,8 +512,7 @@ class GpuBackend(Backend):
     @_device_resident("public", "ciphertext", "ciphertext a", paired="c2")
     def raw_add(self, rt, pk, c1, c2):
         _check_dev(c2, pk.ciphertext_width, "ciphertext b")
-        if c1.shape[0] != c2.shape[0]:
-            raise ValueError(f"length mismatch: {c1.shape[0]} vs {c2.shape[0]} elements")
+        same_count(c1.shape[0], c2.shape[0])
         cw = pk.ciphertext_width
         return self._dev_or_fallback(
             rt, lambda: self._call(rt, pk, self.launcher.he_add, c1, c2, cooperative=self.cooperative,
@@ -522,8 +522,7 @@ class GpuBackend(Backend):
     @_device_resident("public", "ciphertext", "ciphertext")
     def raw_add_plain(self, rt, pk, cs, ms):
         m_blob, _ = to_blob(rt.download(ms) if self.is_device(ms) else ms, pk.plaintext_width, "plaintext")
-        if len(m_blob) // pk.plaintext_width != cs.shape[0]:
-            raise ValueError(f"length mismatch: {cs.shape[0]} vs {len(m_blob) // pk.plaintext_width} elements")
+        same_count(cs.shape[0], len(m_blob) // pk.plaintext_width)
         m_dev = rt.upload(blob_to_limbs(m_blob, pk.plaintext_width))
         cw = pk.ciphertext_width
         return self._dev_or_fallback(
@@ -533,8 +532,7 @@ class GpuBackend(Backend):
     @_device_resident("public", "ciphertext", "ciphertext")
     def raw_mul(self, rt, pk, cs, ks):
         k = signed_ints(ks, "scalar", pk.n)
-        if len(k) != cs.shape[0]:
-            raise ValueError(f"length mismatch: {cs.shape[0]} ciphertexts, {len(k)} scalars")
+        same_count(cs.shape[0], len(k), ("ciphertexts", "scalars"))
         cw = pk.ciphertext_width
         return self._dev_or_fallback(
             rt, lambda: self._call(rt, pk, self.launcher.he_mul_scalar, cs, k, cooperative=self.cooperative),
