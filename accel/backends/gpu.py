@@ -129,10 +129,12 @@ class GpuBackend(Backend):
         min_per_device: batches are shared among devices only in pieces at least this large.
         rng: randomness source (default: the OS CSPRNG).
         cooperative: run textbook encryption, obfuscators, DJN encryption (8-bit comb tables),
-            CRT decryption, ``add``, ``sum``, ``mul`` and ``powmod`` (these two when no scalar or
-            exponent is negative) on the cooperative kernels (a group of threads per number,
-            limbs in registers: ``kernels/paillier_coop.cu``, ``djn_coop.cu``,
-            ``decrypt_coop.cu``, ``homomorphic_coop.cu``, ``modexp_coop.cu``). Opt-in until they
+            CRT decryption, ``add``, ``sum``, ``mul`` and ``powmod`` (this one when no exponent
+            is negative) on the cooperative kernels (a group of threads per number, limbs in
+            registers: ``kernels/paillier_coop.cu``, ``djn_coop.cu``, ``decrypt_coop.cu``,
+            ``homomorphic_coop.cu``, ``modexp_coop.cu``), and invert the results of negative
+            scalars and the negative entries' column products of ``matvec`` together by
+            Montgomery's trick (``inverse_coop.cu``). Opt-in until they
             are measured on a device: None (default) reads ``HEA_GPU_COOPERATIVE=1``;
             False keeps the one-thread-per-number kernels for every call.
     """
@@ -448,7 +450,8 @@ class GpuBackend(Backend):
         per_row = cw * 17 + 4 * cols * max(1, pk.n.bit_length() // 32)
         partials = self._elementwise_reduce(
             rows, cs, per_row,
-            lambda rt, d, s: self._call(rt, pk, self.launcher.matvec, d, rows_x[s : s + d.shape[0]], offset=s),
+            lambda rt, d, s: self._call(rt, pk, self.launcher.matvec, d, rows_x[s : s + d.shape[0]],
+                                        cooperative=self.cooperative, offset=s),
             lambda: self.fallback._matvec(pk, cs, rows_x), out_count=cols)
         return _combine(partials, pk.nsquare, cw, cols)
 
@@ -554,7 +557,7 @@ class GpuBackend(Backend):
         if cs.shape[0] == 0 or cols == 0:
             return rt.upload(blob_to_limbs((1).to_bytes(cw, "little") * cols, cw))
         return self._dev_or_fallback(
-            rt, lambda: self._call(rt, pk, self.launcher.matvec, cs, rows_x),
+            rt, lambda: self._call(rt, pk, self.launcher.matvec, cs, rows_x, cooperative=self.cooperative),
             lambda c: blob_to_limbs(self.fallback._matvec(pk, c.tobytes(), rows_x), cw), [cs])
 
     @_device_resident("public", "ciphertext", "ciphertext")

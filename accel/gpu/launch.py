@@ -20,6 +20,7 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
+import gmpy2
 import numpy as np
 
 from . import errors as E
@@ -37,6 +38,11 @@ DJN_WINDOW_BITS = 4
 #: matvec: (row chunk, column) threads to aim for; fewer rows per chunk means more threads
 #: but more squarings (a chunk's rows share them).
 MATVEC_THREADS = 16384
+#: batch inversion (kernels/inverse_coop.cu): elements per chunk of a prefix level, walked by one
+#: group (1 multiplication each, 2 more on the way back). Each level above has 16x fewer
+#: elements, so 100,000 take five levels (6,250, 391, 25, 2, 1 totals) and about 3.2
+#: multiplications per element; a group's chain stays 16 long.
+INVERSE_CHUNK = 16
 
 
 @dataclass(frozen=True)
@@ -205,15 +211,17 @@ class Launcher:
     def he_mul_scalar(self, rt: KernelRuntime, key: DeviceKey, cs: Any, ks: Sequence[int], *,
                       cooperative: bool = False, offset: int = 0) -> Any:
         """c^k mod n^2 for signed ints k (a negative k inverts c). The cooperative kernel takes
-        non-negative scalars; a negative one needs the one-thread kernel's per-element
-        inversion, so such a batch runs there."""
+        the magnitudes; the results of negative scalars are then inverted by one
+        :meth:`inverse` (the one-thread kernel inverts each such c on its own)."""
         _, kl = _limb_count(ks)
         mags, neg = signed_magnitudes(list(ks), kl)
         out = rt.empty(cs.shape)
-        if cooperative and not neg.any():
+        if cooperative:
             kernel, threads = self._variant("he_mul_scalar", key.lp, cs.shape[0], True)
             self.run(rt, kernel, threads, [out, cs, rt.upload(mags), np.uint64(cs.shape[0]), key.record,
                                            np.int32(cs.shape[1]), np.int32(kl)], offset=offset)
+            if neg.any():  # c^-|k| = (c^|k|)^-1: those results inverted together (Montgomery's trick)
+                self.inverse(rt, key, out, np.flatnonzero(neg), offset=offset)
             return out
         self.run(rt, f"he_mul_scalar_{key.lp}", cs.shape[0],
                  [out, cs, rt.upload(mags), rt.upload(neg), np.uint64(cs.shape[0]), key.record,
@@ -246,6 +254,61 @@ class Launcher:
             check = False
             if cur.shape[0] == 1:
                 return cur
+
+    # -- inverse_coop.cu ---------------------------------------------------------------------
+    @launcher_of("he_inverse_prefix_coop", "he_inverse_back_coop")
+    def inverse(self, rt: KernelRuntime, key: DeviceKey, xs: Any, rows: Sequence[int] | None = None, *,
+                factors: Any | None = None, check: bool = False, offset: int = 0,
+                names: dict[int, str] | None = None) -> Any:
+        """Invert rows of ``xs`` mod n^2 in place by Montgomery's trick and return ``xs``: row r
+        becomes xs[r]^-1, or factors[r] xs[r]^-1 with ``factors`` (same shape), for every r in
+        ``rows`` (ascending; all rows when None). Prefix levels of INVERSE_CHUNK elements per
+        group until one total is left, that one number inverted here (gmpy2: one 2 lp-limb
+        download and upload), then the back passes from the top down (kernels/inverse_coop.cu).
+        ``check`` range-checks the rows ([0, n^2)); our own kernels' outputs need not be. A row
+        that is not a unit (0 or a multiple of p or q) raises NOT_INVERTIBLE at the lowest
+        such row, shifted by ``offset`` and named by ``names`` (as :meth:`run`)."""
+        count = xs.shape[0] if rows is None else len(rows)
+        if count == 0:
+            return xs
+        cw, tpi = xs.shape[1], COOP_TPI[2 * key.lp]
+        idx = None if rows is None else rt.upload(np.asarray(rows, dtype=np.uint64))
+        levels = []  # (elements, their row index or None, count, prefix products)
+        cur, cur_idx, n = xs, idx, count
+        while True:
+            groups = -(-n // INVERSE_CHUNK)
+            prefix, totals = rt.empty((n, cw)), rt.empty((groups, cw))
+            self.run(rt, f"he_inverse_prefix_coop_{key.lp}", groups * tpi,
+                     [prefix, totals, cur, cur_idx, np.uint64(n), np.uint64(INVERSE_CHUNK), key.record,
+                      np.int32(cw), np.int32(int(check and not levels))], offset=offset, names=names)
+            levels.append((cur, cur_idx, n, prefix))
+            if groups == 1:
+                break
+            cur, cur_idx, n = totals, None, groups
+        top = int.from_bytes(rt.download(totals).tobytes(), "little")
+        try:
+            inv = gmpy2.invert(top, key.nsquare)
+        except ZeroDivisionError:
+            self._raise_first_non_unit(rt, key, xs, rows, offset, names)
+        inv_totals = rt.upload(limbs(int(inv), cw))
+        for level in range(len(levels) - 1, -1, -1):
+            cur, cur_idx, n, prefix = levels[level]
+            self.run(rt, f"he_inverse_back_coop_{key.lp}", -(-n // INVERSE_CHUNK) * tpi,
+                     [cur, cur_idx, prefix, inv_totals, factors if level == 0 else None, np.uint64(n),
+                      np.uint64(INVERSE_CHUNK), key.record, np.int32(cw)], error_word=False)
+            inv_totals = cur  # the totals of the level below, now inverted
+        return xs
+
+    @staticmethod
+    def _raise_first_non_unit(rt: KernelRuntime, key: DeviceKey, xs: Any, rows: Sequence[int] | None,
+                              offset: int, names: dict[int, str] | None) -> None:
+        """The error path of :meth:`inverse` (malformed input only): name the lowest row that
+        shares a factor with n^2."""
+        host = rt.download(xs)
+        for r in range(host.shape[0]) if rows is None else rows:
+            if gmpy2.gcd(int.from_bytes(host[r].tobytes(), "little"), key.nsquare) != 1:
+                E.raise_for((int(r) << 8) | E.NOT_INVERTIBLE, offset, names)
+        raise RuntimeError("batch inversion: the product of the rows is not a unit mod n^2, yet every row is")
 
     # -- matvec.cu ---------------------------------------------------------------------------
     @launcher_of("matvec_tables")
@@ -283,9 +346,12 @@ class Launcher:
         return out
 
     def matvec(self, rt: KernelRuntime, key: DeviceKey, cs: Any, rows_x: list[list[int]], *,
-               offset: int = 0) -> Any:
+               cooperative: bool = False, offset: int = 0) -> Any:
         """out_j = prod_i c_i^X[i][j] mod n^2 as a (cols, width) array: tables, partial
-        products over row chunks, then one finish per column."""
+        products over row chunks, then one finish per column. With ``cooperative`` and a
+        negative entry, the finish runs for the positive and the negative products apart and
+        every column's negative product is inverted by one :meth:`inverse` (times the positive
+        one), instead of one inversion per column in matvec_finish."""
         rows, cols = cs.shape[0], len(rows_x[0])
         flat = [x for row in rows_x for x in row]
         bits, xl = _limb_count(flat)
@@ -297,8 +363,12 @@ class Launcher:
         chunk_rows = max(1, min(rows, (rows * cols) // MATVEC_THREADS or 1))
         pos, negs = self.matvec_partial(rt, key, tables, rt.upload(mags), rt.upload(neg), cols=cols,
                                         chunk_rows=chunk_rows, xl=xl, bits=bits, has_neg=has_neg)
-        return self.matvec_finish(rt, key, pos, negs, chunks=-(-rows // chunk_rows), cols=cols,
-                                  out_limbs=cs.shape[1])
+        chunks = -(-rows // chunk_rows)
+        if not (cooperative and has_neg):
+            return self.matvec_finish(rt, key, pos, negs, chunks=chunks, cols=cols, out_limbs=cs.shape[1])
+        out = self.matvec_finish(rt, key, negs, None, chunks=chunks, cols=cols, out_limbs=cs.shape[1])
+        pos_out = self.matvec_finish(rt, key, pos, None, chunks=chunks, cols=cols, out_limbs=cs.shape[1])
+        return self.inverse(rt, key, out, factors=pos_out, names={E.NOT_INVERTIBLE: "matvec column"})
 
     # -- djn.cu ------------------------------------------------------------------------------
     @launcher_of("djn_table", "djn_table_coop")
@@ -375,4 +445,4 @@ LAUNCHERS: dict[str, str] = {
     for family in getattr(fn, "kernel_families", ())
 }
 
-__all__ = ["DJN_COMB_BITS", "DJN_WINDOW_BITS", "LAUNCHERS", "SUM_CHUNK", "DeviceKey", "Launcher", "launcher_of"]
+__all__ = ["DJN_COMB_BITS", "DJN_WINDOW_BITS", "INVERSE_CHUNK", "LAUNCHERS", "SUM_CHUNK", "DeviceKey", "Launcher", "launcher_of"]

@@ -22,6 +22,7 @@ KERNEL_FILES = {
     "paillier_decrypt_coop": "decrypt_coop.cu",
     "he_add_coop": "homomorphic_coop.cu", "he_product_coop": "homomorphic_coop.cu",
     "he_mul_scalar_coop": "homomorphic_coop.cu",
+    "he_inverse_prefix_coop": "inverse_coop.cu", "he_inverse_back_coop": "inverse_coop.cu",
 }
 #: Paillier size classes: plaintext limbs of keys up to 1024, 2048, 3072 and 4096 bits
 KEY_CLASSES = (32, 64, 96, 128)

@@ -25,6 +25,7 @@
 #include "../djn_coop.cu"
 #include "../decrypt_coop.cu"
 #include "../homomorphic_coop.cu"
+#include "../inverse_coop.cu"
 #include "warp_probe.hpp"
 
 namespace {
@@ -152,7 +153,7 @@ EMU_PRIMITIVES(256)
   EMU_LOCKSTEP(paillier_encrypt_coop_##LP) EMU_LOCKSTEP(paillier_obfuscate_coop_##LP)          \
   EMU_LOCKSTEP(djn_table_coop_##LP) EMU_LOCKSTEP(djn_encrypt_coop_##LP) EMU_LOCKSTEP(paillier_decrypt_coop_##LP) \
   EMU_LOCKSTEP(he_add_coop_##LP) EMU_LOCKSTEP(he_product_coop_##LP) \
-  EMU_LOCKSTEP(he_mul_scalar_coop_##LP)
+  EMU_LOCKSTEP(he_mul_scalar_coop_##LP) EMU_LOCKSTEP(he_inverse_prefix_coop_##LP) EMU_LOCKSTEP(he_inverse_back_coop_##LP)
 HEA_FOR_EACH_KEY_CLASS(EMU_PAILLIER_COOP)
 
 EMU_COOP(32)
