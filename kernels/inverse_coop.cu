@@ -86,12 +86,9 @@ HEA_FN void inverse_back(limb_t* xs, const unsigned long long* idx, const limb_t
   const pub_rec<LP>& K = *reinterpret_cast<const pub_rec<LP>*>(key);
   const group<L, TPI> g = group<L, TPI>::mine();
   modulus<L, TPI> M;
-  limb_t J[LPT], x[LPT], y[LPT], r2[LPT];
+  limb_t J[LPT], x[LPT], y[LPT];
   HEA_UNROLL_ALL
-  for (int k = 0; k < LPT; k++) {
-    M.m[k] = K.n2.m[g.lane * LPT + k];
-    r2[k] = K.n2.r2[g.lane * LPT + k];
-  }
+  for (int k = 0; k < LPT; k++) M.m[k] = K.n2.m[g.lane * LPT + k];
   M.minv = K.n2.minv;
   const unsigned long long groups = (count + chunk - 1) / chunk;
   const unsigned long long per_block = HEA_COOP_BLOCK / TPI;
@@ -110,9 +107,10 @@ HEA_FN void inverse_back(limb_t* xs, const unsigned long long* idx, const limb_t
         HEA_UNROLL_ALL
         for (int k = 0; k < LPT; k++) y[k] = J[k];
       }
-      if (factors) {  // f x^-1 = (x^-1 R^2 R^-1) f R^-1
+      if (factors) {  // f x^-1 = (x^-1 R^2 R^-1) f R^-1; R^2 read here, not held (registers)
+        load<L, TPI>(g, x, K.n2.r2, L);
+        mont_mul<L, TPI>(g, y, y, x, M);
         load<L, TPI>(g, x, factors + row * (unsigned long long)cs, cs);
-        mont_mul<L, TPI>(g, y, y, r2, M);
         mont_mul<L, TPI>(g, y, y, x, M);
       }
       store<L, TPI>(g, dst, y, cs);

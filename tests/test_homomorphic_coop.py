@@ -76,7 +76,8 @@ def test_range_errors_name_the_operand_and_the_lowest_index(coop):
 @pytest.mark.parametrize("bits", [1024, 2048, 3072, 4096])
 def test_mul_by_non_negative_scalars_matches_gmpy2(bits, coop, inline_backend):
     """he_mul_scalar_coop: scalars 0, 1, 64-bit, n - 1 (the encoding of -1) and a full-width one;
-    a batch with a negative scalar goes to the one-thread kernel (it inverts c)."""
+    a batch with a negative scalar runs there too, its negative results inverted together
+    (kernels/inverse_coop.cu; tests/test_inverse_coop.py)."""
     gpu, launched = coop
     pk, sk = keypair(bits)
     n, n2 = pk.n, pk.nsquare
@@ -91,7 +92,9 @@ def test_mul_by_non_negative_scalars_matches_gmpy2(bits, coop, inline_backend):
         m = [7, n - 3]
         got = gpu.raw_mul(pk, inline_backend.raw_encrypt(pk, m), [-2, 5])
         assert inline_backend.raw_decrypt(sk, got) == [(-14) % n, 5 * (n - 3) % n]
-        assert launched[-1] == (f"he_mul_scalar_{lp}", 2)
+        assert launched[-3:] == [(f"he_mul_scalar_coop_{lp}", 2 * COOP_TPI[2 * lp]),
+                                 (f"he_inverse_prefix_coop_{lp}", COOP_TPI[2 * lp]),
+                                 (f"he_inverse_back_coop_{lp}", COOP_TPI[2 * lp])]
         with pytest.raises(ValueError, match=r"ciphertext\[1\]"):
             gpu.raw_mul(pk, [3, n2, 0], [2, 2, 2])
     assert gpu.stats["cpu_fallbacks"] == 0
