@@ -202,6 +202,8 @@ def test_every_name_the_backend_launches_is_a_known_kernel(inline_backend):
     coop.raw_add(pk, cs, cs)
     coop.raw_sum(pk, cs)
     coop.raw_mul(pk, cs, [3, 0, 5])
+    coop.raw_mul(pk, cs, [3, -2, 5])    # the batch inversion (inverse_coop.cu)
+    coop.raw_matvec(pk, cs, [[1, -1], [2, 0], [3, 4]])
     coop.powmod([3, 5], [7, 1], pk.n)
     assert gpu.stats["cpu_fallbacks"] == coop.stats["cpu_fallbacks"] == 0
     launched = {kernel for kernel, _ in rt.launched}
@@ -409,7 +411,7 @@ def test_cli_builds_and_reports(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("file,size", [("paillier_coop.cu", 64), ("djn_coop.cu", 64), ("decrypt_coop.cu", 64),
-                                       ("homomorphic_coop.cu", 64), ("modexp_coop.cu", 64),
+                                       ("homomorphic_coop.cu", 64), ("inverse_coop.cu", 64), ("modexp_coop.cu", 64),
                                        ("modexp_coop.cu", 128)])
 def test_cooperative_kernels_at_2048_bit_keys_hold_everything_in_registers(file, size):
     """Issue 15's bar at 2048-bit keys on sm_90: no stack (no local-memory operands or tables),
