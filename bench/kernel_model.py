@@ -35,6 +35,11 @@ COOP_BLOCK, DJN_COMB = 128, 8
 SUM_CHUNK = 32
 #: a cooperative low-half product (mul_low: the rows without the reduction) in multiplications
 MUL_LOW = 0.6
+#: elements per group of a batch-inversion prefix level (accel.gpu.launch.INVERSE_CHUNK)
+INVERSE_CHUNK = 16
+#: multiplications per inverted element by Montgomery's trick (kernels/inverse_coop.cu): one in
+#: the prefix pass, two in the back pass, at every level (each 1/INVERSE_CHUNK of the one below)
+INVERSE_MULS = 3 * INVERSE_CHUNK / (INVERSE_CHUNK - 1)
 
 ASSUMPTIONS = """\
 - Throughput-bound, latency fully hidden: each SM sub-partition (4 per SM) issues one warp
@@ -69,24 +74,35 @@ ASSUMPTIONS = """\
   Windows: one-thread kernels 4-bit fixed (16-entry table); cooperative core 4-bit sliding windows
   (8 odd powers) for public exponents and 3-bit fixed windows (8 entries, the top window read
   into the accumulator) for secret ones. No dedicated squaring: squarings cost a multiplication.
+- A negative 64-bit scalar (cooperative): c^|k| as above, then the batch's results inverted
+  together by Montgomery's trick (`he_inverse_prefix_coop`, `he_inverse_back_coop`: 1 + 2
+  multiplications per element per level, 16 elements per group, so 3 x 16/15 = 3.2 per element)
+  and one inversion of the batch's total on the host (per batch, not per element: left out like
+  launches). The passes' extra memory traffic (2.5 KB per element at 2048-bit keys: read x twice
+  and the prefix once, write the prefix and the result) would bound them at about 1.3G elements/s
+  at 3.35 TB/s of HBM3, far above these rates: not a bound. The one-thread kernel's per-element
+  binary-GCD inversion (data-dependent trip counts, divergent, `mod_inverse<128>` in local
+  memory) is not modelled.
 - The cooperative column applies the core to every operation; the kernel built on it is named
-  in the last column (scalars: non-negative ones; a batch with a negative scalar runs on the
-  one-thread kernel, which inverts each such ciphertext).
+  in the last column.
 - Device-resident batches large enough to fill every SM (the cooperative core needs
   132 x 32 warps x 32/TPI numbers, e.g. 4,224 numbers at TPI 32; the one-thread kernels need
   32 x that); no transfer, launch or host cost.
 """
 
 # issue 15's targets and performance-anchors.md's first-principles H100 bounds (sqr=mul ... opt. sqr)
+NEGATIVE_SCALAR = "x64-bit scalar, negative (batch inversion)"
 TARGETS = {"textbook encryption": 70_000, "CRT decryption": 250_000, "DJN encryption": 1_000_000,
-           "x64-bit scalar": 1_500_000, "add": 100_000_000, "add in a sum (device-resident chain)": 100_000_000}
+           "x64-bit scalar": 1_500_000, NEGATIVE_SCALAR: 1_500_000, "add": 100_000_000,
+           "add in a sum (device-resident chain)": 100_000_000}
 BOUNDS = {"textbook encryption": "108k ... 137k", "CRT decryption": "425k ... 539k",
           "DJN encryption": "212k ... 270k (generic); 1.0M / 2.0M (comb w=4/8)", "x64-bit scalar": "~3M",
-          "add": "255M (PCIe ~100M)", "add in a sum (device-resident chain)": "255M"}
+          NEGATIVE_SCALAR: "~3M", "add": "255M (PCIe ~100M)", "add in a sum (device-resident chain)": "255M"}
 
 #: the kernels on the cooperative core that run each operation (GpuBackend(cooperative=True))
 COOP_KERNELS = {"textbook encryption": "`paillier_encrypt_coop`", "CRT decryption": "`paillier_decrypt_coop`",
                 "DJN encryption": "`djn_encrypt_coop` (8-bit comb)", "x64-bit scalar": "`he_mul_scalar_coop` (k >= 0)",
+                NEGATIVE_SCALAR: "`he_mul_scalar_coop`, `he_inverse_prefix_coop`, `he_inverse_back_coop`",
                 "add": "`he_add_coop`", "add in a sum (device-resident chain)": "`he_product_coop`"}
 
 FMA = re.compile(r"^IMAD")
@@ -335,6 +351,8 @@ def operations(kind: str) -> dict[str, list[tuple[int, float]]]:
         "CRT decryption": [(Lp2, dec)],
         "DJN encryption": [(L2, djn)],
         "x64-bit scalar": [(L2, pub(64) + 1)],
+        # one-thread: a per-element binary GCD (not modelled: data-dependent and divergent)
+        NEGATIVE_SCALAR: [(L2, pub(64) + 1 + INVERSE_MULS)] if kind == "coop" else [],
         "add": [(L2, 2)],
         # raw_sum's tree: SUM_CHUNK inputs per group, SUM_CHUNK - 1 products and one by R^g
         "add in a sum (device-resident chain)": [(L2, SUM_CHUNK / (SUM_CHUNK - 1))],
@@ -411,7 +429,9 @@ def predict(models: dict[int, MulModel], kind: str) -> dict[str, float]:
 
 
 def fmt_rate(x: float) -> str:
-    return f"{x / 1e6:.2f}M" if x >= 1e6 else f"{x / 1e3:.1f}k"
+    if math.isnan(x):
+        return "not modelled"
+    return f"{x / 1e6:.2f}M/s" if x >= 1e6 else f"{x / 1e3:.1f}k/s"
 
 
 def report(markdown: bool = True) -> str:
@@ -440,12 +460,12 @@ def report(markdown: bool = True) -> str:
               f"{comb.stage_per_piece.total:.2f} for the block's copy; per encryption "
               f"{comb.cycles_per_enc:,.0f} issue cycles per number against {comb.smem_cycles_per_enc:,.0f} of "
               f"shared-memory bandwidth, {comb.l2_bytes_per_enc / 1e6:.1f} MB of L2 reads "
-              f"(L2 bound {fmt_rate(L2_BYTES_PER_S / comb.l2_bytes_per_enc)}/s at "
+              f"(L2 bound {fmt_rate(L2_BYTES_PER_S / comb.l2_bytes_per_enc)} at "
               f"{L2_BYTES_PER_S / 1e12:.1f} TB/s)."]
     lines += ["", "| op (2048-bit key) | one thread per number | cooperative core | target (issue 15) | "
               "bound (anchors, H100) | cooperative kernel |", "|---|---:|---:|---:|---:|---|"]
     for op in TARGETS:
-        lines.append(f"| {op} | {fmt_rate(p_one[op])}/s | {fmt_rate(p_coop[op])}/s | >= {fmt_rate(TARGETS[op])}/s "
+        lines.append(f"| {op} | {fmt_rate(p_one[op])} | {fmt_rate(p_coop[op])} | >= {fmt_rate(TARGETS[op])} "
                      f"| {BOUNDS[op]} | {COOP_KERNELS[op]} |")
     # small batches: how much of one full wave a batch of 4,096 fills (encryption: mod n^2)
     warps_per_sm = 32  # 50% theoretical occupancy, as `he-accel kernels report` gives at 2048 bits
