@@ -8,7 +8,8 @@
 #   bench       he-accel bench at 2048 bits, every op: GPU device-resident and end to end beside the
 #               device's CPU backend, in one run
 #   coop        the bench phase again with HEA_GPU_COOPERATIVE=1: the cooperative kernels' rates
-#               (issue 15), beside the bench phase's one-thread ones (opt-in: bash scripts/gpu_checks.sh coop)
+#               (issue 15), beside the bench phase's one-thread ones (opt-in: bash scripts/gpu_checks.sh coop);
+#               mul and matvec take signed scalars and entries there, so they include the batch inversion
 #   memcheck    compute-sanitizer memcheck on a small run of every kernel family (Firecracker only)
 #   suite       the full suite 1024-4096 bits with peers and plots (longer: a call of its own)
 # It stops at once, non-zero, with a message in $OUT/FAILED.txt, when a carried wheel does not

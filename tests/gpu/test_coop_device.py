@@ -134,3 +134,43 @@ def test_mul_scalar_coop_on_device(coop, one_thread, bits, batch):
     idx = sorted(random.sample(range(batch), min(batch, 32)))
     assert [got[i] for i in idx] == [int(gmpy2.powmod(cs[i], ks[i], n2)) for i in idx]
     assert coop.stats["cpu_fallbacks"] == 0
+
+
+@pytest.mark.parametrize("bits", [1024, 2048, 4096])
+@pytest.mark.parametrize("batch,negative", [(1, "all"), (33, "mixed"), (5000, "mixed"), (5000, "all"),
+                                            (4097, "none")])
+def test_mul_negative_scalars_coop_on_device(coop, one_thread, bits, batch, negative):
+    """he_mul_scalar_coop on |k| and the batch inversion of the negative results (inverse_coop.cu:
+    5,000 negatives are four prefix levels) against the one-thread kernel (a mod_inverse per
+    element) and gmpy2; scalars 0, +-1, -(n - 1) and signed 64-bit ones."""
+    pk, _ = keypair(bits)
+    n, n2 = pk.n, pk.nsquare
+    cs = [1, n2 - 1] + [secrets.randbelow(n2 - 1) + 1 for _ in range(batch)]
+    cs = cs[:batch]
+    sign = {"all": lambda i: -1, "mixed": lambda i: (-1) ** i, "none": lambda i: 1}[negative]
+    ks = [sign(i) * k for i, k in enumerate(([1, n - 1, 0] + [secrets.randbits(64) + 1 for _ in range(batch)])[:batch])]
+    got = coop.raw_mul(pk, cs, ks)
+    assert got == one_thread.raw_mul(pk, cs, ks)
+    idx = sorted(random.sample(range(batch), min(batch, 32)))
+    assert [got[i] for i in idx] == [int(gmpy2.powmod(cs[i], ks[i], n2)) for i in idx]
+    assert coop.stats["cpu_fallbacks"] == 0
+
+
+@pytest.mark.parametrize("bits", [1024, 2048])
+@pytest.mark.parametrize("rows,cols", [(1, 1), (7, 33), (300, 40)])
+def test_matvec_negative_entries_coop_on_device(coop, one_thread, bits, rows, cols):
+    """The cooperative matvec path (negative column products inverted together) against the
+    one-thread matvec_finish (one inversion per column) and gmpy2 on sampled columns."""
+    pk, _ = keypair(bits)
+    n2 = pk.nsquare
+    cs = [secrets.randbelow(n2 - 1) + 1 for _ in range(rows)]
+    X = [[secrets.randbelow(1 << 32) - (1 << 31) for _ in range(cols)] for _ in range(rows)]
+    X[0][0] = -1
+    got = coop.raw_matvec(pk, cs, X)
+    assert got == one_thread.raw_matvec(pk, cs, X)
+    for j in sorted(random.sample(range(cols), min(cols, 3))):
+        want = 1
+        for i in range(rows):
+            want = want * int(gmpy2.powmod(cs[i], X[i][j], n2)) % n2
+        assert got[j] == want
+    assert coop.stats["cpu_fallbacks"] == 0
