@@ -9,6 +9,7 @@ import gmpy2
 import numpy as np
 import pytest
 
+from accel.gpu import errors as E
 from accel.gpu.build import COOP_TPI
 from accel.gpu.emulator import EmulatedRuntime
 from accel.gpu.launch import INVERSE_CHUNK, DeviceKey, Launcher
@@ -130,7 +131,7 @@ def test_non_units_are_named_at_the_lowest_row_and_nothing_hangs():
     with pytest.raises(ValueError, match=r"^ciphertext\[5\] is not invertible"):
         Launcher().inverse(rt, key, dev)
     with pytest.raises(ValueError, match=r"^matvec column\[0\] is not invertible"):
-        Launcher().inverse(rt, key, rt.upload(ints_to_limbs([0], cw)), names={3: "matvec column"})
+        Launcher().inverse(rt, key, rt.upload(ints_to_limbs([0], cw)), names={E.NOT_INVERTIBLE: "matvec column"})
 
 
 def test_range_check_of_the_first_level_names_the_row():

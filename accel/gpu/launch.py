@@ -256,46 +256,62 @@ class Launcher:
                 return cur
 
     # -- inverse_coop.cu ---------------------------------------------------------------------
-    @launcher_of("he_inverse_prefix_coop", "he_inverse_back_coop")
+    @launcher_of("he_inverse_prefix_coop")
+    def he_inverse_prefix(self, rt: KernelRuntime, key: DeviceKey, xs: Any, idx: Any | None, count: int, *,
+                          check: bool, offset: int = 0) -> tuple[Any, Any]:
+        """One prefix level of :meth:`inverse`: (prefix products, chunk totals) of ``count``
+        elements, INVERSE_CHUNK per group (element i: row idx[i] of xs, or row i without idx);
+        ``check`` range-checks them (a first level)."""
+        groups, cw = -(-count // INVERSE_CHUNK), xs.shape[1]
+        prefix, totals = rt.empty((count, cw)), rt.empty((groups, cw))
+        self.run(rt, f"he_inverse_prefix_coop_{key.lp}", groups * COOP_TPI[2 * key.lp],
+                 [prefix, totals, xs, idx, np.uint64(count), np.uint64(INVERSE_CHUNK), key.record, np.int32(cw),
+                  np.int32(int(check))], offset=offset)
+        return prefix, totals
+
+    @launcher_of("he_inverse_back_coop")
+    def he_inverse_back(self, rt: KernelRuntime, key: DeviceKey, xs: Any, idx: Any | None, count: int,
+                        prefix: Any, inv_totals: Any, factors: Any | None = None) -> None:
+        """One back pass of :meth:`inverse`, in place: the elements become their inverses (times
+        ``factors``) from their level's prefix products and inverted totals. No error word."""
+        self.run(rt, f"he_inverse_back_coop_{key.lp}", -(-count // INVERSE_CHUNK) * COOP_TPI[2 * key.lp],
+                 [xs, idx, prefix, inv_totals, factors, np.uint64(count), np.uint64(INVERSE_CHUNK), key.record,
+                  np.int32(xs.shape[1])], error_word=False)
+
     def inverse(self, rt: KernelRuntime, key: DeviceKey, xs: Any, rows: Sequence[int] | None = None, *,
                 factors: Any | None = None, check: bool = False, offset: int = 0,
                 names: dict[int, str] | None = None) -> Any:
         """Invert rows of ``xs`` mod n^2 in place by Montgomery's trick and return ``xs``: row r
         becomes xs[r]^-1, or factors[r] xs[r]^-1 with ``factors`` (same shape), for every r in
-        ``rows`` (ascending; all rows when None). Prefix levels of INVERSE_CHUNK elements per
-        group until one total is left, that one number inverted here (gmpy2: one 2 lp-limb
-        download and upload), then the back passes from the top down (kernels/inverse_coop.cu).
-        ``check`` range-checks the rows ([0, n^2)); our own kernels' outputs need not be. A row
-        that is not a unit (0 or a multiple of p or q) raises NOT_INVERTIBLE at the lowest
-        such row, shifted by ``offset`` and named by ``names`` (as :meth:`run`)."""
+        ``rows`` (ascending; all rows when None). :meth:`he_inverse_prefix` level after level
+        until one total is left, that one number inverted here (gmpy2: one download and upload
+        of one number), then :meth:`he_inverse_back` from the top level down
+        (kernels/inverse_coop.cu). ``check`` range-checks the rows ([0, n^2)); our own kernels'
+        outputs need not be. A row that is not a unit (0 or a multiple of p or q) raises
+        NOT_INVERTIBLE at the lowest such row, shifted by ``offset`` and named by ``names`` (as
+        :meth:`run`)."""
         count = xs.shape[0] if rows is None else len(rows)
         if count == 0:
             return xs
-        cw, tpi = xs.shape[1], COOP_TPI[2 * key.lp]
         idx = None if rows is None else rt.upload(np.asarray(rows, dtype=np.uint64))
         levels = []  # (elements, their row index or None, count, prefix products)
         cur, cur_idx, n = xs, idx, count
         while True:
-            groups = -(-n // INVERSE_CHUNK)
-            prefix, totals = rt.empty((n, cw)), rt.empty((groups, cw))
-            self.run(rt, f"he_inverse_prefix_coop_{key.lp}", groups * tpi,
-                     [prefix, totals, cur, cur_idx, np.uint64(n), np.uint64(INVERSE_CHUNK), key.record,
-                      np.int32(cw), np.int32(int(check and not levels))], offset=offset, names=names)
+            prefix, totals = self.he_inverse_prefix(rt, key, cur, cur_idx, n, check=check and not levels,
+                                                    offset=offset)
             levels.append((cur, cur_idx, n, prefix))
-            if groups == 1:
+            if totals.shape[0] == 1:
                 break
-            cur, cur_idx, n = totals, None, groups
+            cur, cur_idx, n = totals, None, totals.shape[0]
         top = int.from_bytes(rt.download(totals).tobytes(), "little")
         try:
             inv = gmpy2.invert(top, key.nsquare)
         except ZeroDivisionError:
             self._raise_first_non_unit(rt, key, xs, rows, offset, names)
-        inv_totals = rt.upload(limbs(int(inv), cw))
+        inv_totals = rt.upload(limbs(int(inv), xs.shape[1]))
         for level in range(len(levels) - 1, -1, -1):
             cur, cur_idx, n, prefix = levels[level]
-            self.run(rt, f"he_inverse_back_coop_{key.lp}", -(-n // INVERSE_CHUNK) * tpi,
-                     [cur, cur_idx, prefix, inv_totals, factors if level == 0 else None, np.uint64(n),
-                      np.uint64(INVERSE_CHUNK), key.record, np.int32(cw)], error_word=False)
+            self.he_inverse_back(rt, key, cur, cur_idx, n, prefix, inv_totals, factors if level == 0 else None)
             inv_totals = cur  # the totals of the level below, now inverted
         return xs
 
