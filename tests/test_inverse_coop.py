@@ -8,6 +8,8 @@ import secrets
 import gmpy2
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from accel.gpu import errors as E
 from accel.gpu.build import COOP_TPI
@@ -246,3 +248,50 @@ def test_matvec_with_negative_entries_inverts_the_columns_together(coop, inline_
     with pytest.raises(ValueError, match=r"matvec column\[0\] is not invertible"):
         gpu.raw_matvec(pk, bad, X2)
     assert gpu.stats["cpu_fallbacks"] == 0
+
+
+def test_mul_with_negative_scalars_split_over_devices_names_the_callers_index(inline_backend):
+    """GpuBackend's scheduling: pieces of at most 3 over two emulated devices (one with two
+    streams), each piece's negative results inverted on its own device; a non-unit in a later
+    piece is named at the caller's index."""
+    from accel.backends.gpu import GpuBackend
+
+    rts = [recording_runtime(0), recording_runtime(1)]
+    gpu = GpuBackend(runtime=rts, fallback=inline_backend, max_batch=3, min_per_device=2, cooperative=True)
+    try:
+        pk, sk = keypair(1024)
+        n2 = pk.nsquare
+        ks = [-1, 2, -3, 4, -5, -6, 7, -(pk.n - 1)]
+        cs = units(n2, len(ks))
+        assert gpu.raw_mul(pk, cs, ks) == [int(gmpy2.powmod(c, k, n2)) for c, k in zip(cs, ks)]
+        assert all(any(k.startswith("he_inverse_back_coop") for k, _ in rt.launched) for rt in rts)
+        cs[5] = sk.p * 2
+        with pytest.raises(ValueError, match=r"^ciphertext\[5\] is not invertible"):
+            gpu.raw_mul(pk, cs, ks)
+        assert gpu.stats["cpu_fallbacks"] == 0
+    finally:
+        gpu.close()
+
+
+@settings(max_examples=12, deadline=None)
+@given(st.lists(st.tuples(st.integers(1, 2**64), st.integers(-2**70, 2**70)), min_size=1, max_size=40))
+def test_mul_with_signed_scalars_matches_gmpy2_property(coop_backend_256, pairs):
+    """Any mix of signs and sizes, on a 256-bit key (class 32), against gmpy2."""
+    gpu, pk = coop_backend_256
+    n2 = pk.nsquare
+    cs = [c % (n2 - 1) + 1 for c, _ in pairs]
+    cs = [c if gmpy2.gcd(c, n2) == 1 else 1 for c in cs]
+    ks = [k for _, k in pairs]
+    assert gpu.raw_mul(pk, cs, ks) == [int(gmpy2.powmod(c, k, n2)) for c, k in zip(cs, ks)]
+
+
+@pytest.fixture(scope="module")
+def coop_backend_256():
+    from accel.backends.gpu import GpuBackend
+    from accel import CpuBackend
+
+    cpu = CpuBackend(workers=1)
+    gpu = GpuBackend(runtime="emulated", fallback=cpu, cooperative=True)
+    yield gpu, keypair(256)[0]
+    gpu.close()
+    cpu.close()
