@@ -104,7 +104,8 @@ def test_grid_stride_over_chunks_with_one_block():
     dev, prefix, totals = rt.upload(ints_to_limbs(xs, cw)), rt.empty((count, cw)), rt.empty((100, cw))
     err = rt.upload(np.array([2**64 - 1], np.uint64))
     rt.launch(f"he_inverse_prefix_coop_{key.lp}", 128,
-              [prefix, totals, dev, None, np.uint64(count), np.uint64(chunk), key.record, np.int32(cw), np.int32(1), err])
+              [prefix, totals, dev, None, np.uint64(count), np.uint64(chunk), key.record, np.int32(cw), np.int32(1),
+               err])
     assert int(rt.download(err)[0]) == 2**64 - 1
     tot = limbs_to_ints(rt.download(totals))
     r = pow(2, 32 * 2 * key.lp, n2)

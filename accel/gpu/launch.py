@@ -461,4 +461,5 @@ LAUNCHERS: dict[str, str] = {
     for family in getattr(fn, "kernel_families", ())
 }
 
-__all__ = ["DJN_COMB_BITS", "DJN_WINDOW_BITS", "INVERSE_CHUNK", "LAUNCHERS", "SUM_CHUNK", "DeviceKey", "Launcher", "launcher_of"]
+__all__ = ["DJN_COMB_BITS", "DJN_WINDOW_BITS", "INVERSE_CHUNK", "LAUNCHERS", "SUM_CHUNK", "DeviceKey", "Launcher",
+           "launcher_of"]
