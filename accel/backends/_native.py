@@ -26,6 +26,8 @@ import numpy as np
 CFLAGS = ("-O3", "-shared", "-fPIC", "-Wall", "-Wextra")
 LIBS = ("-lgmp",)
 SOURCE = Path(__file__).with_name("gmp_batch.c")
+#: Included by gmp_batch.c (the DJN path on AVX-512 IFMA): part of the build's hash.
+IFMA_SOURCE = Path(__file__).with_name("djn_ifma.c")
 
 _c_size = ctypes.c_size_t
 _c_ptr = ctypes.c_char_p
@@ -61,7 +63,7 @@ def build(cc: str | None = None) -> Path:
         raise NativeUnavailable("the native engine needs a little-endian 64-bit machine")
     cc = cc or _compiler()
     try:
-        source = SOURCE.read_bytes()
+        source = SOURCE.read_bytes() + b"\0" + IFMA_SOURCE.read_bytes()
     except OSError as e:
         raise NativeUnavailable(f"the native engine's source is missing: {e}") from None
     digest = hashlib.sha256(b"\0".join([source, cc.encode(), *(f.encode() for f in CFLAGS + LIBS)])).hexdigest()[:16]
@@ -122,6 +124,14 @@ def _declare(lib: ctypes.CDLL) -> None:
     lib.hea_djn_encrypt.restype = ctypes.c_long
     lib.hea_djn_encrypt.argtypes = [_c_ptr, _c_size, _c_ptr, _c_size, ctypes.c_void_p, ctypes.c_int, ctypes.c_int,
                                     _c_ptr, _c_ptr, ctypes.c_void_p, _c_size, bad]
+    lib.hea_ifma_available.restype = ctypes.c_int
+    lib.hea_ifma_available.argtypes = []
+    lib.hea_ifma_digits.restype = _c_size
+    lib.hea_ifma_digits.argtypes = [_c_size]
+    lib.hea_djn_table52.restype = ctypes.c_long
+    lib.hea_djn_table52.argtypes = lib.hea_djn_table.argtypes
+    lib.hea_djn_encrypt52.restype = ctypes.c_long
+    lib.hea_djn_encrypt52.argtypes = lib.hea_djn_encrypt.argtypes
 
 
 def probe() -> tuple[str | None, str | None]:
@@ -177,22 +187,75 @@ def add_plain(lib, cs: bytes, ms: bytes, n: int, pw: int, cw: int, offset: int =
     return out.raw
 
 
-def djn_table_build(lib, n: int, hs: int, exponent_bits: int, window: int, cw: int) -> np.ndarray:
-    """The comb table in Montgomery form (R = 2^(64 limbs)): T[k][d] = hs^(d 2^(window k)) R mod n^2,
-    uint64 limbs of shape (windows, 2^window, limbs), a window's entries contiguous."""
-    limbs, windows = -(-cw // 8), -(-exponent_bits // window)
-    table = np.empty((windows, 1 << window, limbs), dtype=np.uint64)
-    if lib.hea_djn_table(_bytes(n * n, cw), cw, _bytes(hs, cw), cw, windows, window, table.ctypes.data) != -1:
+#: The DJN engines of the native library: "mpn" (portable: GMP's constant-time calls, 64-bit
+#: limbs) and "ifma" (AVX-512 IFMA, 52-bit digits; x86-64 CPUs that have it, see djn_ifma.c).
+ENGINES = ("mpn", "ifma")
+
+
+def ifma_unavailable(lib, ciphertext_width: int) -> str | None:
+    """Why the IFMA engine cannot run this size here, or None when it can."""
+    if os.environ.get("HEA_CPU_IFMA", "").strip().lower() in ("0", "no", "off", "false"):
+        return "turned off by HEA_CPU_IFMA"
+    if not lib.hea_ifma_available():
+        return "this CPU (or compiler) has no AVX-512 IFMA"
+    if not ifma_digits(ciphertext_width):
+        return f"ciphertexts of {ciphertext_width} bytes are beyond the IFMA path's sizes"
+    return None
+
+
+def djn_engine(lib, ciphertext_width: int) -> str:
+    """The engine DJN encryption uses here: "ifma" where the CPU has it (runtime CPUID check) and
+    HEA_CPU_IFMA does not turn it off, else the portable "mpn"."""
+    return "mpn" if ifma_unavailable(lib, ciphertext_width) else "ifma"
+
+
+#: The IFMA path's largest size: 24 x 8 digits of 52 bits (HEA_IFMA_MAX_ZMM in djn_ifma.c).
+IFMA_MAX_DIGITS = 192
+
+
+def ifma_digits(ciphertext_width: int) -> int:
+    """52-bit digits per number on the IFMA path (a multiple of 8 with 2^(52 digits) > 2 n^2),
+    0 beyond its sizes; the same as djn_ifma.c's hea_ifma_digits."""
+    digits = -(-(8 * ciphertext_width + 1) // 52)
+    digits = -(-digits // 8) * 8
+    return digits if digits <= IFMA_MAX_DIGITS else 0
+
+
+def _table_shape(exponent_bits: int, window: int, cw: int, engine: str) -> tuple[int, int, int]:
+    if engine not in ENGINES:
+        raise ValueError(f"unknown DJN engine {engine!r}: one of {ENGINES}")
+    width = -(-cw // 8) if engine == "mpn" else ifma_digits(cw)
+    if not width:
+        raise ValueError(f"the IFMA engine does not take {cw}-byte ciphertexts")
+    return -(-exponent_bits // window), 1 << window, width
+
+
+def _aligned(shape: tuple[int, ...]) -> np.ndarray:
+    """An uninitialised uint64 array on a 64-byte boundary (whole cache lines per vector load)."""
+    count = int(np.prod(shape))
+    raw = np.empty(count + 8, dtype=np.uint64)
+    skip = (-raw.ctypes.data % 64) // 8
+    return raw[skip:skip + count].reshape(shape)
+
+
+def djn_table_build(lib, n: int, hs: int, exponent_bits: int, window: int, cw: int, engine: str = "mpn") -> np.ndarray:
+    """The comb table in Montgomery form, a window's entries contiguous, shape (windows, 2^window, width):
+    engine "mpn": T[k][d] = hs^(d 2^(window k)) R mod n^2 with R = 2^(64 limbs), ``width`` uint64 limbs;
+    engine "ifma": R = 2^(52 digits), ``width`` 52-bit digits in uint64 (hea_ifma_digits: a multiple of 8)."""
+    shape = _table_shape(exponent_bits, window, cw, engine)
+    table = _aligned(shape)
+    build = lib.hea_djn_table if engine == "mpn" else lib.hea_djn_table52
+    if build(_bytes(n * n, cw), cw, _bytes(hs, cw), cw, shape[0], window, table.ctypes.data) != -1:
         raise ValueError("DJN comb table: hs must be below n^2, and n odd")
     return table
 
 
 @lru_cache(maxsize=4)
 def djn_table(lib_path: str, n: int, hs: int, exponent_bits: int, window: int, cw: int,
-              path: str | None = None) -> np.ndarray:
+              path: str | None = None, engine: str = "mpn") -> np.ndarray:
     """The table from ``path`` (memory-mapped: every process on the machine shares its pages)
     when that file holds it, else built here; cached per process either way."""
-    shape = (-(-exponent_bits // window), 1 << window, -(-cw // 8))
+    shape = _table_shape(exponent_bits, window, cw, engine)
     if path is not None:
         try:
             table = np.load(path, mmap_mode="r")
@@ -200,18 +263,27 @@ def djn_table(lib_path: str, n: int, hs: int, exponent_bits: int, window: int, c
                 return table
         except (OSError, ValueError):
             pass  # missing or damaged: build it
-    return djn_table_build(load(lib_path), n, hs, exponent_bits, window, cw)
+    return djn_table_build(load(lib_path), n, hs, exponent_bits, window, cw, engine)
 
 
 def djn_encrypt(lib, ms: bytes | None, rs: bytes, n: int, hs: int, exponent_bits: int, window: int,
-                pw: int, cw: int, table_path: str | None = None, offset: int = 0) -> bytes:
-    """(1 + m n) hs^r mod n^2 per (m, r), or hs^r alone without plaintexts (see gmp_batch.c)."""
+                pw: int, cw: int, table_path: str | None = None, offset: int = 0, engine: str | None = None) -> bytes:
+    """(1 + m n) hs^r mod n^2 per (m, r), or hs^r alone without plaintexts (see gmp_batch.c and
+    djn_ifma.c). ``engine``: None for :func:`djn_engine`'s choice; ``table_path`` must hold that
+    engine's table."""
+    engine = engine or djn_engine(lib, cw)
+    why = ifma_unavailable(lib, cw) if engine == "ifma" else None
+    if why:
+        raise NativeUnavailable(f"the IFMA DJN engine cannot run: {why}")
     count = len(rs) // pw
-    table = djn_table(lib.path, int(n), int(hs), exponent_bits, window, cw, table_path)
+    table = djn_table(lib.path, int(n), int(hs), exponent_bits, window, cw, table_path, engine)
     out = ctypes.create_string_buffer(count * cw)
     bad = ctypes.c_int(0)
-    r = lib.hea_djn_encrypt(_bytes(n, pw), pw, _bytes(n * n, cw), cw, table.ctypes.data, table.shape[0], window,
-                            rs, ms, out, count, ctypes.byref(bad))
+    encrypt = lib.hea_djn_encrypt if engine == "mpn" else lib.hea_djn_encrypt52
+    r = encrypt(_bytes(n, pw), pw, _bytes(n * n, cw), cw, table.ctypes.data, table.shape[0], window,
+                rs, ms, out, count, ctypes.byref(bad))
+    if r == -3:
+        raise NativeUnavailable("the IFMA DJN engine refused this CPU or size")
     if r >= 0 and bad.value == 0:
         raise ValueError("a DJN exponent is longer than the key's exponent_bits")
     _check(r, (("exponent", _PLAIN), ("plaintext", _PLAIN)), bad, offset)

@@ -305,3 +305,4 @@ long hea_djn_encrypt(const uint8_t *n_bytes, size_t pw, const uint8_t *mod, size
 
 /* Scratch-free size checks for the loader: the limb size this build assumes. */
 int hea_limb_bits(void) { return GMP_NUMB_BITS; }
+#include "djn_ifma.c"
