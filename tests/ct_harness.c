@@ -5,8 +5,10 @@
  *
  * Input file: five uint64 (pw, cw, exponent_bits, window, count), then n (pw bytes), hs (cw
  * bytes), the exponents (count x pw) and the plaintexts (count x pw). Writes the ciphertexts
- * (count x cw) to stdout. Mode "leak" instead reads the table at an address taken from the
- * secret digit, the pattern the check must catch.
+ * (count x cw) to stdout. Mode "encrypt52" runs the IFMA engine instead (hea_djn_table52 and
+ * hea_djn_encrypt52; build with -DHEA_IFMA_EMULATE, since valgrind cannot decode AVX-512). Mode
+ * "leak" instead reads the table at an address taken from the secret digit, the pattern the check
+ * must catch.
  */
 #include <gmp.h>
 #include <stdint.h>
@@ -20,6 +22,12 @@ long hea_djn_table(const uint8_t *mod, size_t mod_width, const uint8_t *hs, size
 long hea_djn_encrypt(const uint8_t *n_bytes, size_t pw, const uint8_t *mod, size_t cw, const mp_limb_t *table,
                      int windows, int w, const uint8_t *rs, const uint8_t *ms, uint8_t *out, size_t count,
                      int *bad_operand);
+long hea_djn_table52(const uint8_t *mod, size_t mod_width, const uint8_t *hs, size_t hs_width, int windows, int w,
+                     uint64_t *table);
+long hea_djn_encrypt52(const uint8_t *n_bytes, size_t pw, const uint8_t *mod, size_t cw, const uint64_t *table,
+                       int windows, int w, const uint8_t *rs, const uint8_t *ms, uint8_t *out, size_t count,
+                       int *bad_operand);
+size_t hea_ifma_digits(size_t width);
 
 static uint8_t *take(FILE *f, size_t n) {
     uint8_t *p = malloc(n ? n : 1);
@@ -28,7 +36,7 @@ static uint8_t *take(FILE *f, size_t n) {
 }
 
 int main(int argc, char **argv) {
-    if (argc < 3) { fprintf(stderr, "usage: ct_harness encrypt|leak FILE\n"); return 2; }
+    if (argc < 3) { fprintf(stderr, "usage: ct_harness encrypt|encrypt52|leak FILE\n"); return 2; }
     FILE *f = fopen(argv[2], "rb");
     if (!f) { perror(argv[2]); return 2; }
     uint64_t hdr[5];
@@ -45,9 +53,12 @@ int main(int argc, char **argv) {
     mpz_mul(zn2, zn, zn);
     uint8_t *n2 = calloc(cw, 1);
     mpz_export(n2, NULL, -1, 1, 0, 0, zn2);
-    size_t limbs = (cw + 7) / 8, entries = (size_t)windows << w;
+    int ifma = strcmp(argv[1], "encrypt52") == 0;
+    size_t limbs = ifma ? hea_ifma_digits(cw) : (cw + 7) / 8, entries = (size_t)windows << w;
     mp_limb_t *table = malloc(entries * limbs * sizeof(mp_limb_t));
-    if (hea_djn_table(n2, cw, hs, cw, windows, w, table) != -1) { fprintf(stderr, "table failed\n"); return 2; }
+    long built = ifma ? hea_djn_table52(n2, cw, hs, cw, windows, w, (uint64_t *)table)
+                      : hea_djn_table(n2, cw, hs, cw, windows, w, table);
+    if (built != -1) { fprintf(stderr, "table failed\n"); return 2; }
     /* the secret: each exponent's exponent_bits (the bytes above are zero and public) */
     for (size_t i = 0; i < count; i++) VALGRIND_MAKE_MEM_UNDEFINED(rs + i * pw, bits / 8);
     uint8_t *out = malloc(count * cw);
@@ -57,7 +68,8 @@ int main(int argc, char **argv) {
         memcpy(out, table + digit * limbs, cw < limbs * 8 ? cw : limbs * 8);
     } else {
         int bad = -1;
-        long r = hea_djn_encrypt(n, pw, n2, cw, table, windows, w, rs, ms, out, count, &bad);
+        long r = ifma ? hea_djn_encrypt52(n, pw, n2, cw, (uint64_t *)table, windows, w, rs, ms, out, count, &bad)
+                      : hea_djn_encrypt(n, pw, n2, cw, table, windows, w, rs, ms, out, count, &bad);
         if (r != -1) { fprintf(stderr, "encrypt refused element %ld (%d)\n", r, bad); return 3; }
     }
     VALGRIND_MAKE_MEM_DEFINED(out, count * cw);

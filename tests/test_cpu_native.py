@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import random
+import re
 import secrets
 import shutil
 import subprocess
@@ -219,8 +220,10 @@ def test_the_pool_shares_one_native_table_file(tmp_path, monkeypatch):
     with CpuBackend(workers=2, native=True) as be:  # a later process reuses it
         assert be.raw_decrypt(sk, be.raw_encrypt(pk, ms, djn=djn)) == ms
     assert files[0].stat().st_mtime_ns == stamp
-    window = _native.djn_window(pk.ciphertext_width, djn.exponent_bits)
-    built = _native.djn_table_build(_native.load(), pk.n, djn.hs, djn.exponent_bits, window, pk.ciphertext_width)
+    engine = _native.djn_engine(_native.load(), pk.ciphertext_width)
+    window = _native.djn_window(pk.ciphertext_width, djn.exponent_bits, engine)
+    built = _native.djn_table_build(_native.load(), pk.n, djn.hs, djn.exponent_bits, window, pk.ciphertext_width,
+                                    engine)
     assert np.array_equal(np.load(files[0], mmap_mode="r"), built)
 
 
@@ -233,6 +236,175 @@ def test_a_damaged_native_table_file_is_rebuilt(lib, tmp_path):
     rs = _pack([12345, 678], pw)
     got = _native.djn_encrypt(lib, None, rs, pk.n, djn.hs, djn.exponent_bits, 5, pw, cw, str(path))
     assert got == ops.encrypt_djn_powmod_sec(None, rs, pk.n, djn.hs, pw, cw)
+
+
+# -- the IFMA engine (djn_ifma.c): on this CPU where it has AVX-512 IFMA, and everywhere in the
+# emulated build (the same source with each vector operation as plain C) ---------------------------
+def _cpu_has_ifma() -> bool:
+    try:
+        with open("/proc/cpuinfo") as f:
+            return any(line.startswith("flags") and " avx512ifma" in line for line in f)
+    except OSError:
+        return False
+
+
+def _build_emulated(out: Path) -> Path:
+    cc = shutil.which("cc") or shutil.which("gcc")
+    if not cc:
+        pytest.skip("needs a C compiler")
+    subprocess.run([cc, *_native.CFLAGS, "-DHEA_IFMA_EMULATE", "-o", str(out), str(_native.SOURCE), *_native.LIBS],
+                   check=True, capture_output=True, text=True)
+    return out
+
+
+@pytest.fixture(scope="module")
+def emulated_lib(tmp_path_factory):
+    return _native.load(_build_emulated(tmp_path_factory.mktemp("ifma") / "gmp_batch_emulated.so"))
+
+
+@pytest.fixture(scope="module", params=["ifma", "ifma-emulated"])
+def ifma_lib(request, lib, emulated_lib):
+    if request.param == "ifma-emulated":
+        return emulated_lib
+    if _native.ifma_unavailable(lib, 512):
+        pytest.skip(f"the IFMA engine does not run here: {_native.ifma_unavailable(lib, 512)} (the emulated build does)")
+    return lib
+
+
+def test_ifma_dispatch_follows_the_cpu_and_the_switch(lib, monkeypatch):
+    monkeypatch.delenv("HEA_CPU_IFMA", raising=False)
+    assert bool(lib.hea_ifma_available()) == _cpu_has_ifma()
+    assert _native.djn_engine(lib, 512) == ("ifma" if _cpu_has_ifma() else "mpn")
+    assert _native.djn_engine(lib, 8 * 1024) == "mpn"  # 8192-bit keys: beyond the IFMA sizes
+    for cw in (16, 256, 512, 768, 1240):
+        assert lib.hea_ifma_digits(cw) == _native.ifma_digits(cw) and _native.ifma_digits(cw) % 8 == 0
+        assert 1 << (52 * _native.ifma_digits(cw)) > 2 << (8 * cw)  # R > 2 n^2 for every n^2 of cw bytes
+    assert lib.hea_ifma_digits(1248) == _native.ifma_digits(1248) == 0
+    monkeypatch.setenv("HEA_CPU_IFMA", "0")
+    assert _native.djn_engine(lib, 512) == "mpn"
+    assert "HEA_CPU_IFMA" in _native.ifma_unavailable(lib, 512)
+    pk, _ = keypair(256)
+    djn = DjnKey.generate(pk)
+    rs = _pack([5], pk.plaintext_width)
+    with pytest.raises(_native.NativeUnavailable, match="HEA_CPU_IFMA"):
+        _native.djn_encrypt(lib, None, rs, pk.n, djn.hs, djn.exponent_bits, 5, pk.plaintext_width,
+                            pk.ciphertext_width, engine="ifma")
+    with CpuBackend(workers=1, native=True) as be:
+        assert be.describe()["djn_engine"] == "mpn (turned off by HEA_CPU_IFMA)"
+
+
+def _djn_reference(ms, rs, pk, hs) -> bytes:
+    n, n2, cw = pk.n, pk.nsquare, pk.ciphertext_width
+    if ms is None:
+        return _pack([gmpy2.powmod(hs, r, n2) for r in rs], cw)
+    return _pack([(1 + m * n) * gmpy2.powmod(hs, r, n2) % n2 for m, r in zip(ms, rs)], cw)
+
+
+@pytest.mark.parametrize("bits", [64, 256, 1024, 2048, 3072])
+@pytest.mark.parametrize("window", [None, 5])
+@pytest.mark.parametrize("count", [0, 1, 9, 40])
+def test_djn_ifma_matches_gmpy2(ifma_lib, bits, window, count):
+    pk, _ = keypair(bits)
+    djn = DjnKey.generate(pk)
+    n, pw, cw = pk.n, pk.plaintext_width, pk.ciphertext_width
+    window = window or _native.djn_window(cw, djn.exponent_bits, "ifma")
+    rs = ([0] + _edge_exponents(djn.exponent_bits, count))[:count]  # r = 0, 1, 2, all ones, ...
+    ms = ([0, 1, n - 1, n - 12345] + _plaintexts(n, count))[:count]  # n - k: the encoding of -k
+    got = _native.djn_encrypt(ifma_lib, _pack(ms, pw), _pack(rs, pw), n, djn.hs, djn.exponent_bits, window, pw, cw,
+                              engine="ifma")
+    assert got == _djn_reference(ms, rs, pk, djn.hs)
+    obf = _native.djn_encrypt(ifma_lib, None, _pack(rs, pw), n, djn.hs, djn.exponent_bits, window, pw, cw,
+                              engine="ifma")
+    assert obf == _djn_reference(None, rs, pk, djn.hs)
+
+
+def test_djn_portable_engine_takes_the_same_edges(lib):
+    pk, _ = keypair(2048)
+    djn = DjnKey.generate(pk)
+    n, pw, cw = pk.n, pk.plaintext_width, pk.ciphertext_width
+    rs = [0] + _edge_exponents(djn.exponent_bits, 8)
+    ms = [0, 1, n - 1, n - 12345] + _plaintexts(n, 5)
+    got = _native.djn_encrypt(lib, _pack(ms, pw), _pack(rs, pw), n, djn.hs, djn.exponent_bits, 8, pw, cw,
+                              engine="mpn")
+    assert got == _djn_reference(ms, rs, pk, djn.hs)
+
+
+def test_djn_ifma_table_layout(ifma_lib):
+    pk, _ = keypair(256)
+    djn = DjnKey.generate(pk)
+    cw = pk.ciphertext_width
+    digits = _native.ifma_digits(cw)
+    t = _native.djn_table_build(ifma_lib, pk.n, djn.hs, djn.exponent_bits, 5, cw, "ifma")
+    assert t.shape == (-(-djn.exponent_bits // 5), 32, digits) and t.dtype == np.uint64
+    assert t.ctypes.data % 64 == 0 and int(t.max()) < 1 << 52
+    mont = 1 << (52 * digits)
+    for k, d in [(0, 0), (0, 1), (1, 31), (t.shape[0] - 1, 17)]:
+        entry = sum(int(x) << (52 * j) for j, x in enumerate(t[k, d]))
+        assert entry == pow(djn.hs, d << (5 * k), pk.nsquare) * mont % pk.nsquare
+
+
+def test_djn_ifma_window_stays_in_range_and_memory():
+    for bits in (256, 1024, 2048, 3072, 4096):
+        cw = 2 * (-(-bits // 32) * 4)
+        w = _native.djn_window(cw, bits // 2, "ifma")
+        assert 4 <= w <= _native.IFMA_WINDOW
+        assert -(-(bits // 2) // w) * (1 << w) * _native.ifma_digits(cw) * 8 <= _native.DJN_TABLE_BYTES
+
+
+def test_djn_ifma_refuses_bad_input_like_gmpy2(ifma_lib):
+    pk, _ = keypair(256)
+    djn = DjnKey.generate(pk, exponent_bits=64)
+    n, pw, cw = pk.n, pk.plaintext_width, pk.ciphertext_width
+    ms, rs = _pack([1, n], pw), _pack([3, 5], pw)
+    assert "plaintext[1]" in _message(_native.djn_encrypt, ifma_lib, ms, rs, n, djn.hs, 64, 6, pw, cw, None, 0, "ifma")
+    long_r = _pack([3, 1 << 70], pw)
+    assert "exponent" in _message(_native.djn_encrypt, ifma_lib, None, long_r, n, djn.hs, 64, 6, pw, cw, None, 0,
+                                  "ifma")
+
+
+def test_backend_djn_engines_agree(monkeypatch):
+    """The backend's IFMA choice (where the CPU has it) and the forced portable path give the same
+    ciphertexts, in process and in the pool (which memory-maps each engine's own table file)."""
+    pk, sk = keypair(2048)
+    djn = DjnKey.generate(pk)
+    ms = _plaintexts(pk.n, 11)
+    outs = {}
+    for switch in ("1", "0"):
+        monkeypatch.setenv("HEA_CPU_IFMA", switch)
+        with CpuBackend(workers=1, native=True) as one, \
+                CpuBackend(workers=2, chunks_per_worker=8, native=True) as two:
+            outs[switch] = [be.raw_encrypt(pk, ms, djn=djn, rng=random.Random(5)) for be in (one, two)]
+            engine = one.describe()["djn_engine"]
+            if switch == "0":
+                assert engine == "mpn (turned off by HEA_CPU_IFMA)"
+            else:
+                assert engine == "ifma" if _cpu_has_ifma() else engine.startswith("mpn (")
+    assert outs["1"][0] == outs["1"][1] == outs["0"][0] == outs["0"][1]
+    assert CpuBackend(workers=1, native=False).raw_decrypt(sk, outs["1"][0]) == ms
+
+
+def test_ifma_kernels_branch_only_on_their_loop_counters(lib):
+    """The compiled IFMA multiplication and selection (real build): no calls, and every
+    conditional branch jumps backwards (a loop's back edge; the loops count digits and table
+    entries, see djn_ifma.c). A structural check of the machine code that valgrind cannot run."""
+    objdump = shutil.which("objdump")
+    if not objdump or not lib.hea_ifma_available():
+        pytest.skip("needs objdump and a build with the IFMA path")
+    asm = subprocess.run([objdump, "-d", "--no-show-raw-insn", lib.path], check=True, capture_output=True,
+                         text=True).stdout
+    checked = 0
+    for name, body in re.findall(r"<((?:amm|select)_\d+)>:\n(.*?)(?:\n\n|\Z)", asm, re.S):
+        for line in body.splitlines():
+            fields = line.split("\t")
+            if len(fields) < 2:
+                continue
+            op = fields[1].split()[0] if fields[1].split() else ""
+            assert not op.startswith("call"), (name, line)
+            if op.startswith("j") and op != "jmp":
+                here, target = int(fields[0].strip().rstrip(":"), 16), int(fields[1].split()[1], 16)
+                assert target < here, (name, line)
+        checked += 1
+    assert checked == 2 * 24
 
 
 # -- the fallback: where the engine cannot be built, gmpy2 runs and describe() says why ---------
@@ -283,13 +455,13 @@ def test_turned_off_by_the_environment(monkeypatch):
 
 
 # -- constant time: the DJN path under valgrind memcheck with the exponents marked secret ------
-def _ct_harness(tmp_path):
+def _ct_harness(tmp_path, *defines):
     valgrind, cc = shutil.which("valgrind"), shutil.which("cc") or shutil.which("gcc")
     if not valgrind or not cc or not os.path.exists("/usr/include/valgrind/memcheck.h"):
         pytest.skip("needs valgrind and its headers (apt-get install valgrind) and a C compiler")
     exe = tmp_path / "ct_harness"
     flags = [f for f in _native.CFLAGS if f not in ("-shared", "-fPIC")]  # the engine's own optimisation
-    subprocess.run([cc, *flags, "-o", str(exe), str(ROOT / "tests" / "ct_harness.c"), str(_native.SOURCE),
+    subprocess.run([cc, *flags, *defines, "-o", str(exe), str(ROOT / "tests" / "ct_harness.c"), str(_native.SOURCE),
                     *_native.LIBS], check=True, capture_output=True, text=True)
     return valgrind, exe
 
@@ -325,3 +497,13 @@ def test_the_constant_time_check_catches_a_secret_index(tmp_path):
     path, _ = _ct_input(tmp_path, 256, 5, 1)
     run = _memcheck(valgrind, exe, "leak", path)
     assert run.returncode == 99 and b"uninitialised" in run.stderr
+
+
+def test_djn_ifma_algorithm_has_no_secret_dependent_branch_or_address(tmp_path, window=6):
+    """The IFMA engine's source built with HEA_IFMA_EMULATE (valgrind cannot decode AVX-512): the
+    same control flow and addresses, each vector operation a branch-free C loop."""
+    valgrind, exe = _ct_harness(tmp_path, "-DHEA_IFMA_EMULATE")
+    path, want = _ct_input(tmp_path, 256, window, 3)
+    run = _memcheck(valgrind, exe, "encrypt52", path)
+    assert run.returncode == 0, run.stderr.decode()[-3000:]
+    assert run.stdout == want

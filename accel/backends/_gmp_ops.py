@@ -343,10 +343,12 @@ def product_native(lib_path: str, cs_blob: bytes, n2: int, cw: int, offset: int 
 
 
 def encrypt_djn_native(lib_path: str, ms_blob: bytes | None, rs_blob: bytes, n: int, hs: int, exponent_bits: int,
-                       window: int, table_path: str | None, pw: int, cw: int, offset: int = 0) -> bytes:
-    """encrypt_djn in C: constant-time comb selection and Montgomery multiplication (see gmp_batch.c)."""
+                       window: int, table_path: str | None, pw: int, cw: int, engine: str | None = None,
+                       offset: int = 0) -> bytes:
+    """encrypt_djn in C: constant-time comb selection and Montgomery multiplication (see gmp_batch.c;
+    ``engine`` "ifma": djn_ifma.c), the engine the parent chose so that it matches the table file."""
     return _native.djn_encrypt(_native.load(lib_path), ms_blob, rs_blob, n, hs, exponent_bits, window, pw, cw,
-                               table_path, offset=offset)
+                               table_path, offset=offset, engine=engine)
 
 
 # -- homomorphic operations -------------------------------------------------------------------

@@ -290,15 +290,26 @@ def djn_encrypt(lib, ms: bytes | None, rs: bytes, n: int, hs: int, exponent_bits
     return out.raw
 
 
+#: The IFMA engine's comb window (see djn_window).
+IFMA_WINDOW = 6
+
 #: Most bytes one key's native comb table may take.
 DJN_TABLE_BYTES = 64 << 20
 
 
-def djn_window(ciphertext_width: int, exponent_bits: int) -> int:
+def djn_window(ciphertext_width: int, exponent_bits: int, engine: str = "mpn") -> int:
     """The comb window (4..9 bits) of the native DJN path. Each window costs one Montgomery
     multiplication (~ limbs^2) plus a constant-time selection that reads all 2^w entries
-    (~ 2^w limbs), so wider windows mean fewer multiplications but longer reads; the weights are
-    the two costs measured on gmp_batch (AMD EPYC, 64 limbs: 4.1 us and 0.65 us for 128 entries)."""
+    (~ 2^w limbs), so wider windows mean fewer multiplications but longer reads.
+    Engine "mpn": the weights are the two costs measured on gmp_batch (AMD EPYC, 64 limbs: 4.1 us
+    and 0.65 us for 128 entries). Engine "ifma": 6, the fastest of w = 4..9 measured at 1024, 2048
+    and 3072-bit keys (AMD EPYC, bench/RESULTS.md); 5 and 7 were within 5-20%, 8 was 1.6x slower:
+    its multiplication is 8x cheaper, so the scan weighs more."""
+    if engine == "ifma":
+        w, digits = IFMA_WINDOW, ifma_digits(ciphertext_width)
+        while w > 4 and -(-exponent_bits // w) * (1 << w) * digits * 8 > DJN_TABLE_BYTES:
+            w -= 1
+        return w
     limbs = -(-ciphertext_width // 8)
     best_w, best = 4, None
     for w in range(4, 10):

@@ -107,7 +107,14 @@ class CpuBackend(Backend):
         ``native_unavailable`` saying why)."""
         return {"backend": self.name, "workers": self.workers, "pool": self.pool_kind,
                 "in_process_only": self._inline_reason, "native": self.native_lib,
-                "native_unavailable": self.native_note}
+                "native_unavailable": self.native_note, "djn_engine": self._djn_engine_note()}
+
+    def _djn_engine_note(self) -> str:
+        """Which native DJN engine runs at 2048-bit keys (4096-bit n^2), and why not IFMA."""
+        if self.native_lib is None:
+            return "gmpy2"
+        why = _native.ifma_unavailable(_native.load(self.native_lib), 512)
+        return "ifma" if why is None else f"mpn ({why})"
 
     def __repr__(self) -> str:
         return f"<CpuBackend workers={self.workers} pool={self.pool_kind}>"
@@ -230,10 +237,11 @@ class CpuBackend(Backend):
         pw, cw = pk.plaintext_width, pk.ciphertext_width
         count = len(rs) // pw
         if self.native_lib is not None:
-            window = _native.djn_window(cw, djn.exponent_bits)
+            engine = _native.djn_engine(_native.load(self.native_lib), cw)
+            window = _native.djn_window(cw, djn.exponent_bits, engine)
             parallel = self._chunk_size(count, HEAVY_MIN_PARALLEL) is not None
-            path = self._djn_table_file(pk, djn, window, native=True) if parallel else None
-            args = (pk.n, djn.hs, djn.exponent_bits, window, path, pw, cw)
+            path = self._djn_table_file(pk, djn, window, native=engine) if parallel else None
+            args = (pk.n, djn.hs, djn.exponent_bits, window, path, pw, cw, engine)
             lead = (self.native_lib,) if ms is not None else (self.native_lib, None)
             chunked = [(ms, pw), (rs, pw)] if ms is not None else [(rs, pw)]
             return b"".join(self._map(ops.encrypt_djn_native, count, HEAVY_MIN_PARALLEL, chunked, args=args,
@@ -247,10 +255,11 @@ class CpuBackend(Backend):
                                       lead=(None,)))
         return b"".join(self._map(ops.encrypt_djn, count, HEAVY_MIN_PARALLEL, [(ms, pw), (rs, pw)], args=args))
 
-    def _djn_table_file(self, pk: PublicKey, djn, window: int, native: bool = False) -> str | None:
+    def _djn_table_file(self, pk: PublicKey, djn, window: int, native: str | None = None) -> str | None:
         """The key's comb table as a file the workers memory-map (built once per machine: a file
         left by an earlier process is reused), or None: each worker then builds its own.
-        ``native``: the native engine's table (Montgomery form, uint64 limbs) instead of gmpy2's."""
+        ``native``: the native engine's table for that DJN engine ("mpn": Montgomery form in uint64
+        limbs; "ifma": in 52-bit digits) instead of gmpy2's."""
         spec = (pk.n, djn.hs, djn.exponent_bits, window, pk.ciphertext_width)
         key = spec + (native,)
         if key in self._djn_files:
@@ -261,7 +270,7 @@ class CpuBackend(Backend):
             digest = hashlib.sha256(repr(key if native else spec).encode()).hexdigest()[:32]
             path = os.path.join(folder, f"djn-{'native-' if native else ''}{digest}.npy")
             if not os.path.exists(path):
-                table = (_native.djn_table(self.native_lib, *spec) if native else ops.djn_table(*spec))
+                table = (_native.djn_table(self.native_lib, *spec, engine=native) if native else ops.djn_table(*spec))
                 _save_atomically(table, path)
                 _prune(folder, "djn-", DJN_TABLE_FILES)
         except OSError as e:  # no private runtime directory here: fine, only slower to start

@@ -33,6 +33,7 @@
 /* The vector operations as branch-free C over 8 lanes (for valgrind and machines without IFMA). */
 typedef struct { uint64_t l[8]; } v8;
 #define IFMA_TARGET
+#define IFMA_UNROLL /* left to the compiler: fully unrolled, 24 sizes of scalar lanes build slowly */
 static inline v8 v_zero(void) { v8 r; for (int i = 0; i < 8; i++) r.l[i] = 0; return r; }
 static inline v8 v_set1(uint64_t x) { v8 r; for (int i = 0; i < 8; i++) r.l[i] = x; return r; }
 static inline v8 v_load(const uint64_t *p) { v8 r; memcpy(r.l, p, sizeof r.l); return r; }
@@ -64,6 +65,8 @@ static int ifma_cpu(void) { return 1; }
 #include <immintrin.h>
 typedef __m512i v8;
 #define IFMA_TARGET __attribute__((target("avx512f,avx512ifma")))
+/* unrolled over the size's registers, so that the accumulators stay in registers */
+#define IFMA_UNROLL _Pragma("GCC unroll 24")
 #define v_zero() _mm512_setzero_si512()
 #define v_set1(x) _mm512_set1_epi64((long long)(x))
 #define v_load(p) _mm512_loadu_si512((const void *)(p))
@@ -130,7 +133,7 @@ static inline __attribute__((always_inline)) IFMA_TARGET void amm_body(uint64_t 
                                                             const uint64_t *m, uint64_t k0, const int NZ) {
     v8 acc[HEA_IFMA_MAX_ZMM];
     const v8 zero = v_zero();
-#pragma GCC unroll 24
+IFMA_UNROLL
     for (int z = 0; z < NZ; z++) acc[z] = zero;
     uint64_t acc0 = 0; /* lane 0 of the accumulator: the vector lane 0 is scratch */
     const int D = 8 * NZ;
@@ -141,23 +144,23 @@ static inline __attribute__((always_inline)) IFMA_TARGET void amm_body(uint64_t 
         t += (unsigned __int128)m[0] * y; /* now t = 0 mod 2^52 */
         acc0 = (uint64_t)(t >> 52);
         v8 vb = v_set1(bi), vy = v_set1(y);
-#pragma GCC unroll 24
+IFMA_UNROLL
         for (int z = 0; z < NZ; z++) {
             acc[z] = v_madd52lo(acc[z], v_load(a + 8 * z), vb);
             acc[z] = v_madd52lo(acc[z], v_load(m + 8 * z), vy);
         }
         /* divide by 2^52: every lane moves down one digit */
-#pragma GCC unroll 24
+IFMA_UNROLL
         for (int z = 0; z < NZ - 1; z++) acc[z] = v_shift_in(acc[z + 1], acc[z]);
         acc[NZ - 1] = v_shift_in(zero, acc[NZ - 1]);
         acc0 += v_lane0(acc[0]); /* before the high halves: acc0 already holds digit 0's */
-#pragma GCC unroll 24
+IFMA_UNROLL
         for (int z = 0; z < NZ; z++) {
             acc[z] = v_madd52hi(acc[z], v_load(a + 8 * z), vb);
             acc[z] = v_madd52hi(acc[z], v_load(m + 8 * z), vy);
         }
     }
-#pragma GCC unroll 24
+IFMA_UNROLL
     for (int z = 0; z < NZ; z++) v_store(r + 8 * z, acc[z]);
     r[0] = acc0;
     uint64_t carry = 0;
@@ -172,14 +175,15 @@ static inline __attribute__((always_inline)) IFMA_TARGET void amm_body(uint64_t 
 static inline __attribute__((always_inline)) IFMA_TARGET void select_body(uint64_t *out, const uint64_t *tab, size_t size,
                                                                uint64_t which, const int NZ) {
     v8 acc[HEA_IFMA_MAX_ZMM];
-#pragma GCC unroll 24
+IFMA_UNROLL
     for (int z = 0; z < NZ; z++) acc[z] = v_zero();
-    for (size_t d = 0; d < size; d++) {
+    size_t d = 0;
+    do { /* size >= 2: a do-while, so that the only branches are the loops' back edges */
         const uint64_t *row = tab + d * 8 * (size_t)NZ;
-#pragma GCC unroll 24
+IFMA_UNROLL
         for (int z = 0; z < NZ; z++) acc[z] = v_merge_if_eq(acc[z], v_load(row + 8 * z), (uint64_t)d, which);
-    }
-#pragma GCC unroll 24
+    } while (++d < size);
+IFMA_UNROLL
     for (int z = 0; z < NZ; z++) v_store(out + 8 * z, acc[z]);
 }
 
