@@ -383,6 +383,28 @@ def test_backend_djn_engines_agree(monkeypatch):
     assert CpuBackend(workers=1, native=False).raw_decrypt(sk, outs["1"][0]) == ms
 
 
+def test_backend_djn_engine_choice(lib):
+    pk, sk = keypair(1024)
+    djn = DjnKey.generate(pk)
+    ms = _plaintexts(pk.n, 5)
+    with CpuBackend(workers=1, djn_engine="mpn") as be:
+        assert be.describe()["djn_engine"] == "mpn (djn_engine='mpn')"
+        assert be.raw_decrypt(sk, be.raw_encrypt(pk, ms, djn=djn)) == ms
+    for bad in ("avx", "gmpy2"):
+        with pytest.raises(ValueError, match="djn_engine"):
+            CpuBackend(workers=1, djn_engine=bad)
+    with pytest.raises(ValueError, match="djn_engine"):
+        CpuBackend(workers=1, native=False, djn_engine="mpn")
+    with CpuBackend(workers=1, djn_engine="ifma") as be:
+        if _native.ifma_unavailable(lib, pk.ciphertext_width):
+            assert be.describe()["djn_engine"].startswith("ifma required, unavailable")
+            with pytest.raises(_native.NativeUnavailable):
+                be.raw_encrypt(pk, ms, djn=djn)
+        else:
+            assert be.describe()["djn_engine"] == "ifma"
+            assert be.raw_decrypt(sk, be.raw_encrypt(pk, ms, djn=djn)) == ms
+
+
 def test_ifma_kernels_branch_only_on_their_loop_counters(lib):
     """The compiled IFMA multiplication and selection (real build): no calls, and every
     conditional branch jumps backwards (a loop's back edge; the loops count digits and table

@@ -73,15 +73,22 @@ class CpuBackend(Backend):
     The pool is shut down by :meth:`close` (or at exit). ``native``: use the native engine for
     add, add_plain, sum and DJN encryption; None (the default) where it builds (``HEA_CPU_NATIVE=0``
     turns it off), True to require it (raises :class:`accel.backends._native.NativeUnavailable`),
-    False for gmpy2 only.
+    False for gmpy2 only. ``djn_engine``: the native DJN engine, None (the default) for AVX-512
+    IFMA where the CPU has it (``HEA_CPU_IFMA=0`` turns it off) else the portable one, ``"mpn"``
+    to force the portable one, ``"ifma"`` to require IFMA (DJN encryption then raises
+    :class:`~accel.backends._native.NativeUnavailable` on a CPU without it).
     """
 
     name = "cpu"
 
     def __init__(self, workers: int | None = None, *, rng: RandomSource | None = None,
                  chunks_per_worker: int = 4, pool: str | None = None, shared_idle: float = 120.0,
-                 shared_socket: str | None = None, native: bool | None = None):
+                 shared_socket: str | None = None, native: bool | None = None, djn_engine: str | None = None):
         super().__init__(rng=rng)
+        if djn_engine is not None and (djn_engine not in _native.ENGINES or native is False):
+            raise ValueError(f"djn_engine must be None or one of {_native.ENGINES} (with the native engine), "
+                             f"got {djn_engine!r}")
+        self.djn_engine = djn_engine
         self.workers = max(1, int(workers or _available_cores()))
         self.chunks_per_worker = max(1, int(chunks_per_worker))
         self.pool_kind = pool or os.environ.get("HEA_CPU_POOL") or "private"
@@ -113,7 +120,11 @@ class CpuBackend(Backend):
         """Which native DJN engine runs at 2048-bit keys (4096-bit n^2), and why not IFMA."""
         if self.native_lib is None:
             return "gmpy2"
+        if self.djn_engine == "mpn":
+            return "mpn (djn_engine='mpn')"
         why = _native.ifma_unavailable(_native.load(self.native_lib), 512)
+        if why is not None and self.djn_engine == "ifma":
+            return f"ifma required, unavailable: {why}"
         return "ifma" if why is None else f"mpn ({why})"
 
     def __repr__(self) -> str:
@@ -237,7 +248,7 @@ class CpuBackend(Backend):
         pw, cw = pk.plaintext_width, pk.ciphertext_width
         count = len(rs) // pw
         if self.native_lib is not None:
-            engine = _native.djn_engine(_native.load(self.native_lib), cw)
+            engine = self.djn_engine or _native.djn_engine(_native.load(self.native_lib), cw)
             window = _native.djn_window(cw, djn.exponent_bits, engine)
             parallel = self._chunk_size(count, HEAVY_MIN_PARALLEL) is not None
             path = self._djn_table_file(pk, djn, window, native=engine) if parallel else None
