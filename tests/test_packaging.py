@@ -141,7 +141,7 @@ def test_the_wheel_installs_one_top_level_name_with_stock_pip(tmp_path):
     tops = {line.split("/")[0] for line in record.splitlines() if line and not line.startswith("..")}
     assert {t for t in tops if not t.endswith(".dist-info")} == {"accel"}, (tops, pip)
     for folder in ("accel/service/proto/heaccel/v1/heaccel.proto", "accel/bench/suite.py", "accel/kernels/host/emulator.cpp",
-                   "accel/backends/gmp_batch.c"):
+                   "accel/backends/gmp_batch.c", "accel/backends/djn_ifma.c"):
         assert folder in record
     outside = tmp_path / "elsewhere"
     outside.mkdir()
