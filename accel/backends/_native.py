@@ -303,7 +303,7 @@ def djn_window(ciphertext_width: int, exponent_bits: int, engine: str = "mpn") -
     (~ 2^w limbs), so wider windows mean fewer multiplications but longer reads.
     Engine "mpn": the weights are the two costs measured on gmp_batch (AMD EPYC, 64 limbs: 4.1 us
     and 0.65 us for 128 entries). Engine "ifma": 6, the fastest of w = 4..9 measured at 1024, 2048
-    and 3072-bit keys (AMD EPYC, bench/RESULTS.md); 5 and 7 were within 5-20%, 8 was 1.6x slower:
+    and 3072-bit keys (AMD EPYC, bench/RESULTS.md); 5 and 7 were within 1-20%, 8 was 1.6x slower:
     its multiplication is 8x cheaper, so the scan weighs more."""
     if engine == "ifma":
         w, digits = IFMA_WINDOW, ifma_digits(ciphertext_width)
