@@ -318,8 +318,9 @@ def test_djn_ifma_matches_gmpy2(ifma_lib, bits, window, count):
     assert obf == _djn_reference(None, rs, pk, djn.hs)
 
 
-def test_djn_portable_engine_takes_the_same_edges(lib):
-    pk, _ = keypair(2048)
+@pytest.mark.parametrize("bits", [1024, 2048, 3072])
+def test_djn_portable_engine_takes_the_same_edges(lib, bits):
+    pk, _ = keypair(bits)
     djn = DjnKey.generate(pk)
     n, pw, cw = pk.n, pk.plaintext_width, pk.ciphertext_width
     rs = [0] + _edge_exponents(djn.exponent_bits, 8)
