@@ -201,8 +201,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Throughput with a correctness check on every measured batch; peers (phe, fate_utils, "
                     "HEU) measured on the same inputs when installed. See bench/suite.py.")
     b.add_argument("--backends", nargs="+", metavar="B",
-                   help="cpu, cpu:N (N processes), cpu:N:gmpy2 (no native engine), cpu:N:mpn (native, no AVX-512 IFMA), "
-                        "gpu, auto, remote (at --target), remote:cpu|gpu|auto "
+                   help="cpu, cpu:N (N processes), cpu:N:gmpy2 (no native engine), cpu:N:mpn (native, "
+                        "no AVX-512 IFMA), gpu, auto, remote (at --target), remote:cpu|gpu|auto "
                         "(a service started for the run); default cpu")
     b.add_argument("--backend", help="one backend (same as --backends B)")
     b.add_argument("--workers", type=int, default=None, help="CPU worker processes for 'cpu' (default: all cores)")

@@ -267,7 +267,8 @@ def ifma_lib(request, lib, emulated_lib):
     if request.param == "ifma-emulated":
         return emulated_lib
     if _native.ifma_unavailable(lib, 512):
-        pytest.skip(f"the IFMA engine does not run here: {_native.ifma_unavailable(lib, 512)} (the emulated build does)")
+        why = _native.ifma_unavailable(lib, 512)
+        pytest.skip(f"the IFMA engine does not run here: {why} (the emulated build does)")
     return lib
 
 

@@ -39,11 +39,13 @@ static inline v8 v_set1(uint64_t x) { v8 r; for (int i = 0; i < 8; i++) r.l[i] =
 static inline v8 v_load(const uint64_t *p) { v8 r; memcpy(r.l, p, sizeof r.l); return r; }
 static inline void v_store(uint64_t *p, v8 a) { memcpy(p, a.l, sizeof a.l); }
 static inline v8 v_madd52lo(v8 acc, v8 a, v8 b) {
-    for (int i = 0; i < 8; i++) acc.l[i] += (uint64_t)((unsigned __int128)(a.l[i] & MASK52) * (b.l[i] & MASK52)) & MASK52;
+    for (int i = 0; i < 8; i++)
+        acc.l[i] += (uint64_t)((unsigned __int128)(a.l[i] & MASK52) * (b.l[i] & MASK52)) & MASK52;
     return acc;
 }
 static inline v8 v_madd52hi(v8 acc, v8 a, v8 b) {
-    for (int i = 0; i < 8; i++) acc.l[i] += (uint64_t)(((unsigned __int128)(a.l[i] & MASK52) * (b.l[i] & MASK52)) >> 52);
+    for (int i = 0; i < 8; i++)
+        acc.l[i] += (uint64_t)(((unsigned __int128)(a.l[i] & MASK52) * (b.l[i] & MASK52)) >> 52);
     return acc;
 }
 /* (hi:lo) shifted down one lane: lanes 1..7 of lo, then lane 0 of hi */
@@ -129,8 +131,8 @@ static void from52(mp_limb_t *out, mp_size_t nl, const uint64_t *x, size_t digit
 #if !defined(HEA_IFMA_NONE)
 /* r = a b R^-1 mod m (< 2m for a < 2m, b < m), digits normalised; r may alias a or b. NZ is a
  * compile-time constant in each instance below, so the accumulators stay in registers. */
-static inline __attribute__((always_inline)) IFMA_TARGET void amm_body(uint64_t *r, const uint64_t *a, const uint64_t *b,
-                                                            const uint64_t *m, uint64_t k0, const int NZ) {
+static inline __attribute__((always_inline)) IFMA_TARGET void
+amm_body(uint64_t *r, const uint64_t *a, const uint64_t *b, const uint64_t *m, uint64_t k0, const int NZ) {
     v8 acc[HEA_IFMA_MAX_ZMM];
     const v8 zero = v_zero();
 IFMA_UNROLL
@@ -172,8 +174,8 @@ IFMA_UNROLL
 }
 
 /* out = entry `which` of size entries of 8 NZ digits, reading every entry. */
-static inline __attribute__((always_inline)) IFMA_TARGET void select_body(uint64_t *out, const uint64_t *tab, size_t size,
-                                                               uint64_t which, const int NZ) {
+static inline __attribute__((always_inline)) IFMA_TARGET void
+select_body(uint64_t *out, const uint64_t *tab, size_t size, uint64_t which, const int NZ) {
     v8 acc[HEA_IFMA_MAX_ZMM];
 IFMA_UNROLL
     for (int z = 0; z < NZ; z++) acc[z] = v_zero();
