@@ -7,6 +7,12 @@ copied over, never curand). Specific to this backend:
 * **Device-resident batches.** Pass device limb arrays (from :meth:`GpuBackend.to_device` or
   a previous result) and results stay on the device: encrypt -> add -> matvec -> decrypt
   with no host round trip. :meth:`to_host` brings them back as numpy limbs.
+* **Montgomery form (opt-in).** :meth:`GpuBackend.to_montgomery` (or ``to_device(...,
+  montgomery=pk)``) turns device ciphertexts into a :class:`~accel.gpu.resident.MontgomeryArray`
+  (c R mod n^2, converted on the device once per chain); the device-resident ``raw_*`` methods
+  take and return those, an add costing one Montgomery multiplication instead of two
+  (``kernels/resident_coop.cu``). :meth:`from_montgomery`, :meth:`to_host` and ``raw_decrypt``
+  convert out. Plain arrays and another key's arrays are refused with a clear error.
 * **Splitting.** Host batches are cut into pieces that fit the device memory (and
   ``max_batch``); pieces go to every device given, one thread per device.
 * **Fallback.** A device failure (out of memory, launch or driver error, a key size with no
@@ -34,6 +40,7 @@ from ..djn import DjnKey
 from ..gpu import errors as E
 from ..gpu.launch import DJN_COMB_BITS, SUM_CHUNK, DeviceKey, Launcher  # noqa: F401 (SUM_CHUNK: its old home)
 from ..gpu.limbs import UnsupportedSizeError, crt_rec, key_class, mod_class, pub_rec
+from ..gpu.resident import MontgomeryArray, from_montgomery_limbs, montgomery_radix, to_montgomery_limbs
 from ..gpu.runtime import DeviceFailure, KernelRuntime
 from ..keys import PrivateKey, PublicKey, RandomSource
 from ..packing import blob_to_limbs, to_blob
@@ -103,13 +110,21 @@ def _device_resident(key: str, width: str, what: str, *, paired: str | None = No
         @functools.wraps(getattr(Backend, name))
         def method(self, k, batch, *args, **kwargs):
             on_device = self.is_device(batch)
-            if paired and on_device != self.is_device(args[0] if args else kwargs.get(paired)):
+            other = (args[0] if args else kwargs.get(paired)) if paired else None
+            if paired and on_device != self.is_device(other):
                 raise TypeError(f"{name} needs both operands on the device or both on the host")
             if not on_device:
                 return getattr(super(GpuBackend, self), name)(k, batch, *args, **kwargs)
             k = need_private(k) if key == "private" else need_public(k)
             pk = k.public_key if key == "private" else k
             _check_dev(batch, getattr(pk, f"{width}_width"), what)
+            if any(isinstance(a, MontgomeryArray) for a in (*args, *kwargs.values()) if a is not other):
+                raise TypeError(f"{name}: only the ciphertexts of an op are kept in Montgomery form")
+            if isinstance(batch, MontgomeryArray) or isinstance(other, MontgomeryArray):
+                if width != "ciphertext":
+                    raise TypeError(f"{name}: {what}s are never in Montgomery form (only ciphertexts are)")
+                _same_form(pk, name, batch, *([other] if paired else []))
+                return getattr(self, f"_montgomery_{name}")(self._runtime_of(batch), k, batch, *args, **kwargs)
             return body(self, self._runtime_of(batch), k, batch, *args, **kwargs)
         method.__qualname__ = f"GpuBackend.{name}"
         return method
@@ -193,19 +208,57 @@ class GpuBackend(Backend):
             return self._fallback
 
     # -- device arrays -------------------------------------------------------------------------
-    def to_device(self, batch: Any, width: int, *, device: int = 0) -> Any:
-        """Copy a batch (ints, limbs or blob) of ``width``-byte numbers to a device."""
+    def to_device(self, batch: Any, width: int, *, device: int = 0, montgomery: PublicKey | None = None) -> Any:
+        """Copy a batch (ints, limbs or blob) of ``width``-byte numbers to a device.
+
+        ``montgomery``: the PublicKey of these ciphertexts, to keep them in its Montgomery form
+        (a :class:`MontgomeryArray`, converted on the device: see :meth:`to_montgomery`)."""
+        if montgomery is not None and not isinstance(montgomery, PublicKey):
+            raise TypeError("montgomery= takes the PublicKey whose Montgomery form to keep the ciphertexts in")
         blob, _ = to_blob(batch, width, "value")
-        return self.runtimes[device].upload(blob_to_limbs(blob, width))
+        dev = self.runtimes[device].upload(blob_to_limbs(blob, width))
+        return dev if montgomery is None else self.to_montgomery(montgomery, dev)
 
     def to_host(self, dev: Any) -> np.ndarray:
-        """A device limb array back as numpy limbs."""
+        """A device limb array back as numpy limbs (a MontgomeryArray converted out first: the
+        ciphertexts themselves)."""
+        if isinstance(dev, MontgomeryArray):
+            dev = self.from_montgomery(dev)
         return self._runtime_of(dev).download(dev)
 
+    def to_montgomery(self, pk: PublicKey, cs: Any) -> MontgomeryArray:
+        """Device ciphertexts of ``pk`` (a normal-form device array: ``raw_encrypt``'s result,
+        ``to_device``'s) in Montgomery form, c R mod n^2: one multiplication by R^2 each, on the
+        device. The device-resident ``raw_*`` methods then keep that form (an add is one
+        multiplication); :meth:`from_montgomery` (or ``to_host``, ``raw_decrypt``) converts out."""
+        pk = need_public(pk)
+        if isinstance(cs, MontgomeryArray):
+            raise TypeError("these ciphertexts are in Montgomery form already")
+        if not any(rt.is_device(cs) for rt in self.runtimes):
+            raise TypeError("to_montgomery takes a device array (GpuBackend.to_device, or to_device(..., montgomery=pk))")
+        _check_dev(cs, pk.ciphertext_width, "ciphertext")
+        montgomery_radix(pk)  # a key with no kernel size class has no Montgomery form here: UnsupportedSizeError
+        rt = self._runtime_of(cs)
+        out = self._dev_or_fallback(rt, lambda: self._call(rt, pk, self.launcher.he_to_mont, cs),
+                                    lambda c: to_montgomery_limbs(pk, _ciphertexts_in_range(pk, c)), [cs])
+        return MontgomeryArray(out, pk)
+
+    def from_montgomery(self, x: MontgomeryArray) -> Any:
+        """The normal-form device array of a :class:`MontgomeryArray`: one REDC each, on the device."""
+        if not isinstance(x, MontgomeryArray):
+            raise TypeError(f"from_montgomery takes a MontgomeryArray, got {type(x).__name__}")
+        pk, rt = x.public_key, self._runtime_of(x)
+        return self._dev_or_fallback(rt, lambda: self._call(rt, pk, self.launcher.he_from_mont, x.data),
+                                     lambda d: from_montgomery_limbs(pk, _ciphertexts_in_range(pk, d)), [x.data])
+
     def is_device(self, x: Any) -> bool:
+        if isinstance(x, MontgomeryArray):
+            x = x.data
         return any(rt.is_device(x) for rt in self.runtimes)
 
     def _runtime_of(self, x: Any) -> KernelRuntime:
+        if isinstance(x, MontgomeryArray):
+            x = x.data
         for rt in self.runtimes:
             if rt.is_device(x):
                 dev_id = getattr(getattr(x, "device", None), "id", rt.device_id)
@@ -581,6 +634,103 @@ class GpuBackend(Backend):
             lambda c: blob_to_limbs(self.fallback._rerandomize(pk, c.tobytes(), rs), cw), [cs])
 
 
+    # -- the same ops on MontgomeryArray operands (c R mod n^2): results keep the form ------------
+    def _montgomery_call(self, rt: KernelRuntime, pk: PublicKey, device_fn: Callable[[], Any],
+                         cpu_fn: Callable[..., np.ndarray], inputs: list[Any]) -> MontgomeryArray:
+        """device_fn()'s Montgomery-form device array, wrapped. On a device failure the inputs go
+        to cpu_fn as host limbs (MontgomeryArrays converted out, range-checked), and its
+        normal-form result comes back converted in."""
+        try:
+            return MontgomeryArray(device_fn(), pk)
+        except (DeviceFailure, UnsupportedSizeError) as e:
+            def cpu() -> np.ndarray:
+                hosts = [from_montgomery_limbs(pk, _ciphertexts_in_range(pk, rt.download(x.data)))
+                         if isinstance(x, MontgomeryArray) else x for x in inputs]
+                return to_montgomery_limbs(pk, np.asarray(cpu_fn(*hosts)))
+            return MontgomeryArray(rt.upload(self._fallback_call(e, cpu)), pk)
+
+    def _montgomery_raw_add(self, rt, pk, c1, c2):
+        _check_dev(c2, pk.ciphertext_width, "ciphertext b")
+        same_count(len(c1), len(c2))
+        cw = pk.ciphertext_width
+        return self._montgomery_call(
+            rt, pk, lambda: self._call(rt, pk, self.launcher.he_add_mont, c1.data, c2.data,
+                                       names={E.CIPHERTEXT_RANGE: "ciphertext a"}),
+            lambda a, b: blob_to_limbs(self.fallback._add(pk, a.tobytes(), b.tobytes()), cw), [c1, c2])
+
+    def _montgomery_raw_sum(self, rt, pk, cs):
+        cw = pk.ciphertext_width
+        if len(cs) == 0:  # E(0) = 1, whose Montgomery form is R mod n^2
+            return MontgomeryArray(rt.upload(to_montgomery_limbs(pk, blob_to_limbs((1).to_bytes(cw, "little"), cw))),
+                                   pk)
+        return self._montgomery_call(
+            rt, pk, lambda: self._call(rt, pk, self.launcher.product_mont, cs.data),
+            lambda c: blob_to_limbs(self.fallback._sum(pk, c.tobytes()), cw), [cs])
+
+    def _montgomery_raw_mul(self, rt, pk, cs, ks):
+        k = signed_ints(ks, "scalar", pk.n)
+        same_count(len(cs), len(k), ("ciphertexts", "scalars"))
+        if any(v < 0 for v in k):  # c^-1 per element: the normal-form kernels invert, then back in
+            return self.to_montgomery(pk, self.raw_mul(pk, self.from_montgomery(cs), k))
+        cw = pk.ciphertext_width
+        return self._montgomery_call(
+            rt, pk, lambda: self._call(rt, pk, self.launcher.he_mul_scalar_mont, cs.data, k),
+            lambda c: blob_to_limbs(self.fallback._mul(pk, c.tobytes(), k), cw), [cs])
+
+    def _montgomery_raw_add_plain(self, rt, pk, cs, ms):
+        m_blob, _ = to_blob(rt.download(ms) if self.is_device(ms) else ms, pk.plaintext_width, "plaintext")
+        same_count(len(cs), len(m_blob) // pk.plaintext_width)
+        m_dev = rt.upload(blob_to_limbs(m_blob, pk.plaintext_width))
+        cw = pk.ciphertext_width
+        return self._montgomery_call(
+            rt, pk, lambda: self._call(rt, pk, self.launcher.he_add_plain_mont, cs.data, m_dev),
+            lambda c: blob_to_limbs(self.fallback._add_plain(pk, c.tobytes(), m_blob), cw), [cs])
+
+    def _montgomery_raw_rerandomize(self, rt, pk, cs, *, rng=None, obfuscators=None, private_key=None):
+        count, cw, pw = len(cs), pk.ciphertext_width, pk.plaintext_width
+        if obfuscators is not None or private_key is not None:
+            if obfuscators is not None:
+                obf = obfuscators.take(count)
+            else:
+                zp, zq = self._draw_obfuscator_inputs(pk, count, rng, private_key)
+                obf = self._obfuscators_crt(private_key, zp, zq)
+            obf_m = self.to_montgomery(pk, rt.upload(blob_to_limbs(obf, cw)))
+            names = {E.CIPHERTEXT_RANGE: "ciphertext", E.SECOND_RANGE: "obfuscator"}
+            return self._montgomery_call(
+                rt, pk, lambda: self._call(rt, pk, self.launcher.he_add_mont, cs.data, obf_m.data, names=names),
+                lambda c: blob_to_limbs(self.fallback._rerandomize_with(pk, c.tobytes(), obf), cw), [cs])
+        (rs,) = self._draw_obfuscator_inputs(pk, count, rng, None)
+        return self._montgomery_call(
+            rt, pk, lambda: self._call(rt, pk, self.launcher.he_rerandomize_mont, cs.data,
+                                       rt.upload(blob_to_limbs(rs, pw))),
+            lambda c: blob_to_limbs(self.fallback._rerandomize(pk, c.tobytes(), rs), cw), [cs])
+
+    def _montgomery_raw_decrypt(self, rt, sk, cs):
+        return self.raw_decrypt(sk, self.from_montgomery(cs))  # plaintexts: never in Montgomery form
+
+    def _montgomery_raw_matvec(self, rt, pk, cs, X):  # the matrix kernels read normal form
+        return self.to_montgomery(pk, self.raw_matvec(pk, self.from_montgomery(cs), X))
+
+
+def _same_form(pk: PublicKey, op: str, *operands: Any) -> None:
+    """Every ciphertext operand of ``op`` in ``pk``'s Montgomery form (never mixed with normal form)."""
+    for x in operands:
+        if not isinstance(x, MontgomeryArray):
+            raise TypeError(f"{op}: one operand is in Montgomery form and another is not; convert with "
+                            "GpuBackend.to_montgomery or from_montgomery first")
+        if x.public_key.n != pk.n:
+            raise KeyMismatchError(f"{op}: a Montgomery-form array of another key")
+
+
+def _ciphertexts_in_range(pk: PublicKey, rows: np.ndarray) -> np.ndarray:
+    """The rows, checked as the kernels check them: 0 < c < n^2 (the CPU fallback's conversions)."""
+    n2 = pk.nsquare
+    for i, row in enumerate(np.asarray(rows)):
+        c = int.from_bytes(np.ascontiguousarray(row, dtype=np.uint32).tobytes(), "little")
+        if not 0 < c < n2:
+            raise ValueError(f"ciphertext[{i}] is out of range: must be in [1, n^2)")
+    return rows
+
 def _check_dev(x: Any, width: int, what: str) -> None:
     if len(x.shape) != 2 or x.shape[1] * 4 != width:
         raise ValueError(f"{what} device array must have shape (batch, {width // 4}) limbs, got {x.shape}")
@@ -597,4 +747,4 @@ def _combine(parts: list[bytes], n2: int, cw: int, cols: int = 1) -> bytes:
     return b"".join(v.to_bytes(cw, "little") for v in acc)
 
 
-__all__ = ["DeviceFallbackWarning", "GpuBackend", "KeyMismatchError"]
+__all__ = ["DeviceFallbackWarning", "GpuBackend", "KeyMismatchError", "MontgomeryArray"]

@@ -325,6 +325,91 @@ class Launcher:
             if gmpy2.gcd(int.from_bytes(host[r].tobytes(), "little"), key.nsquare) != 1:
                 E.raise_for((int(r) << 8) | E.NOT_INVERTIBLE, offset, names)
         raise RuntimeError("batch inversion: the product of the rows is not a unit mod n^2, yet every row is")
+    # -- resident_coop.cu: device-resident ciphertexts in Montgomery form (c R mod n^2) ---------
+    # Every one a cooperative kernel (COOP_TPI[2 lp] threads per number), whatever the backend's
+    # ``cooperative`` says: the form itself is the opt-in.
+    def _resident(self, rt: KernelRuntime, key: DeviceKey, family: str, count: int, args: list[Any], *,
+                  offset: int = 0, names: dict[int, str] | None = None) -> None:
+        self.run(rt, f"{family}_coop_{key.lp}", count * COOP_TPI[2 * key.lp], args, offset=offset, names=names)
+
+    @launcher_of("he_to_mont_coop")
+    def he_to_mont(self, rt: KernelRuntime, key: DeviceKey, cs: Any, *, offset: int = 0) -> Any:
+        """c R mod n^2 (one multiplication by R^2): into Montgomery form, once per chain."""
+        out = rt.empty(cs.shape)
+        self._resident(rt, key, "he_to_mont", cs.shape[0],
+                       [out, cs, np.uint64(cs.shape[0]), key.record, np.int32(cs.shape[1])], offset=offset)
+        return out
+
+    @launcher_of("he_from_mont_coop")
+    def he_from_mont(self, rt: KernelRuntime, key: DeviceKey, xs: Any, *, offset: int = 0) -> Any:
+        """x R^-1 mod n^2 (one REDC): out of Montgomery form, once per chain."""
+        out = rt.empty(xs.shape)
+        self._resident(rt, key, "he_from_mont", xs.shape[0],
+                       [out, xs, np.uint64(xs.shape[0]), key.record, np.int32(xs.shape[1])], offset=offset)
+        return out
+
+    @launcher_of("he_add_mont_coop")
+    def he_add_mont(self, rt: KernelRuntime, key: DeviceKey, a: Any, b: Any, *, offset: int = 0,
+                    names: dict[int, str] | None = None) -> Any:
+        """aR bR R^-1 = abR mod n^2: the add of two Montgomery-form arrays, one multiplication."""
+        out = rt.empty(a.shape)
+        self._resident(rt, key, "he_add_mont", a.shape[0],
+                       [out, a, b, np.uint64(a.shape[0]), key.record, np.int32(a.shape[1])], offset=offset,
+                       names=names)
+        return out
+
+    @launcher_of("he_product_mont_coop")
+    def he_product_mont(self, rt: KernelRuntime, key: DeviceKey, xs: Any, *, check: bool, offset: int = 0) -> Any:
+        """One tree level in Montgomery form: the product of each group of SUM_CHUNK rows, one
+        multiplication per row after a group's first (no correction: the form is kept)."""
+        count = xs.shape[0]
+        groups = -(-count // SUM_CHUNK)
+        out = rt.empty((groups, xs.shape[1]))
+        self._resident(rt, key, "he_product_mont", groups,
+                       [out, xs, np.uint64(count), np.uint64(SUM_CHUNK), key.record, np.int32(xs.shape[1]),
+                        np.int32(int(check))], offset=offset)
+        return out
+
+    def product_mont(self, rt: KernelRuntime, key: DeviceKey, xs: Any, *, offset: int = 0) -> Any:
+        """prod x R^-(count-1) = (prod c) R mod n^2 as a (1, width) Montgomery-form array."""
+        cur, check = xs, True
+        while True:
+            cur = self.he_product_mont(rt, key, cur, check=check, offset=offset)
+            check = False
+            if cur.shape[0] == 1:
+                return cur
+
+    @launcher_of("he_mul_scalar_mont_coop")
+    def he_mul_scalar_mont(self, rt: KernelRuntime, key: DeviceKey, xs: Any, ks: Sequence[int], *,
+                           offset: int = 0) -> Any:
+        """(cR)^k R^(1-k) = c^k R mod n^2 for NON-NEGATIVE ints k (sliding windows on cR as it is)."""
+        _, kl = _limb_count(ks)
+        mags, neg = signed_magnitudes(list(ks), kl)
+        if neg.any():
+            raise ValueError("he_mul_scalar_mont takes non-negative scalars")
+        out = rt.empty(xs.shape)
+        self._resident(rt, key, "he_mul_scalar_mont", xs.shape[0],
+                       [out, xs, rt.upload(mags), np.uint64(xs.shape[0]), key.record, np.int32(xs.shape[1]),
+                        np.int32(kl)], offset=offset)
+        return out
+
+    @launcher_of("he_add_plain_mont_coop")
+    def he_add_plain_mont(self, rt: KernelRuntime, key: DeviceKey, xs: Any, ms: Any, *, offset: int = 0) -> Any:
+        """c (1 + m n) R mod n^2 from cR (two multiplications, the form kept)."""
+        out = rt.empty(xs.shape)
+        self._resident(rt, key, "he_add_plain_mont", xs.shape[0],
+                       [out, xs, ms, np.uint64(xs.shape[0]), key.record, np.int32(ms.shape[1]),
+                        np.int32(xs.shape[1])], offset=offset)
+        return out
+
+    @launcher_of("he_rerandomize_mont_coop")
+    def he_rerandomize_mont(self, rt: KernelRuntime, key: DeviceKey, xs: Any, rs: Any, *, offset: int = 0) -> Any:
+        """c r^n R mod n^2 from cR and r in [1, n) (r^n by sliding windows, in Montgomery form)."""
+        out = rt.empty(xs.shape)
+        self._resident(rt, key, "he_rerandomize_mont", xs.shape[0],
+                       [out, xs, rs, np.uint64(xs.shape[0]), key.record, np.int32(rs.shape[1]),
+                        np.int32(xs.shape[1])], offset=offset)
+        return out
 
     # -- matvec.cu ---------------------------------------------------------------------------
     @launcher_of("matvec_tables")

@@ -23,6 +23,11 @@ KERNEL_FILES = {
     "he_add_coop": "homomorphic_coop.cu", "he_product_coop": "homomorphic_coop.cu",
     "he_mul_scalar_coop": "homomorphic_coop.cu",
     "he_inverse_prefix_coop": "inverse_coop.cu", "he_inverse_back_coop": "inverse_coop.cu",
+    # device-resident ciphertexts in Montgomery form (GpuBackend.to_montgomery)
+    "he_to_mont_coop": "resident_coop.cu", "he_from_mont_coop": "resident_coop.cu",
+    "he_add_mont_coop": "resident_coop.cu", "he_product_mont_coop": "resident_coop.cu",
+    "he_mul_scalar_mont_coop": "resident_coop.cu", "he_add_plain_mont_coop": "resident_coop.cu",
+    "he_rerandomize_mont_coop": "resident_coop.cu",
 }
 #: Paillier size classes: plaintext limbs of keys up to 1024, 2048, 3072 and 4096 bits
 KEY_CLASSES = (32, 64, 96, 128)

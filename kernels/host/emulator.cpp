@@ -26,6 +26,7 @@
 #include "../decrypt_coop.cu"
 #include "../homomorphic_coop.cu"
 #include "../inverse_coop.cu"
+#include "../resident_coop.cu"
 #include "warp_probe.hpp"
 
 namespace {
@@ -155,6 +156,14 @@ EMU_PRIMITIVES(256)
   EMU_LOCKSTEP(he_add_coop_##LP) EMU_LOCKSTEP(he_product_coop_##LP) \
   EMU_LOCKSTEP(he_mul_scalar_coop_##LP) EMU_LOCKSTEP(he_inverse_prefix_coop_##LP) EMU_LOCKSTEP(he_inverse_back_coop_##LP)
 HEA_FOR_EACH_KEY_CLASS(EMU_PAILLIER_COOP)
+
+// Device-resident Montgomery form (resident_coop.cu)
+#define EMU_RESIDENT_COOP(LP)                                                                  \
+  EMU_LOCKSTEP(he_to_mont_coop_##LP) EMU_LOCKSTEP(he_from_mont_coop_##LP)                      \
+  EMU_LOCKSTEP(he_add_mont_coop_##LP) EMU_LOCKSTEP(he_product_mont_coop_##LP)                  \
+  EMU_LOCKSTEP(he_mul_scalar_mont_coop_##LP) EMU_LOCKSTEP(he_add_plain_mont_coop_##LP)         \
+  EMU_LOCKSTEP(he_rerandomize_mont_coop_##LP)
+HEA_FOR_EACH_KEY_CLASS(EMU_RESIDENT_COOP)
 
 EMU_COOP(32)
 EMU_COOP(64)
