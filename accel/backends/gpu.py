@@ -101,7 +101,9 @@ def _device_resident(key: str, width: str, what: str, *, paired: str | None = No
     checked (``key``: "public" or "private"), its runtime found and its shape checked against
     the key's ``width`` ("plaintext" or "ciphertext") before the decorated body runs as
     ``body(self, rt, key, batch, *rest)``. ``paired`` names a second operand that must be on the
-    same side as the first (both device or both host). The override keeps the base method's
+    same side as the first (both device or both host). Ciphertexts in Montgomery form
+    (:class:`MontgomeryArray`, all of the op's operands, of this key) go to
+    ``_montgomery_<op>`` instead, which keeps the form. The override keeps the base method's
     signature and documentation.
     """
     def wrap(body: Callable) -> Callable:
@@ -117,13 +119,15 @@ def _device_resident(key: str, width: str, what: str, *, paired: str | None = No
                 return getattr(super(GpuBackend, self), name)(k, batch, *args, **kwargs)
             k = need_private(k) if key == "private" else need_public(k)
             pk = k.public_key if key == "private" else k
-            _check_dev(batch, getattr(pk, f"{width}_width"), what)
             if any(isinstance(a, MontgomeryArray) for a in (*args, *kwargs.values()) if a is not other):
                 raise TypeError(f"{name}: only the ciphertexts of an op are kept in Montgomery form")
-            if isinstance(batch, MontgomeryArray) or isinstance(other, MontgomeryArray):
+            montgomery = isinstance(batch, MontgomeryArray) or isinstance(other, MontgomeryArray)
+            if montgomery:
                 if width != "ciphertext":
                     raise TypeError(f"{name}: {what}s are never in Montgomery form (only ciphertexts are)")
                 _same_form(pk, name, batch, *([other] if paired else []))
+            _check_dev(batch, getattr(pk, f"{width}_width"), what)
+            if montgomery:
                 return getattr(self, f"_montgomery_{name}")(self._runtime_of(batch), k, batch, *args, **kwargs)
             return body(self, self._runtime_of(batch), k, batch, *args, **kwargs)
         method.__qualname__ = f"GpuBackend.{name}"
