@@ -205,6 +205,13 @@ def test_every_name_the_backend_launches_is_a_known_kernel(inline_backend):
     coop.raw_mul(pk, cs, [3, -2, 5])    # the batch inversion (inverse_coop.cu)
     coop.raw_matvec(pk, cs, [[1, -1], [2, 0], [3, 4]])
     coop.powmod([3, 5], [7, 1], pk.n)
+    mont = gpu.to_montgomery(pk, gpu.to_device(cs, pk.ciphertext_width))  # Montgomery form (resident_coop)
+    gpu.raw_add(pk, mont, mont)
+    gpu.raw_sum(pk, mont)
+    gpu.raw_mul(pk, mont, [3, 0, 5])
+    gpu.raw_add_plain(pk, mont, ms)
+    gpu.raw_rerandomize(pk, mont)
+    gpu.to_host(mont)
     assert gpu.stats["cpu_fallbacks"] == coop.stats["cpu_fallbacks"] == 0
     launched = {kernel for kernel, _ in rt.launched}
     families = {B.split_kernel_name(k)[0] for k in launched}
@@ -411,7 +418,8 @@ def test_cli_builds_and_reports(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("file,size", [("paillier_coop.cu", 64), ("djn_coop.cu", 64), ("decrypt_coop.cu", 64),
-                                       ("homomorphic_coop.cu", 64), ("inverse_coop.cu", 64), ("modexp_coop.cu", 64),
+                                       ("homomorphic_coop.cu", 64), ("inverse_coop.cu", 64), ("resident_coop.cu", 64),
+                                       ("modexp_coop.cu", 64),
                                        ("modexp_coop.cu", 128)])
 def test_cooperative_kernels_at_2048_bit_keys_hold_everything_in_registers(file, size):
     """Issue 15's bar at 2048-bit keys on sm_90: no stack (no local-memory operands or tables),
