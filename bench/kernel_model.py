@@ -70,7 +70,11 @@ ASSUMPTIONS = """\
   of the table: each block of 128 threads reads every row once, 16.8 MB per 4 encryptions at
   2048-bit keys, at the L2 bandwidth above) + 2; x64-bit scalar = c^k mod n^2, 64-bit public k;
   add = 2 multiplications mod n^2 (to Montgomery form, product); an add in a sum = one
-  multiplication per input plus one per group of 32 (he_product's correction by R^g).
+  multiplication per input plus one per group of 32 (he_product's correction by R^g). In
+  Montgomery form (MontgomeryArray, kernels/resident_coop.cu) an add is one multiplication
+  (aR bR R^-1 = abR) and an add in a sum one (no correction); the conversions in and out (one
+  multiplication each per ciphertext, once per chain) are not counted. The whole-kernel rows
+  count the add kernels' SASS per element instead (loads, range checks, stores included).
   Windows: one-thread kernels 4-bit fixed (16-entry table); cooperative core 4-bit sliding windows
   (8 odd powers) for public exponents and 3-bit fixed windows (8 entries, the top window read
   into the accumulator) for secret ones. No dedicated squaring: squarings cost a multiplication.
@@ -94,16 +98,22 @@ ASSUMPTIONS = """\
 NEGATIVE_SCALAR = "x64-bit scalar, negative (batch inversion)"
 TARGETS = {"textbook encryption": 70_000, "CRT decryption": 250_000, "DJN encryption": 1_000_000,
            "x64-bit scalar": 1_500_000, NEGATIVE_SCALAR: 1_500_000, "add": 100_000_000,
-           "add in a sum (device-resident chain)": 100_000_000}
+           "add in a sum (device-resident chain)": 100_000_000,
+           "add, Montgomery form": 100_000_000, "add in a sum, Montgomery form": 100_000_000}
 BOUNDS = {"textbook encryption": "108k ... 137k", "CRT decryption": "425k ... 539k",
           "DJN encryption": "212k ... 270k (generic); 1.0M / 2.0M (comb w=4/8)", "x64-bit scalar": "~3M",
-          NEGATIVE_SCALAR: "~3M", "add": "255M (PCIe ~100M)", "add in a sum (device-resident chain)": "255M"}
+          NEGATIVE_SCALAR: "~3M", "add": "255M (PCIe ~100M)", "add in a sum (device-resident chain)": "255M",
+          "add, Montgomery form": "255M", "add in a sum, Montgomery form": "255M"}
 
 #: the kernels on the cooperative core that run each operation (GpuBackend(cooperative=True))
 COOP_KERNELS = {"textbook encryption": "`paillier_encrypt_coop`", "CRT decryption": "`paillier_decrypt_coop`",
                 "DJN encryption": "`djn_encrypt_coop` (8-bit comb)", "x64-bit scalar": "`he_mul_scalar_coop` (k >= 0)",
                 NEGATIVE_SCALAR: "`he_mul_scalar_coop`, `he_inverse_prefix_coop`, `he_inverse_back_coop`",
-                "add": "`he_add_coop`", "add in a sum (device-resident chain)": "`he_product_coop`"}
+                "add": "`he_add_coop`", "add in a sum (device-resident chain)": "`he_product_coop`",
+                "add, Montgomery form": "`he_add_mont_coop` (MontgomeryArray)",
+                "add in a sum, Montgomery form": "`he_product_mont_coop` (MontgomeryArray)"}
+#: whole kernels counted from their SASS per element (see whole_kernel): (file, kernel family)
+WHOLE_KERNELS = (("homomorphic_coop.cu", "he_add_coop"), ("resident_coop.cu", "he_add_mont_coop"))
 
 FMA = re.compile(r"^IMAD")
 ALU = re.compile(r"^(IADD3|LOP3|SEL|ISETP|SHF|LEA|VIADD|MOV|PRMT|PLOP3|IABS|FLO|POPC|CS2R|P2R|R2P|IMNMX|VIMNMX|BMSK)")
@@ -356,6 +366,10 @@ def operations(kind: str) -> dict[str, list[tuple[int, float]]]:
         "add": [(L2, 2)],
         # raw_sum's tree: SUM_CHUNK inputs per group, SUM_CHUNK - 1 products and one by R^g
         "add in a sum (device-resident chain)": [(L2, SUM_CHUNK / (SUM_CHUNK - 1))],
+        # ciphertexts kept as c R mod n^2 (kernels/resident_coop.cu; cooperative kernels only):
+        # aR bR R^-1 = abR, and a sum's products need no correction by R^g
+        "add, Montgomery form": [(L2, 1)] if kind == "coop" else [],
+        "add in a sum, Montgomery form": [(L2, 1)] if kind == "coop" else [],
     }
 
 
@@ -419,6 +433,30 @@ def djn_comb_model(mul: MulModel, tpi: int, comb: int = DJN_COMB) -> CombModel:
     return CombModel(rows, entries, pick_e, stage_p, per_enc.cycles(), smem_cycles, rows * row_bytes / per_block)
 
 
+def whole_kernel(file: str, kernel: str, tpi: int) -> tuple[Mix, int]:
+    """A cooperative kernel's instructions per element at 2048-bit keys (mod n^2: L = 128 limbs),
+    from its SASS: each multiplication row loop (found as in coop_model) TPI times, and every
+    other instruction of the kernel once (its prologue and error paths included, so an upper
+    bound on the loads, range checks, stores and multiplication epilogues of one element).
+    Returns (that mix, the number of multiplications: row loops)."""
+    lp = KEY_BITS // 32
+    lpt = 2 * lp // tpi
+    f = sass_of(file, lp)[f"{kernel}_{lp}"]
+    rows = [(lo, hi) for lo, hi in f.loops()
+            if f.ops[lo : hi + 1].count("SHFL.IDX") == 2 * lpt and f.ops[lo : hi + 1].count("SHFL.DOWN") == lpt
+            and not any(o.startswith("VOTE") for o in f.ops[lo : hi + 1])]
+    if not rows:
+        raise RuntimeError(f"no multiplication row loop found in {kernel}_{lp}")
+    per_element, in_rows = Mix(), set()
+    for lo, hi in rows:
+        per_element = per_element + f.mix(lo, hi).scaled(tpi)
+        in_rows.update(range(lo, hi + 1))
+    for i, op in enumerate(f.ops):
+        if i not in in_rows:
+            per_element.add(op)
+    return per_element, len(rows)
+
+
 def predict(models: dict[int, MulModel], kind: str) -> dict[str, float]:
     sub_partitions = SMS * SMSP_PER_SM
     out = {}
@@ -467,6 +505,17 @@ def report(markdown: bool = True) -> str:
     for op in TARGETS:
         lines.append(f"| {op} | {fmt_rate(p_one[op])} | {fmt_rate(p_coop[op])} | >= {fmt_rate(TARGETS[op])} "
                      f"| {BOUNDS[op]} | {COOP_KERNELS[op]} |")
+    tpi = COOP_TPI[128]
+    lines += ["", "Whole kernels per element (2048-bit keys, TPI " + str(tpi) + ": the multiplication rows TPI times, "
+              "every other instruction of the kernel once, prologue and error paths included):", "",
+              "| kernel | multiplications | warp instr per element per number | cycles per element per number | "
+              "predicted |", "|---|---:|---:|---:|---:|"]
+    for file, family in WHOLE_KERNELS:
+        m, muls = whole_kernel(file, family, tpi)
+        npw = 32 // tpi
+        cycles = m.cycles() / npw
+        lines.append(f"| `{family}_64` | {muls} | {m.total / npw:,.0f} | {cycles:,.0f} | "
+                     f"{fmt_rate(SMS * SMSP_PER_SM * CLOCK_HZ / cycles)} |")
     # small batches: how much of one full wave a batch of 4,096 fills (encryption: mod n^2)
     warps_per_sm = 32  # 50% theoretical occupancy, as `he-accel kernels report` gives at 2048 bits
     wave_coop = SMS * warps_per_sm * (32 // COOP_TPI[128])
