@@ -3,10 +3,12 @@
 # Prepare here first (scripts/prepare_device.sh), then run from the repository root on the device:
 #   run(command="bash scripts/gpu_checks.sh", carry=[".whl", "build/kernels-sm90", "bench/acceptance.py"])
 # Phases (default: tests acceptance bench; each under its own time limit, printed at the end):
-#   tests       pytest -m gpu tests/gpu: every op against the CPU backend (gmpy2), 1024-3072 bits
+#   tests       pytest -m gpu tests/gpu: every op against the CPU backend (gmpy2), 1024-3072 bits, and
+#               the Montgomery-form resident kernels (tests/gpu/test_resident_device.py)
 #   acceptance  the independent acceptance check (bench/acceptance.py --backend gpu)
 #   bench       he-accel bench at 2048 bits, every op: GPU device-resident and end to end beside the
-#               device's CPU backend, in one run
+#               device's CPU backend, in one run (add_mont_device, sum_mont_device: the device-resident
+#               add and sum in Montgomery form, issue 15's add target)
 #   coop        the bench phase again with HEA_GPU_COOPERATIVE=1: the cooperative kernels' rates
 #               (issue 15), beside the bench phase's one-thread ones (opt-in: bash scripts/gpu_checks.sh coop);
 #               mul and matvec take signed scalars and entries there, so they include the batch inversion
