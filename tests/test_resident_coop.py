@@ -10,9 +10,11 @@ import secrets
 import gmpy2
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from accel import generate_keypair
-from accel.backends.base import KeyMismatchError
+from accel.backends.base import KeyMismatchError, draw_units
 from accel.backends.gpu import DeviceFallbackWarning, GpuBackend, MontgomeryArray
 from accel.gpu.build import COOP_TPI
 from accel.gpu.emulator import EmulatedRuntime
@@ -279,3 +281,43 @@ def test_the_host_conversions_are_inverse():
     m = to_montgomery_limbs(pk, rows)
     assert limbs_to_ints(m) == [x * montgomery_radix(pk) % n2 for x in xs]
     assert np.array_equal(from_montgomery_limbs(pk, m), rows)
+
+
+@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.data())
+def test_random_chains_match_gmpy2(resident, data):
+    """Random chains (adds, scalars, add_plain, rerandomisation) on random batches of up to 40
+    (several blocks of 16 groups) stay the Montgomery form of gmpy2's normal-form results."""
+    gpu, _ = resident
+    pk, _ = keypair(256)
+    n, n2, cw = pk.n, pk.nsquare, pk.ciphertext_width
+    count = data.draw(st.integers(min_value=1, max_value=40), label="count")
+    unit = st.integers(min_value=1, max_value=n2 - 1)
+    want = data.draw(st.lists(unit, min_size=count, max_size=count), label="cs")
+    x = gpu.to_device(want, cw, montgomery=pk)
+    for step in data.draw(st.lists(st.sampled_from(["add", "mul", "add_plain", "rerandomize"]), max_size=4),
+                          label="ops"):
+        if step == "add":
+            other = data.draw(st.lists(unit, min_size=count, max_size=count), label="other")
+            x = gpu.raw_add(pk, x, gpu.to_device(other, cw, montgomery=pk))
+            want = [a * b % n2 for a, b in zip(want, other)]
+        elif step == "mul":
+            ks = data.draw(st.lists(st.integers(min_value=0, max_value=n - 1), min_size=count, max_size=count))
+            x = gpu.raw_mul(pk, x, ks)
+            want = [pow(a, k, n2) for a, k in zip(want, ks)]
+        elif step == "add_plain":
+            ms = data.draw(st.lists(st.integers(min_value=0, max_value=n - 1), min_size=count, max_size=count))
+            x = gpu.raw_add_plain(pk, x, ms)
+            want = [a * (1 + m * n) % n2 for a, m in zip(want, ms)]
+        else:
+            seed = data.draw(st.integers(min_value=0, max_value=2**32), label="seed")
+            x = gpu.raw_rerandomize(pk, x, rng=random.Random(seed))
+            pw = pk.plaintext_width
+            rs = draw_units(random.Random(seed), n, count, pw)  # what the backend draws from that rng
+            want = [a * pow(int.from_bytes(rs[i * pw:(i + 1) * pw], "little"), n, n2) % n2
+                    for i, a in enumerate(want)]
+        if 0 in want:  # non-units can multiply to 0 mod n^2, which is no ciphertext: stop the chain there
+            return
+    R = montgomery_radix(pk)
+    assert limbs_to_ints(gpu.runtimes[0].download(x.data)) == [a * R % n2 for a in want]
+    assert ints(gpu, x) == want
