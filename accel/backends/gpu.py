@@ -637,7 +637,6 @@ class GpuBackend(Backend):
             rt, lambda: self._call(rt, pk, self.launcher.paillier_rerandomize, cs, rt.upload(blob_to_limbs(rs, pw))),
             lambda c: blob_to_limbs(self.fallback._rerandomize(pk, c.tobytes(), rs), cw), [cs])
 
-
     # -- the same ops on MontgomeryArray operands (c R mod n^2): results keep the form ------------
     def _montgomery_call(self, rt: KernelRuntime, pk: PublicKey, device_fn: Callable[[], Any],
                          cpu_fn: Callable[..., np.ndarray], inputs: list[Any]) -> MontgomeryArray:
