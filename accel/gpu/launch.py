@@ -325,6 +325,7 @@ class Launcher:
             if gmpy2.gcd(int.from_bytes(host[r].tobytes(), "little"), key.nsquare) != 1:
                 E.raise_for((int(r) << 8) | E.NOT_INVERTIBLE, offset, names)
         raise RuntimeError("batch inversion: the product of the rows is not a unit mod n^2, yet every row is")
+
     # -- resident_coop.cu: device-resident ciphertexts in Montgomery form (c R mod n^2) ---------
     # Every one a cooperative kernel (COOP_TPI[2 lp] threads per number), whatever the backend's
     # ``cooperative`` says: the form itself is the opt-in.
