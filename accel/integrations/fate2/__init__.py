@@ -46,6 +46,7 @@ One job per module, each importing only those above it in this list:
 ``coder``                   :class:`Coder` on :mod:`accel.encoding`
 ``keys``                    :class:`PK`, :class:`SK`, :func:`keygen`
 ``tensor_evaluator``        FATE's ``evaluator``
+``guest_batch``             SecureBoost's guest: g/h encrypted one partition per call
 ``patch``                   :func:`install`, :func:`uninstall`, :func:`installed`
 ==========================  ==========================================================
 """
