@@ -6,7 +6,8 @@ FATE's PHE calls, summed over the party's processes, over the fit's wall time; c
 workers run in parallel, so a share can pass 100%), and the same-model check against stock
 (train AUC and accuracy equal, scores within 1e-9). Configurations: ``stock`` (fate_utils),
 ``heaccel:cpu1`` (CPU backend in each process), ``heaccel:cpu`` (with its process pool),
-``heaccel:remote:cpu`` (an offload service on its CPU backend, started here), ``heaccel:gpu``.
+``heaccel:remote:cpu`` (an offload service on its CPU backend, started here), ``heaccel:gpu``;
+a ``+djn`` suffix (``heaccel:cpu1+djn``) turns on the plugin's DJN opt-in (``HEA_FATE_DJN=1``).
 
 Needs the FATE environment (scripts/test_fate.sh builds .venv-fate). The issue's full size:
 
@@ -60,8 +61,21 @@ def write_synthetic(directory: str | Path, samples: int, seed: int) -> dict:
 
 
 
+DJN_SUFFIX = "+djn"
+
+
+def config_options(config: str) -> tuple[str, dict]:
+    """``heaccel:cpu1+djn`` -> (``heaccel:cpu1``, the plugin's DJN opt-in in the environment)."""
+    if config.endswith(DJN_SUFFIX):
+        if not config.startswith("heaccel"):
+            raise SystemExit(f"{config}: {DJN_SUFFIX} is an option of the he-accel plugin")
+        return config[:-len(DJN_SUFFIX)], {"HEA_FATE_DJN": "1"}
+    return config, {"HEA_FATE_DJN": "0"}
+
+
 def run_one(tmp: Path, model: str, config: str, a, port: int, env: dict) -> dict:
-    plugin, _, backend = config.partition(":")
+    base_config, option_env = config_options(config)
+    plugin, _, backend = base_config.partition(":")
     backend = backend or "cpu"
     tag = f"{model}-{config.replace(':', '-')}-{port}"
     out, prof = tmp / f"{tag}.json", tmp / f"{tag}-profile"
@@ -71,7 +85,7 @@ def run_one(tmp: Path, model: str, config: str, a, port: int, env: dict) -> dict
            "--epochs", str(a.epochs), "--trees", str(a.trees), "--key-size", str(a.key_size), "--seed", "7",
            "--data-dir", str(tmp), "--out", str(out),
            "--parties", f"guest:{port}", f"host:{port + 1}", f"arbiter:{port + 2}", "--log_level", "WARNING"]
-    run_env = {**os.environ, **env, fate2_profile.ENV_DIR: str(prof), "PYTHONPATH": str(ROOT)}
+    run_env = {**os.environ, **env, **option_env, fate2_profile.ENV_DIR: str(prof), "PYTHONPATH": str(ROOT)}
     log = tmp / f"{tag}.log"
     with open(log, "w") as f:  # a file, not a pipe: a lingering grandchild cannot hold the run open
         proc = subprocess.run(cmd, cwd=tmp, stdout=f, stderr=subprocess.STDOUT, timeout=a.timeout, env=run_env)
@@ -113,6 +127,8 @@ def main(argv=None) -> int:
     ap.add_argument("--timeout", type=float, default=6 * 3600)
     ap.add_argument("--json")
     a = ap.parse_args(argv)
+    for config in a.configs:
+        config_options(config)  # a bad option is refused before hours of runs, not after
     if a.configs[0] != "stock":
         a.configs = ["stock", *[c for c in a.configs if c != "stock"]]
     port = 19800
@@ -126,7 +142,7 @@ def main(argv=None) -> int:
         for model in a.models:
             ref = None
             for config in a.configs:
-                with _service_env(config) as env:
+                with _service_env(config_options(config)[0]) as env:
                     r = run_one(tmp, model, config, a, port, env)
                 port += 3
                 ref = ref or r  # stock runs first

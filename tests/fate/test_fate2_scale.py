@@ -39,7 +39,8 @@ def test_synthetic_data_is_seeded_and_split(tmp_path):
 def record(tmp_path_factory):
     out = tmp_path_factory.mktemp("scale") / "scale.json"
     rc = fate2_scale.main(["--samples", "400", "--key-size", "1024", "--trees", "1", "--epochs", "1",
-                           "--models", "sbt", "lr", "--configs", "stock", "heaccel:cpu1", "--timeout", "900",
+                           "--models", "sbt", "lr", "--configs", "stock", "heaccel:cpu1", "heaccel:cpu1+djn",
+                           "--timeout", "900",
                            "--json", str(out)])
     rec = json.loads(out.read_text())
     rec["rc"] = rc
@@ -49,13 +50,33 @@ def record(tmp_path_factory):
 def test_same_model_and_timings(record):
     assert record["rc"] == 0
     rows = {(r["model"], r["config"]): r for r in record["rows"]}
-    assert set(rows) == {(m, c) for m in ("sbt", "lr") for c in ("stock", "heaccel:cpu1")}
+    assert set(rows) == {(m, c) for m in ("sbt", "lr") for c in ("stock", "heaccel:cpu1", "heaccel:cpu1+djn")}
     for r in rows.values():
         assert r["same_model_as_stock"], r["config"]
         assert r["per_round_s"] > 0 and r["train_auc"] > 0.7
         # every party that holds ciphertexts spent measurable time in PHE calls
         assert r["phe_s_by_role"].get("guest", 0) > 0 and r["phe_s_by_role"].get("host", 0) > 0
     assert rows[("sbt", "stock")]["round"] == "tree" and rows[("lr", "stock")]["round"] == "epoch"
+
+
+def test_secureboost_guest_encrypts_per_partition_not_per_sample(record):
+    rows = {r["config"]: r for r in record["rows"] if r["model"] == "sbt"}
+    samples = record["data"]["samples"]
+    stock = rows["stock"]["ops"]["encrypt_encoded"]
+    assert stock["calls"] == stock["elems"] == samples  # FATE's own loop: one call per sample
+    for config in ("heaccel:cpu1", "heaccel:cpu1+djn"):
+        ours = rows[config]["ops"]["encrypt_encoded"]
+        # one call per partition of the guest's frame (FATE's default: a handful), all samples
+        assert ours["elems"] == ours["backend_elems"] == samples, (config, ours)
+        assert ours["calls"] == ours["backend_calls"] <= 16, (config, ours)
+        assert rows[config]["ops"]["pack_floats"]["calls"] == ours["calls"]
+
+
+def test_config_options():
+    assert fate2_scale.config_options("heaccel:cpu1+djn") == ("heaccel:cpu1", {"HEA_FATE_DJN": "1"})
+    assert fate2_scale.config_options("heaccel:cpu1") == ("heaccel:cpu1", {"HEA_FATE_DJN": "0"})
+    with pytest.raises(SystemExit, match="option of the he-accel plugin"):
+        fate2_scale.config_options("stock+djn")
 
 
 def test_secureboost_ops_are_batched(record):

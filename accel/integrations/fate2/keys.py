@@ -7,15 +7,41 @@ them with stock code. Like stock FATE, the private key pickles when FATE itself 
 from __future__ import annotations
 
 import os
+import threading
 from typing import Any
 
-from ...keys import PrivateKey, generate_keypair
+from ...djn import DjnKey
+from ...keys import PrivateKey, PublicKey, generate_keypair
 from . import fate_module, interop
 from .coder import Coder
 from .runtime import current_backend
 from .vectors import EV, FV
 
 ALLOW_UNOBFUSCATED_ENV = "HEA_FATE_ALLOW_UNOBFUSCATED"
+DJN_ENV = "HEA_FATE_DJN"
+"""``HEA_FATE_DJN=1``: obfuscate fresh encryptions with DJN's hs^r, r of |n|/2 bits (opt-in).
+
+The ciphertexts are standard Paillier ciphertexts (any peer decrypts and adds them with stock
+code), at a fraction of the cost of r^n. Extra assumption beyond Paillier's DCRA: hs^r with a short
+r is indistinguishable from a uniform n-th residue (the DJN short-exponent assumption, see
+:mod:`accel.djn`). An environment variable, so that FATE's computing workers inherit it; each
+process draws its own hs for a key (public, never sent) and keeps it for that key."""
+
+_djn_keys: dict[PublicKey, DjnKey] = {}
+_djn_lock = threading.Lock()
+
+
+def djn_wanted() -> bool:
+    return os.environ.get(DJN_ENV, "0").strip().lower() in ("1", "true", "yes", "on")
+
+
+def djn_key_for(pk: PublicKey) -> DjnKey:
+    """This process's DJN parameters for ``pk`` (drawn once, from the OS CSPRNG)."""
+    with _djn_lock:
+        key = _djn_keys.get(pk)
+        if key is None:
+            key = _djn_keys[pk] = DjnKey.generate(pk)
+        return key
 
 
 class PK:
@@ -47,7 +73,8 @@ class PK:
         return f"<he-accel fate2 PK {self.public_key.bits} bits {self.public_key.fingerprint}>"
 
     def encrypt_encoded(self, vec: FV, obfuscate: bool) -> EV:
-        """Fresh ciphertexts, always obfuscated unless ``HEA_FATE_ALLOW_UNOBFUSCATED=1``.
+        """Fresh ciphertexts, always obfuscated unless ``HEA_FATE_ALLOW_UNOBFUSCATED=1``; with
+        DJN's short exponent under ``HEA_FATE_DJN=1`` (opt-in, see :data:`DJN_ENV`).
 
         FATE 2.2.0 drops ``obfuscate=True`` for distributed tensors (CoordinatedLR's
         ``encrypt_tensor``), and an unobfuscated ``1 + m n`` reveals m to anyone; so a ciphertext
@@ -59,8 +86,9 @@ class PK:
         if not len(vec):
             return EV([], [])
         honour_false = os.environ.get(ALLOW_UNOBFUSCATED_ENV) == "1"
-        cts = current_backend().raw_encrypt(pk, [v % pk.n for v in vec.values],
-                                            obfuscate=bool(obfuscate) or not honour_false)
+        obfuscate = bool(obfuscate) or not honour_false
+        djn = djn_key_for(pk) if obfuscate and djn_wanted() else None
+        cts = current_backend().raw_encrypt(pk, [v % pk.n for v in vec.values], obfuscate=obfuscate, djn=djn)
         return EV(cts, vec.exps)
 
     def encrypt_encoded_scalar(self, val: Any, obfuscate: bool) -> EV:
