@@ -115,6 +115,30 @@ def _service_env(config: str):
         yield {}
 
 
+def _row(model: str, config: str, r: dict, ref: dict, same: bool) -> dict:
+    row = {"model": model, "config": config, "round": r["round"], "rounds": r["rounds"],
+           "fit_s": r["fit_s"], "per_round_s": r["per_round_s"],
+           "speedup_vs_stock": ref["per_round_s"] / r["per_round_s"],
+           "train_auc": r["train_auc"], "train_accuracy": r["train_accuracy"],
+           "same_model_as_stock": same, "phe_s_by_role": r["phe_s_by_role"],
+           "phe_share_by_role": r["phe_share_by_role"], "ops": r["ops"]}
+    if "reference" in r:
+        row["reference"] = r["reference"]
+    return row
+
+
+def load_reference(path: str, a) -> dict:
+    """A kept stock run, checked against this invocation (same samples, key size, rounds)."""
+    r = json.loads(Path(path).read_text())
+    want = {"config": "stock", "key_size": a.key_size, "rounds": a.trees if r.get("model") == "sbt" else a.epochs}
+    got = {k: r.get(k) for k in want}
+    if got != want or len(r.get("scores", ())) != a.samples:
+        raise SystemExit(f"--reference {path}: a stock run of {a.samples} samples, {want} expected; "
+                         f"it holds {len(r.get('scores', ()))} samples, {got}")
+    r["reference"] = f"{path} (an earlier invocation)"
+    return r
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--samples", type=int, default=100_000)
@@ -126,11 +150,20 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--timeout", type=float, default=6 * 3600)
     ap.add_argument("--json")
+    ap.add_argument("--keep", metavar="DIR", help="write each run's result (scores, profile) to DIR/MODEL-CONFIG.json")
+    ap.add_argument("--reference", action="append", default=[], metavar="MODEL=PATH",
+                    help="a stock run kept (--keep) by an earlier invocation on the same data: compared against "
+                         "instead of running stock again")
     a = ap.parse_args(argv)
     for config in a.configs:
         config_options(config)  # a bad option is refused before hours of runs, not after
-    if a.configs[0] != "stock":
-        a.configs = ["stock", *[c for c in a.configs if c != "stock"]]
+    references = {}
+    for item in a.reference:
+        model, _, path = item.partition("=")
+        if model not in a.models or not path:
+            raise SystemExit(f"--reference {item}: want MODEL=PATH with MODEL one of {a.models}")
+        references[model] = load_reference(path, a)
+    a.configs = [c for c in a.configs if c != "stock"]
     port = 19800
     rows: list[dict] = []
     rec = {"device": f"cpu ({os.cpu_count()} cores)", "date": datetime.date.today().isoformat(),
@@ -140,20 +173,21 @@ def main(argv=None) -> int:
         tmp = Path(d)
         rec["data"] = write_synthetic(tmp, a.samples, a.seed)
         for model in a.models:
-            ref = None
-            for config in a.configs:
+            ref = references.get(model)
+            if ref is not None:
+                rows.append(_row(model, "stock", ref, ref, True))
+            for config in ([] if ref else ["stock"]) + a.configs:
                 with _service_env(config_options(config)[0]) as env:
                     r = run_one(tmp, model, config, a, port, env)
                 port += 3
-                ref = ref or r  # stock runs first
+                if a.keep:
+                    Path(a.keep).mkdir(parents=True, exist_ok=True)
+                    (Path(a.keep) / f"{model}-{config.replace(':', '-')}.json").write_text(json.dumps(r) + "\n")
+                ref = ref or r  # stock runs first, unless an earlier run is the reference
                 same = (r["train_auc"] == ref["train_auc"] and r["train_accuracy"] == ref["train_accuracy"]
+                        and len(r["scores"]) == len(ref["scores"])
                         and max(abs(x - y) for x, y in zip(r["scores"], ref["scores"])) <= 1e-9)
-                rows.append({"model": model, "config": config, "round": r["round"], "rounds": r["rounds"],
-                             "fit_s": r["fit_s"], "per_round_s": r["per_round_s"],
-                             "speedup_vs_stock": ref["per_round_s"] / r["per_round_s"],
-                             "train_auc": r["train_auc"], "train_accuracy": r["train_accuracy"],
-                             "same_model_as_stock": same, "phe_s_by_role": r["phe_s_by_role"],
-                             "phe_share_by_role": r["phe_share_by_role"], "ops": r["ops"]})
+                rows.append(_row(model, config, r, ref, same))
                 print(f"{model} {config}: {r['per_round_s']:.2f} s/{r['round']}, AUC {r['train_auc']:.5f}, "
                       f"PHE share {', '.join(f'{k} {v:.0%}' for k, v in sorted(r['phe_share_by_role'].items()))}, "
                       f"same model {same}", flush=True)
