@@ -85,6 +85,31 @@ def test_one_call_encrypts_what_fates_per_row_loop_does(key, n, dtype):
                                atol=2.0**-PRECISION)
 
 
+def test_a_partition_of_many_blocks_is_one_call_split_back_per_block(key, monkeypatch):
+    from fate.arch.tensor.phe._keypair import PHETensorEncryptor
+
+    sk, pk, coder, fsk, fpk, fcoder = key
+    calls = []
+    backend = fate2.current_backend()
+    real = type(backend).raw_encrypt
+    monkeypatch.setattr(type(backend), "raw_encrypt", lambda self, *a, **kw: calls.append(1) or real(self, *a, **kw))
+    rng = np.random.default_rng()
+    sizes = [3, 0, 128, 1, 5]
+    blocks = [(f"block{i}", _grad_hess(rng, n)) for i, n in enumerate(sizes)]
+    encryptor = PHETensorEncryptor(pk, None, fate2.evaluator)
+    out = guest_batch.encrypt_partition(iter(blocks), coder=coder, pk=pk, encryptor=encryptor, offset=1,
+                                        shift_bit=72, pack_num=2, precision=PRECISION)
+    assert len(calls) == 1  # the whole partition in one backend call
+    assert [k for k, _ in out] == [k for k, _ in blocks]
+    for (_, rows), (_, got) in zip(blocks, out):
+        assert tuple(got.shape) == (len(rows), 1) and got.dtype == torch.float32 and len(got.data) == len(rows)
+        theirs = [fate2.FV.of(fsk.decrypt_to_encoded(ev)).values[0]
+                  for ev in _stock_rows(rows, fpk, fcoder, 1, 72)]
+        assert sk.decrypt_to_encoded(got.data).values == theirs
+    assert guest_batch.encrypt_partition(iter([]), coder=coder, pk=pk, encryptor=encryptor, offset=1,
+                                         shift_bit=72, pack_num=2, precision=PRECISION) == []
+
+
 def test_fresh_obfuscation_every_call(key):
     sk, pk, coder, *_ = key
     rows = _grad_hess(np.random.default_rng(), 8)

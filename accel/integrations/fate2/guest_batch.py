@@ -9,9 +9,10 @@ row: ``DataFrame.apply_row`` calls ``make_long_tensor`` once per sample, and eac
 ``apply_row`` is intercepted, and when it is called with FATE's ``make_long_tensor`` the same
 computation runs per partition instead: the partition's rows as one float32 matrix (what
 ``torch.Tensor(row.values)`` gives per row), the offset added to the first column, one
-``pack_floats`` over the rows in order and one ``encrypt_encoded(..., obfuscate=True)``. The
-result is the same column FATE builds (one ciphertext vector per partition, the rows' packed
-values in row order, FATE's pk/evaluator/coder/dtype/device on the block), set through FATE's
+``pack_floats`` over the rows in order and one ``encrypt_encoded(..., obfuscate=True)``, then
+split back into the frame's blocks (of 128 rows or so; a partition holds many). The result is
+the same column FATE builds (one ciphertext vector per block, the rows' packed values in row
+order, FATE's pk/evaluator/coder/dtype/device on the block), set through FATE's
 own ``DataFrame[...] = DTensor`` path, so the host receives FATE's wire classes and the model is
 the one stock builds. Everything else in ``_g_h_process`` (offsets, shift bits, the pack info)
 stays FATE's. Anything this does not recognise (another FATE version's function, a row width
@@ -78,13 +79,37 @@ def pack_and_encrypt_rows(rows: Any, *, coder: Any, pk: Any, encryptor: Any, off
     return encryptor.lift(encrypted, (len(encrypted), 1), block.dtype, block.device)
 
 
+def encrypt_partition(blocks: Any, **params: Any) -> list:
+    """One partition of the frame's value blocks, ``(key, rows)`` pairs, to ``(key, PHE tensor)``
+    pairs: all its rows packed and encrypted in one call, then split back per block (FATE's
+    frame keeps one ciphertext vector per block)."""
+    import torch
+
+    blocks = list(blocks)
+    if not blocks:
+        return []
+    rows = [block.to(torch.float32) for _, block in blocks]
+    whole = pack_and_encrypt_rows(torch.cat(rows), **params)
+    if len(blocks) == 1:
+        return [(blocks[0][0], whole)]
+    per_row = rows[0].shape[1] // params["pack_num"]
+    out, start = [], 0
+    for (key, _), part in zip(blocks, rows):
+        size = part.shape[0] * per_row
+        piece = whole.evaluator.slice(whole.data, start, size)
+        out.append((key, whole.with_template(piece, shape=(size, 1))))
+        start += size
+    return out
+
+
 def _batched_frame(frame: Any, row_func: functools.partial) -> Any:
     """What ``frame.apply_row(row_func)`` returns, one backend call per partition: a frame with
     the packed encryptions as its one column."""
     from fate.arch.tensor import DTensor
 
-    shard_fn = functools.partial(pack_and_encrypt_rows, **{k: row_func.keywords[k] for k in ROW_PARAMETERS})
-    encrypted = frame.as_tensor().shardings._data.mapValues(shard_fn)  # same keys as the frame's blocks
+    params = {k: row_func.keywords[k] for k in ROW_PARAMETERS}
+    table = frame.as_tensor().shardings._data  # the frame's blocks as (rows x values) tensors, same keys
+    encrypted = table.mapPartitions(functools.partial(encrypt_partition, **params), preserves_partitioning=True)
     shapes = [shape for _, shape in sorted(encrypted.mapValues(lambda t: t.shape).collect())]
     out = frame.create_frame()
     out["gh"] = DTensor.from_sharding_table(encrypted, shapes=shapes)  # dtype, device: the shards'
