@@ -120,7 +120,8 @@ def _recognised(frame: Any, func: Any) -> str | None:
     """None if ``func`` is FATE's per-row packing we batch, else why not."""
     if not (isinstance(func, functools.partial) and getattr(func.func, "__name__", "") == ROW_FUNCTION
             and ROW_PARAMETERS <= set(func.keywords) and not func.args):
-        return f"apply_row called with an unrecognised function {func!r}"
+        name = getattr(getattr(func, "func", func), "__name__", type(func).__name__)
+        return f"apply_row called with an unrecognised function {name}"  # the name only: no argument values
     width = len(frame.data_manager.infer_operable_field_names())
     pack_num = func.keywords["pack_num"]
     if not isinstance(pack_num, int) or pack_num < 1 or width % pack_num:
