@@ -152,15 +152,37 @@ struct carry {
 // Threads per number: four limbs per lane up to 4096-bit moduli (3 at 3072), then a full warp.
 // Mirrored by accel/gpu/build.py COOP_TPI (a test checks that they agree).
 __host__ __device__ constexpr int coop_tpi(int L) { return L <= 32 ? 8 : (L <= 64 ? 16 : 32); }
-// Exponent-table entries per number: 8 (sliding windows of 4 bits over odd powers for public
-// exponents, fixed 3-bit windows for secret ones). The table takes ENTRIES * L * 4 bytes of
-// shared memory per number: 16 KB per block of 128 threads at four limbs per lane, which keeps
-// 8 blocks (32 warps, 50%) per sm_90 SM where 16 entries (32 KB + 1 KB reserved) would keep 6.
-// A 5-bit window saves about 2.5% of the multiplications of a 2048-bit exponent.
+// Exponent-table entries per number for SECRET exponents: 8 (fixed 3-bit windows, every entry
+// read by mask). The table takes ENTRIES * L * 4 bytes of shared memory per number.
 #ifndef HEA_COOP_ENTRIES
 #define HEA_COOP_ENTRIES 8
 #endif
 __host__ __device__ constexpr int coop_entries(int) { return HEA_COOP_ENTRIES; }
+// Shared memory of one SM on sm_90 and what the system reserves per block (accel/gpu/report.py).
+#define HEA_SM_SMEM (228 * 1024)
+#define HEA_BLOCK_SMEM_RESERVED 1024
+// Entries for PUBLIC exponents: odd powers base, base^3, ..., base^(2E-1) for fractional sliding
+// windows of up to 5 bits (digits odd and at most 2E-1). E is the most that keeps 8 blocks of
+// HEA_COOP_BLOCK threads (32 warps, 50% of sm_90's 64) in an SM's shared memory: 13 at four limbs
+// per lane (1024- to 4096-bit moduli), 16 (full 5-bit windows) at three, 9 at six; never fewer
+// than the 8 of 4-bit windows (eight limbs per lane: 8192-bit moduli, where registers already
+// keep occupancy below 50%). 6-bit windows (32 entries) would take 64 KB per block at 2048 bits.
+__host__ __device__ constexpr int coop_pub_entries(int L) {
+  return (HEA_SM_SMEM / 8 - HEA_BLOCK_SMEM_RESERVED) / (4 * HEA_COOP_BLOCK * (L / coop_tpi(L))) > 16 ? 16
+         : (HEA_SM_SMEM / 8 - HEA_BLOCK_SMEM_RESERVED) / (4 * HEA_COOP_BLOCK * (L / coop_tpi(L))) < 8 ? 8
+         : (HEA_SM_SMEM / 8 - HEA_BLOCK_SMEM_RESERVED) / (4 * HEA_COOP_BLOCK * (L / coop_tpi(L)));
+}
+// Shared-memory table entries of a kernel that runs both kinds of exponent.
+__host__ __device__ constexpr int coop_table_entries(int L) {
+  return coop_pub_entries(L) > coop_entries(L) ? coop_pub_entries(L) : coop_entries(L);
+}
+// Entries a public exponent of `ebits` bits uses (at most `most`): about one per 16 bits, the
+// fewest multiplications (table and windows) by accel.bench.kernel_model's count over random
+// exponents (64 bits: 4 entries; 128: 8; 2048: all 13).
+HEA_FN int pub_entries_for(int ebits, int most) {
+  int e = ebits >> 4;
+  return e < 2 ? 2 : (e > most ? most : e);
+}
 
 // The group of the calling thread: TPI consecutive lanes of its warp.
 template <int L, int TPI> struct group {
@@ -495,17 +517,21 @@ template <int LPT, int ENTRIES> HEA_FN void table_get_secret(limb_t* x, const li
 HEA_FN limb_t exp_bit(const limb_t* e, int i) { return (e[i >> 5] >> (i & 31)) & 1u; }
 
 // r = base^e (Montgomery form in and out) for a PUBLIC exponent of `ebits` significant bits:
-// left-to-right sliding windows of up to log2(ENTRIES)+1 bits over the odd powers
-// base, base^3, ..., base^(2 ENTRIES - 1) in `tab`. `one` is R mod m.
+// left-to-right fractional sliding windows over the odd powers base, base^3, ..., base^(2E-1) in
+// `tab`, E = pub_entries_for(ebits, ENTRIES): each window ends on a set bit and is the longest
+// (at most 5 bits) whose digit is at most 2E-1. `one` is R mod m.
 template <int L, int TPI, int ENTRIES>
 HEA_FN void pow_public(const group<L, TPI>& g, limb_t* r, const limb_t* base, const limb_t* one, const limb_t* e,
                        int ebits, limb_t* tab, const modulus<L, TPI>& M) {
   constexpr int LPT = L / TPI;
-  constexpr int W = ENTRIES == 16 ? 5 : ENTRIES == 8 ? 4 : ENTRIES == 4 ? 3 : 2;
+  static_assert(ENTRIES >= 2 && ENTRIES <= 16, "digits of at most 5 bits");
+  constexpr int W = 5;
+  const int entries = pub_entries_for(ebits, ENTRIES);
+  const limb_t max_digit = 2u * (limb_t)entries - 1u;
   limb_t acc[LPT], x[LPT];
   table_put<LPT>(tab, 0, base);
   mont_sqr<L, TPI>(g, x, base, M);  // base^2
-  for (int d = 1; d < ENTRIES; d++) {
+  for (int d = 1; d < entries; d++) {
     table_get<LPT>(acc, tab, d - 1);
     mont_mul<L, TPI>(g, acc, acc, x, M);
     table_put<LPT>(tab, d, acc);
@@ -524,6 +550,12 @@ HEA_FN void pow_public(const group<L, TPI>& g, limb_t* r, const limb_t* base, co
     while (!exp_bit(e, lo)) lo++;  // windows end on a set bit: odd digits only
     limb_t d = 0;
     for (int b = i; b >= lo; b--) d = (d << 1) | exp_bit(e, b);
+    while (d > max_digit) {  // too large for the table: drop low bits up to the next set one
+      do {
+        d >>= 1;
+        lo++;
+      } while (!(d & 1u));
+    }
     table_get<LPT>(x, tab, (int)(d >> 1));
     if (started) {
       for (int s = lo; s <= i; s++) mont_sqr<L, TPI>(g, acc, acc, M);

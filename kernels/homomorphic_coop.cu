@@ -67,7 +67,7 @@ HEA_FN void add_coop(limb_t* out, const limb_t* as, const limb_t* bs, unsigned l
 template <int LP>
 HEA_FN void mul_scalar_coop(limb_t* out, const limb_t* cts, const limb_t* ks, unsigned long long count,
                             const limb_t* key, int cs, int kstride, unsigned long long* err, limb_t* tab) {
-  constexpr int L = 2 * LP, TPI = coop_tpi(L), LPT = L / TPI, ENTRIES = coop_entries(L);
+  constexpr int L = 2 * LP, TPI = coop_tpi(L), LPT = L / TPI, ENTRIES = coop_pub_entries(L);
   const pub_rec<LP>& K = *reinterpret_cast<const pub_rec<LP>*>(key);
   const group<L, TPI> g = group<L, TPI>::mine();
   modulus<L, TPI> M;
@@ -138,7 +138,7 @@ HEA_FN void product_coop(limb_t* out, const limb_t* in, unsigned long long count
   }                                                                                                     \
   extern "C" __global__ void he_mul_scalar_coop_##LP(limb_t* out, const limb_t* cts, const limb_t* ks,   \
       unsigned long long count, const limb_t* key, int cs, int kstride, unsigned long long* err) {      \
-    __shared__ limb_t tab[hea::coop::coop_entries(2 * LP) * (2 * LP / hea::coop::coop_tpi(2 * LP)) *     \
+    __shared__ limb_t tab[hea::coop::coop_pub_entries(2 * LP) * (2 * LP / hea::coop::coop_tpi(2 * LP)) * \
                           HEA_COOP_BLOCK];                                                              \
     hea::coop::mul_scalar_coop<LP>(out, cts, ks, count, key, cs, kstride, err, tab);                    \
   }                                                                                                     \

@@ -19,7 +19,7 @@ template <int L>
 HEA_FN void powmod_coop(limb_t* out, const limb_t* bases, const limb_t* exps, unsigned long long count,
                         const limb_t* modulus_rec, int bstride, int el, int secret, unsigned long long* err,
                         limb_t* tab) {
-  constexpr int TPI = coop_tpi(L), LPT = L / TPI, ENTRIES = coop_entries(L);
+  constexpr int TPI = coop_tpi(L), LPT = L / TPI, PUBLIC = coop_pub_entries(L), SECRET = coop_entries(L);
   const mod_rec<L>& rec = *reinterpret_cast<const mod_rec<L>*>(modulus_rec);
   if ((rec.m[0] & 1u) == 0) {
     if (blockIdx.x == 0 && threadIdx.x == 0) report_error(err, 0, ERR_MODULUS_EVEN);
@@ -39,8 +39,8 @@ HEA_FN void powmod_coop(limb_t* out, const limb_t* bases, const limb_t* exps, un
     }
     const limb_t* e = exps + i * (unsigned long long)el;
     mont_mul<L, TPI>(g, b, b, r2, M);       // to Montgomery form
-    if (secret) pow_secret<L, TPI, ENTRIES>(g, b, b, rmod, e, el, 32 * el, tab, M);
-    else pow_public<L, TPI, ENTRIES>(g, b, b, rmod, e, mp_bits(e, el), tab, M);
+    if (secret) pow_secret<L, TPI, SECRET>(g, b, b, rmod, e, el, 32 * el, tab, M);
+    else pow_public<L, TPI, PUBLIC>(g, b, b, rmod, e, mp_bits(e, el), tab, M);
     mont_mul<L, TPI>(g, b, b, one, M);      // out of Montgomery form
     store<L, TPI>(g, out + i * L, b, L);
   }
@@ -53,7 +53,7 @@ HEA_FN void powmod_coop(limb_t* out, const limb_t* bases, const limb_t* exps, un
   extern "C" __global__ void powmod_coop_##L(limb_t* out, const limb_t* bases, const limb_t* exps,    \
       unsigned long long count, const limb_t* modulus, int bstride, int el, int secret,               \
       unsigned long long* err) {                                                                      \
-    __shared__ limb_t tab[hea::coop::coop_entries(L) * (L / hea::coop::coop_tpi(L)) * HEA_COOP_BLOCK]; \
+    __shared__ limb_t tab[hea::coop::coop_table_entries(L) * (L / hea::coop::coop_tpi(L)) * HEA_COOP_BLOCK]; \
     hea::coop::powmod_coop<L>(out, bases, exps, count, modulus, bstride, el, secret, err, tab);      \
   }
 

@@ -20,7 +20,7 @@ namespace coop {
 template <int LP>
 HEA_FN void paillier_coop(limb_t* out, const limb_t* ms, const limb_t* rs, unsigned long long count,
                           const limb_t* key, int ps, int cs, unsigned long long* err, limb_t* tab, int mode) {
-  constexpr int L = 2 * LP, TPI = coop_tpi(L), LPT = L / TPI, ENTRIES = coop_entries(L);
+  constexpr int L = 2 * LP, TPI = coop_tpi(L), LPT = L / TPI, ENTRIES = coop_pub_entries(L);
   const pub_rec<LP>& K = *reinterpret_cast<const pub_rec<LP>*>(key);
   const group<L, TPI> g = group<L, TPI>::mine();
   modulus<L, TPI> M;
@@ -61,13 +61,13 @@ HEA_FN void paillier_coop(limb_t* out, const limb_t* ms, const limb_t* rs, unsig
 #define HEA_PAILLIER_COOP_KERNELS(LP)                                                                   \
   extern "C" __global__ void paillier_encrypt_coop_##LP(limb_t* out, const limb_t* ms, const limb_t* rs, \
       unsigned long long count, const limb_t* key, int ps, int cs, unsigned long long* err) {           \
-    __shared__ limb_t tab[hea::coop::coop_entries(2 * LP) * (2 * LP / hea::coop::coop_tpi(2 * LP)) *     \
+    __shared__ limb_t tab[hea::coop::coop_pub_entries(2 * LP) * (2 * LP / hea::coop::coop_tpi(2 * LP)) *     \
                           HEA_COOP_BLOCK];                                                              \
     hea::coop::paillier_coop<LP>(out, ms, rs, count, key, ps, cs, err, tab, 1);                         \
   }                                                                                                     \
   extern "C" __global__ void paillier_obfuscate_coop_##LP(limb_t* out, const limb_t* rs,                \
       unsigned long long count, const limb_t* key, int ps, int cs, unsigned long long* err) {           \
-    __shared__ limb_t tab[hea::coop::coop_entries(2 * LP) * (2 * LP / hea::coop::coop_tpi(2 * LP)) *     \
+    __shared__ limb_t tab[hea::coop::coop_pub_entries(2 * LP) * (2 * LP / hea::coop::coop_tpi(2 * LP)) *     \
                           HEA_COOP_BLOCK];                                                              \
     hea::coop::paillier_coop<LP>(out, nullptr, rs, count, key, ps, cs, err, tab, 0);                    \
   }
