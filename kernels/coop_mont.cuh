@@ -31,6 +31,11 @@
 // by it; accel/gpu/runtime.py launches every kernel with this many).
 #define HEA_COOP_BLOCK 128
 
+// The exponentiation kernels are built for 8 resident blocks of HEA_COOP_BLOCK threads (64
+// registers, 50% occupancy on sm_90) where a lane holds at most four limbs (moduli up to 4096
+// bits); the dedicated squaring fits there without spills (he-accel kernels report).
+#define HEA_COOP_BOUNDS(L) __launch_bounds__(HEA_COOP_BLOCK, (L) / hea::coop::coop_tpi(L) <= 4 ? 8 : 1)
+
 namespace hea {
 namespace coop {
 
@@ -161,16 +166,26 @@ __host__ __device__ constexpr int coop_entries(int) { return HEA_COOP_ENTRIES; }
 // Shared memory of one SM on sm_90 and what the system reserves per block (accel/gpu/report.py).
 #define HEA_SM_SMEM (228 * 1024)
 #define HEA_BLOCK_SMEM_RESERVED 1024
+// Shared memory the dedicated squaring keeps per block (mont_sqr_blocks: 2 LPT + 1 limbs per
+// thread); 0 when squarings run the multiplication.
+#ifndef HEA_COOP_SQR
+#define HEA_COOP_SQR 1
+#endif
+__host__ __device__ constexpr int coop_sqr_smem(int L) {
+  return HEA_COOP_SQR ? 4 * HEA_COOP_BLOCK * (2 * (L / coop_tpi(L)) + 1) : 0;
+}
 // Entries for PUBLIC exponents: odd powers base, base^3, ..., base^(2E-1) for fractional sliding
 // windows of up to 5 bits (digits odd and at most 2E-1). E is the most that keeps 8 blocks of
-// HEA_COOP_BLOCK threads (32 warps, 50% of sm_90's 64) in an SM's shared memory: 13 at four limbs
-// per lane (1024- to 4096-bit moduli), 16 (full 5-bit windows) at three, 9 at six; never fewer
-// than the 8 of 4-bit windows (eight limbs per lane: 8192-bit moduli, where registers already
-// keep occupancy below 50%). 6-bit windows (32 entries) would take 64 KB per block at 2048 bits.
+// HEA_COOP_BLOCK threads (32 warps, 50% of sm_90's 64) in an SM's shared memory beside the
+// squaring's: 11 at four limbs per lane (1024- to 4096-bit moduli), 16 (full 5-bit windows) at
+// three; never fewer than the 8 of 4-bit windows (six and eight limbs per lane: 6144- and
+// 8192-bit moduli, where registers already keep occupancy below 50%). 6-bit windows (32
+// entries) would take 64 KB per block at 2048 bits.
+__host__ __device__ constexpr int coop_pub_fit(int L) {
+  return (HEA_SM_SMEM / 8 - HEA_BLOCK_SMEM_RESERVED - coop_sqr_smem(L)) / (4 * HEA_COOP_BLOCK * (L / coop_tpi(L)));
+}
 __host__ __device__ constexpr int coop_pub_entries(int L) {
-  return (HEA_SM_SMEM / 8 - HEA_BLOCK_SMEM_RESERVED) / (4 * HEA_COOP_BLOCK * (L / coop_tpi(L))) > 16 ? 16
-         : (HEA_SM_SMEM / 8 - HEA_BLOCK_SMEM_RESERVED) / (4 * HEA_COOP_BLOCK * (L / coop_tpi(L))) < 8 ? 8
-         : (HEA_SM_SMEM / 8 - HEA_BLOCK_SMEM_RESERVED) / (4 * HEA_COOP_BLOCK * (L / coop_tpi(L)));
+  return coop_pub_fit(L) > 16 ? 16 : coop_pub_fit(L) < 8 ? 8 : coop_pub_fit(L);
 }
 // Shared-memory table entries of a kernel that runs both kinds of exponent.
 __host__ __device__ constexpr int coop_table_entries(int L) {
@@ -178,7 +193,7 @@ __host__ __device__ constexpr int coop_table_entries(int L) {
 }
 // Entries a public exponent of `ebits` bits uses (at most `most`): about one per 16 bits, the
 // fewest multiplications (table and windows) by accel.bench.kernel_model's count over random
-// exponents (64 bits: 4 entries; 128: 8; 2048: all 13).
+// exponents (64 bits: 4 entries; 128: 8; 2048: all 11).
 HEA_FN int pub_entries_for(int ebits, int most) {
   int e = ebits >> 4;
   return e < 2 ? 2 : (e > most ? most : e);
@@ -320,6 +335,13 @@ template <int LPT> HEA_FN void select(limb_t* r, limb_t pick, const limb_t* x, c
   for (int k = 0; k < LPT; k++) r[k] = (x[k] & mask) | (y[k] & ~mask);
 }
 
+// x = 1 (the plain number, not its Montgomery form): cheaper to make again than to keep live.
+template <int L, int TPI> HEA_FN void set_one(const group<L, TPI>& g, limb_t* x) {
+  constexpr int LPT = L / TPI;
+  HEA_UNROLL_ALL
+  for (int k = 0; k < LPT; k++) x[k] = (g.lane == 0 && k == 0) ? 1u : 0u;
+}
+
 // The modulus as the group holds it: this lane's slice of m and -m^-1 mod 2^32.
 template <int L, int TPI> struct modulus {
   limb_t m[L / TPI];
@@ -430,10 +452,202 @@ HEA_FN void mont_mul(const group<L, TPI>& g, limb_t* r, const limb_t* a, const l
   select<LPT>(r, top | (borrow ^ 1u), d, t);
 }
 
-// r = a^2 * R^-1 mod m (the same rows with the multiplier taken from a itself).
+// The dedicated squaring (HEA_COOP_SQR=1, the default; 0 runs mont_mul(a, a)). a^2 needs each
+// unordered pair of slices once (doubled off the diagonal), so the square is computed in blocks
+// of LPT x LPT limbs, balanced over the lanes, and reduced afterwards:
+//
+// * lane l owns block positions l and l + TPI of the 2L-limb square (the pairs of slices {i, j}
+//   with i + j = l or l + TPI: TPI/2 + 1 pairs for even l, TPI/2 for odd l). At step s it
+//   multiplies slices d = ceil(l/2) + s and j = floor(l/2) - s (mod TPI), fetched with shuffles,
+//   into one accumulator; the pairs with i + j = l come first (s <= floor(l/2)), and a copy of
+//   the accumulator taken at that step (in shared memory, one column per thread: registers are
+//   what limits occupancy) separates them from the rest. Off the diagonal (d != j)
+//   the second factor is doubled (one bit up, the bit shifted out its own row); an odd lane's
+//   last step would repeat its previous pair and adds nothing. TPI/2 + 1 block steps against
+//   the TPI of a multiplication's product half.
+// * the blocks' overlapping halves move one position up (shuffles; position TPI - 1's high half
+//   crosses into position TPI), and one carry-lookahead over the 2 TPI positions resolves P = a^2
+//   as P_lo (lane l: block l) and P_hi (block l + TPI);
+// * Montgomery reduction of P_lo alone (rows t <- (t + m u) / 2^32, half of a multiplication's
+//   row), then (P + U m) / R = (P_lo + U m) / R + P_hi, below 2m for a < m: one masked subtract.
+// One reduction row: t <- (t + m*u) / 2^32 with u = t_0 * m' from lane 0; carries into `hi` as
+// in mont_row (top = next + c2 + hi stays below 3 * 2^32).
+template <int L, int TPI>
+HEA_FN void reduce_row(const group<L, TPI>& g, limb_t* t, limb_t& hi, const modulus<L, TPI>& M) {
+  constexpr int LPT = L / TPI;
+  carry c;
+  limb_t u = __shfl_sync(g.mask, t[0] * M.minv, 0, TPI);
+  t[0] = c.mad_lo_cc(M.m[0], u, t[0]);
+  HEA_UNROLL_ALL
+  for (int k = 1; k < LPT; k++) t[k] = c.madc_lo_cc(M.m[k], u, t[k]);
+  limb_t c2 = c.addc(0u, 0u);
+  t[1] = c.mad_hi_cc(M.m[0], u, t[1]);
+  HEA_UNROLL_ALL
+  for (int k = 2; k < LPT; k++) t[k] = c.madc_hi_cc(M.m[k - 1], u, t[k]);
+  c2 = c.madc_hi(M.m[LPT - 1], u, c2);
+  limb_t next = __shfl_down_sync(g.mask, t[0], 1, TPI);
+  next = g.lane == TPI - 1 ? 0u : next;
+  HEA_UNROLL_ALL
+  for (int k = 0; k < LPT - 1; k++) t[k] = t[k + 1];
+  uint64_t top = (uint64_t)next + c2 + hi;
+  t[LPT - 1] = (limb_t)top;
+  hi = (limb_t)(top >> 32);
+}
+
+// acc (2 LPT + 1 limbs) += x * y', y' = (slice j of the group's number a) << twice (twice 0
+// or 1), each limb of y' kept by `keep`. The limbs of slice j arrive one row at a time (fewer
+// live registers). The sum must fit.
+template <int L, int TPI>
+HEA_FN void block_mac(const group<L, TPI>& g, limb_t* acc, const limb_t* x, const limb_t* a, unsigned j,
+                      limb_t twice, limb_t keep) {
+  constexpr int LPT = L / TPI, W = 2 * LPT + 1;
+  limb_t prev = 0u;
+  HEA_UNROLL_ALL
+  for (int q = 0; q < LPT; q++) {
+    limb_t yq = __shfl_sync(g.mask, a[q], j, TPI);
+    limb_t y = ((yq << twice) | ((prev >> 31) & twice)) & keep;
+    prev = yq;
+    carry c;
+    acc[q] = c.mad_lo_cc(x[0], y, acc[q]);
+    HEA_UNROLL_ALL
+    for (int k = 1; k < LPT; k++) acc[q + k] = c.madc_lo_cc(x[k], y, acc[q + k]);
+    HEA_UNROLL_ALL
+    for (int k = q + LPT; k < W - 1; k++) acc[k] = c.addc_cc(acc[k], 0u);
+    acc[W - 1] = c.addc(acc[W - 1], 0u);
+    carry c2;
+    acc[q + 1] = c2.mad_hi_cc(x[0], y, acc[q + 1]);
+    HEA_UNROLL_ALL
+    for (int k = 1; k < LPT; k++) acc[q + 1 + k] = c2.madc_hi_cc(x[k], y, acc[q + 1 + k]);
+    HEA_UNROLL_ALL
+    for (int k = q + LPT + 1; k < W - 1; k++) acc[k] = c2.addc_cc(acc[k], 0u);
+    acc[W - 1] = c2.addc(acc[W - 1], 0u);
+  }
+  // the bit doubling shifted out of the slice's top limb: x once more, LPT limbs up
+  limb_t top = 0u - ((prev >> 31) & twice & keep);
+  carry c;
+  acc[LPT] = c.add_cc(acc[LPT], x[0] & top);
+  HEA_UNROLL_ALL
+  for (int k = 1; k < LPT; k++) acc[LPT + k] = c.addc_cc(acc[LPT + k], x[k] & top);
+  acc[W - 1] = c.addc(acc[W - 1], 0u);
+}
+
+// r = a^2 * R^-1 mod m. requires: m odd, a < m; r < m. r may alias a. No branch or address
+// depends on the values (the steps and shuffles depend on lane numbers only).
+template <int L, int TPI>
+HEA_FN void mont_sqr_blocks(const group<L, TPI>& g, limb_t* r, const limb_t* a, const modulus<L, TPI>& M) {
+  constexpr int LPT = L / TPI, HALF = TPI / 2, W = 2 * LPT + 1;
+  constexpr unsigned LAST = TPI - 1;
+  const unsigned l = g.lane;
+  limb_t acc[W];
+  __shared__ limb_t saved[W * HEA_COOP_BLOCK];  // coop_sqr_smem: one column per thread
+  HEA_UNROLL_ALL
+  for (int k = 0; k < W; k++) acc[k] = 0u;
+  HEA_UNROLL(1)
+  for (int s = 0; s <= HALF; s++) {
+    const unsigned di = ((l + 1u) / 2u + (unsigned)s) & LAST;
+    const unsigned ji = (l / 2u + TPI - (unsigned)s) & LAST;
+    limb_t x[LPT];
+    HEA_UNROLL_ALL
+    for (int k = 0; k < LPT; k++) x[k] = __shfl_sync(g.mask, a[k], di, TPI);
+    const limb_t twice = di != ji ? 1u : 0u;                                   // off the diagonal
+    const limb_t keep = (l & 1u) && s == HALF ? 0u : 0xffffffffu;               // odd lanes' repeat
+    block_mac<L, TPI>(g, acc, x, a, ji, twice, keep);
+    if ((unsigned)s == l / 2u) {  // the last pair of sum l: keep position l's sum
+      HEA_UNROLL_ALL
+      for (int k = 0; k < W; k++) saved[k * HEA_COOP_BLOCK + threadIdx.x] = acc[k];
+    }
+  }
+  // position l: save; position l + TPI: acc - save (in acc)
+  limb_t save[W];
+  HEA_UNROLL_ALL
+  for (int k = 0; k < W; k++) save[k] = saved[k * HEA_COOP_BLOCK + threadIdx.x];
+  {
+    carry c;
+    acc[0] = c.sub_cc(acc[0], save[0]);
+    HEA_UNROLL_ALL
+    for (int k = 1; k < W - 1; k++) acc[k] = c.subc_cc(acc[k], save[k]);
+    acc[W - 1] = c.subc(acc[W - 1], save[W - 1]);
+  }
+  // each position's upper LPT + 1 limbs go one position up (lane l - 1 -> l; position TPI - 1,
+  // lane TPI - 1's low one, -> position TPI, lane 0's high one); 64-bit sums, limb by limb, so
+  // the two numbers' carries need no flag and few registers stay live
+  const unsigned from = (l + LAST) & LAST;
+  limb_t lo[LPT], hi[LPT], cin_lo = 0u, cin_hi = 0u;
+  HEA_UNROLL_ALL
+  for (int k = 0; k <= LPT; k++) {
+    limb_t up_lo = __shfl_sync(g.mask, save[LPT + k], from, TPI);
+    limb_t up_hi = __shfl_sync(g.mask, acc[LPT + k], from, TPI);
+    limb_t in_lo = l == 0u ? 0u : up_lo;
+    limb_t in_hi = l == 0u ? up_lo : up_hi;
+    if (k < LPT) {
+      uint64_t sl = (uint64_t)save[k] + in_lo + cin_lo, sh = (uint64_t)acc[k] + in_hi + cin_hi;
+      lo[k] = (limb_t)sl;
+      hi[k] = (limb_t)sh;
+      cin_lo = (limb_t)(sl >> 32);
+      cin_hi = (limb_t)(sh >> 32);
+    } else {
+      cin_lo += in_lo;  // limb 0 of the next position up (small: no wrap)
+      cin_hi += in_hi;
+    }
+  }
+  {
+    limb_t up_lo = __shfl_sync(g.mask, cin_lo, from, TPI);
+    limb_t up_hi = __shfl_sync(g.mask, cin_hi, from, TPI);
+    cin_lo = l == 0u ? 0u : up_lo;
+    cin_hi = l == 0u ? up_lo : up_hi;
+  }
+  limb_t gen_lo = 0u, gen_hi = 0u, ones_lo = 0xffffffffu, ones_hi = 0xffffffffu;
+  HEA_UNROLL_ALL
+  for (int k = 0; k < LPT; k++) {
+    uint64_t sl = (uint64_t)lo[k] + (k == 0 ? cin_lo : gen_lo), sh = (uint64_t)hi[k] + (k == 0 ? cin_hi : gen_hi);
+    lo[k] = (limb_t)sl;
+    hi[k] = (limb_t)sh;
+    gen_lo = (limb_t)(sl >> 32);
+    gen_hi = (limb_t)(sh >> 32);
+    ones_lo &= lo[k];
+    ones_hi &= hi[k];
+  }
+  // carry-lookahead over the 2 TPI positions (bits 0..TPI-1: P_lo's lanes, TPI..2TPI-1: P_hi's)
+  const uint64_t lanes = TPI == 32 ? 0xffffffffull : (1ull << TPI) - 1ull;
+  uint64_t gm = ((uint64_t)__ballot_sync(g.mask, gen_lo != 0u) >> g.first) & lanes;
+  uint64_t pm = ((uint64_t)__ballot_sync(g.mask, ones_lo == 0xffffffffu && gen_lo == 0u) >> g.first) & lanes;
+  gm |= (((uint64_t)__ballot_sync(g.mask, gen_hi != 0u) >> g.first) & lanes) << TPI;
+  pm |= (((uint64_t)__ballot_sync(g.mask, ones_hi == 0xffffffffu && gen_hi == 0u) >> g.first) & lanes) << TPI;
+  const uint64_t carries = ((gm | pm) + gm) ^ pm;
+  {
+    carry c;
+    lo[0] = c.add_cc(lo[0], (limb_t)(carries >> l) & 1u);
+    HEA_UNROLL_ALL
+    for (int k = 1; k < LPT; k++) lo[k] = c.addc_cc(lo[k], 0u);
+  }
+  {
+    carry c;
+    hi[0] = c.add_cc(hi[0], (limb_t)(carries >> (l + TPI)) & 1u);
+    HEA_UNROLL_ALL
+    for (int k = 1; k < LPT; k++) hi[k] = c.addc_cc(hi[k], 0u);
+  }
+  // reduce P_lo, add P_hi
+  limb_t pend = 0u;
+  HEA_UNROLL(1)
+  for (int j = 0; j < TPI; j++) {
+    HEA_UNROLL_ALL
+    for (int k = 0; k < LPT; k++) reduce_row<L, TPI>(g, lo, pend, M);
+  }
+  limb_t top = normalise<L, TPI>(g, lo, pend);
+  top += add<L, TPI>(g, lo, lo, hi);
+  limb_t d[LPT];
+  limb_t borrow = sub<L, TPI>(g, d, lo, M.m);
+  select<LPT>(r, top | (borrow ^ 1u), d, lo);
+}
+
+// r = a^2 * R^-1 mod m. requires: m odd, a < m; r < m. r may alias a.
 template <int L, int TPI>
 HEA_FN void mont_sqr(const group<L, TPI>& g, limb_t* r, const limb_t* a, const modulus<L, TPI>& M) {
+#if HEA_COOP_SQR
+  mont_sqr_blocks<L, TPI>(g, r, a, M);
+#else
   mont_mul<L, TPI>(g, r, a, a, M);
+#endif
 }
 
 // r = (a + b) mod m, r = (a - b) mod m. requires a, b < m; r may alias a or b. No branch.

@@ -80,9 +80,12 @@ HEA_FN void mul_scalar_coop(limb_t* out, const limb_t* cts, const limb_t* ks, un
       continue;
     }
     const limb_t* k = ks + i * (unsigned long long)kstride;
-    mont_mul<L, TPI>(g, c, c, r2, M);  // c R
+    limb_t x[LPT];  // R^2 and 1 loaded and made again, not kept live: registers bound occupancy
+    load<L, TPI>(g, x, K.n2.r2, L);
+    mont_mul<L, TPI>(g, c, c, x, M);  // c R
     pow_public<L, TPI, ENTRIES>(g, c, c, rmod, k, mp_bits(k, kstride), tab, M);
-    mont_mul<L, TPI>(g, c, c, one, M);  // out of Montgomery form
+    set_one<L, TPI>(g, x);
+    mont_mul<L, TPI>(g, c, c, x, M);  // out of Montgomery form
     store<L, TPI>(g, out + i * (unsigned long long)cs, c, cs);
   }
 }
@@ -136,7 +139,7 @@ HEA_FN void product_coop(limb_t* out, const limb_t* in, unsigned long long count
       unsigned long long count, const limb_t* key, int cs, unsigned long long* err) {                   \
     hea::coop::add_coop<LP>(out, as, bs, count, key, cs, err);                                          \
   }                                                                                                     \
-  extern "C" __global__ void he_mul_scalar_coop_##LP(limb_t* out, const limb_t* cts, const limb_t* ks,   \
+  extern "C" __global__ void HEA_COOP_BOUNDS(2 * LP) he_mul_scalar_coop_##LP(limb_t* out, const limb_t* cts, const limb_t* ks,   \
       unsigned long long count, const limb_t* key, int cs, int kstride, unsigned long long* err) {      \
     __shared__ limb_t tab[hea::coop::coop_pub_entries(2 * LP) * (2 * LP / hea::coop::coop_tpi(2 * LP)) * \
                           HEA_COOP_BLOCK];                                                              \

@@ -38,10 +38,12 @@ HEA_FN void powmod_coop(limb_t* out, const limb_t* bases, const limb_t* exps, un
       continue;
     }
     const limb_t* e = exps + i * (unsigned long long)el;
-    mont_mul<L, TPI>(g, b, b, r2, M);       // to Montgomery form
+    load<L, TPI>(g, x, rec.r2, L);          // R^2 and 1 again, not kept live: registers bound occupancy
+    mont_mul<L, TPI>(g, b, b, x, M);        // to Montgomery form
     if (secret) pow_secret<L, TPI, SECRET>(g, b, b, rmod, e, el, 32 * el, tab, M);
     else pow_public<L, TPI, PUBLIC>(g, b, b, rmod, e, mp_bits(e, el), tab, M);
-    mont_mul<L, TPI>(g, b, b, one, M);      // out of Montgomery form
+    set_one<L, TPI>(g, x);
+    mont_mul<L, TPI>(g, b, b, x, M);        // out of Montgomery form
     store<L, TPI>(g, out + i * L, b, L);
   }
 }
@@ -50,7 +52,7 @@ HEA_FN void powmod_coop(limb_t* out, const limb_t* bases, const limb_t* exps, un
 }  // namespace hea
 
 #define HEA_MODEXP_COOP_KERNELS(L)                                                                   \
-  extern "C" __global__ void powmod_coop_##L(limb_t* out, const limb_t* bases, const limb_t* exps,    \
+  extern "C" __global__ void HEA_COOP_BOUNDS(L) powmod_coop_##L(limb_t* out, const limb_t* bases, const limb_t* exps,    \
       unsigned long long count, const limb_t* modulus, int bstride, int el, int secret,               \
       unsigned long long* err) {                                                                      \
     __shared__ limb_t tab[hea::coop::coop_table_entries(L) * (L / hea::coop::coop_tpi(L)) * HEA_COOP_BLOCK]; \

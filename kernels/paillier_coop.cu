@@ -24,12 +24,8 @@ HEA_FN void paillier_coop(limb_t* out, const limb_t* ms, const limb_t* rs, unsig
   const pub_rec<LP>& K = *reinterpret_cast<const pub_rec<LP>*>(key);
   const group<L, TPI> g = group<L, TPI>::mine();
   modulus<L, TPI> M;
-  limb_t r2[LPT], one[LPT], rmod[LPT], n_mont[LPT], x[LPT], y[LPT];
+  limb_t r2[LPT], one[LPT], rmod[LPT], x[LPT], y[LPT];
   load_modulus<L, TPI>(g, M, r2, one, rmod, K.n2);
-  if (mode == 1) {
-    load<L, TPI>(g, y, K.n, LP);
-    mont_mul<L, TPI>(g, n_mont, y, r2, M);  // n R mod n^2
-  }
   const unsigned long long per_block = HEA_COOP_BLOCK / TPI;
   for (unsigned long long i = blockIdx.x * per_block + threadIdx.x / TPI; i < count; i += gridDim.x * per_block) {
     if (mode == 1) {
@@ -41,15 +37,22 @@ HEA_FN void paillier_coop(limb_t* out, const limb_t* ms, const limb_t* rs, unsig
         continue;
       }
     }
+    // R^2, m and n are loaded again where they are used, not kept live across the power:
+    // registers bound occupancy
     load<L, TPI>(g, x, rs + i * (unsigned long long)ps, ps, LP);
-    mont_mul<L, TPI>(g, x, x, r2, M);  // r R
+    load<L, TPI>(g, y, K.n2.r2, L);
+    mont_mul<L, TPI>(g, x, x, y, M);  // r R
     pow_public<L, TPI, ENTRIES>(g, x, x, rmod, K.n, (int)K.n_bits, tab, M);  // r^n R
     if (mode == 1) {
-      mont_mul<L, TPI>(g, y, y, n_mont, M);  // m n (< n^2, exact)
-      add_small<L, TPI>(g, y, 1u);           // g^m = 1 + m n, still < n^2
-      mont_mul<L, TPI>(g, x, y, x, M);       // (1 + m n) r^n
+      limb_t n[LPT];
+      load<L, TPI>(g, y, ms + i * (unsigned long long)ps, ps, LP);
+      load<L, TPI>(g, n, K.n, LP);
+      mul_low<L, TPI>(g, y, y, n);     // m n (< n^2 < R: exact)
+      add_small<L, TPI>(g, y, 1u);     // g^m = 1 + m n, still < n^2
+      mont_mul<L, TPI>(g, x, y, x, M); // (1 + m n) r^n
     } else {
-      mont_mul<L, TPI>(g, x, x, one, M);     // out of Montgomery form
+      set_one<L, TPI>(g, y);
+      mont_mul<L, TPI>(g, x, x, y, M); // out of Montgomery form
     }
     store<L, TPI>(g, out + i * (unsigned long long)cs, x, cs);
   }
@@ -59,13 +62,13 @@ HEA_FN void paillier_coop(limb_t* out, const limb_t* ms, const limb_t* rs, unsig
 }  // namespace hea
 
 #define HEA_PAILLIER_COOP_KERNELS(LP)                                                                   \
-  extern "C" __global__ void paillier_encrypt_coop_##LP(limb_t* out, const limb_t* ms, const limb_t* rs, \
+  extern "C" __global__ void HEA_COOP_BOUNDS(2 * LP) paillier_encrypt_coop_##LP(limb_t* out, const limb_t* ms, const limb_t* rs, \
       unsigned long long count, const limb_t* key, int ps, int cs, unsigned long long* err) {           \
     __shared__ limb_t tab[hea::coop::coop_pub_entries(2 * LP) * (2 * LP / hea::coop::coop_tpi(2 * LP)) *     \
                           HEA_COOP_BLOCK];                                                              \
     hea::coop::paillier_coop<LP>(out, ms, rs, count, key, ps, cs, err, tab, 1);                         \
   }                                                                                                     \
-  extern "C" __global__ void paillier_obfuscate_coop_##LP(limb_t* out, const limb_t* rs,                \
+  extern "C" __global__ void HEA_COOP_BOUNDS(2 * LP) paillier_obfuscate_coop_##LP(limb_t* out, const limb_t* rs,                \
       unsigned long long count, const limb_t* key, int ps, int cs, unsigned long long* err) {           \
     __shared__ limb_t tab[hea::coop::coop_pub_entries(2 * LP) * (2 * LP / hea::coop::coop_tpi(2 * LP)) *     \
                           HEA_COOP_BLOCK];                                                              \
