@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import random
 import re
 import shutil
 import subprocess
@@ -40,6 +41,13 @@ INVERSE_CHUNK = 16
 #: multiplications per inverted element by Montgomery's trick (kernels/inverse_coop.cu): one in
 #: the prefix pass, two in the back pass, at every level (each 1/INVERSE_CHUNK of the one below)
 INVERSE_MULS = 3 * INVERSE_CHUNK / (INVERSE_CHUNK - 1)
+
+
+def public_table_entries(lpt: int, squaring: bool = True) -> int:
+    """kernels/coop_mont.cuh coop_pub_entries: the most odd powers that keep 8 blocks of 128 in
+    sm_90's 228 KB of shared memory (1 KB reserved per block) beside the squaring's copy."""
+    sqr = 4 * COOP_BLOCK * (2 * lpt + 1) if squaring else 0
+    return max(8, min(16, (228 * 1024 // 8 - 1024 - sqr) // (4 * COOP_BLOCK * lpt)))
 
 ASSUMPTIONS = """\
 - Throughput-bound, latency fully hidden: each SM sub-partition (4 per SM) issues one warp
@@ -250,9 +258,14 @@ class MulModel:
     numbers_per_warp: int
     per_step: Mix        # one limb-step (one limb of a times one multiplier word, plus reduction share)
     per_mul: Mix         # one whole multiplication, per warp (all the numbers the warp holds)
+    per_sqr: Mix | None = None  # a dedicated squaring, per warp (None: squarings run per_mul)
+    sqr_parts: dict = field(default_factory=dict)  # the squaring's pieces, per warp, for the table
 
     def warp_cycles_per_number(self) -> float:
         return self.per_mul.cycles() / self.numbers_per_warp
+
+    def warp_cycles_per_square(self) -> float:
+        return (self.per_sqr or self.per_mul).cycles() / self.numbers_per_warp
 
 
 def coop_model(L: int, tpi: int) -> MulModel:
@@ -284,7 +297,55 @@ def coop_model(L: int, tpi: int) -> MulModel:
     # a limb-step (one limb of a*b_i and one of m*u, as for the one-thread kernel): the row loop
     # per row per limb the lane holds
     per_step = row_loop.scaled(1.0 / (lpt * lpt))
-    return MulModel(f"powmod_coop_{L}", L, 32 // tpi, per_step, per_mul)
+    per_sqr, parts = coop_sqr_model(f, lpt, tpi)
+    return MulModel(f"powmod_coop_{L}", L, 32 // tpi, per_step, per_mul, per_sqr, parts)
+
+
+def _straight_to_votes(f: Function, start: int, votes_wanted: int) -> int:
+    """Index after the instruction stream from `start` through its `votes_wanted`-th VOTE, then
+    on to the next branch or label."""
+    end, votes = start, 0
+    while end < len(f.ops) and votes < votes_wanted:
+        votes += f.ops[end].startswith("VOTE")
+        end += 1
+    label_at = set(f.labels.values())
+    while end < len(f.ops) and end not in label_at and "BRA" not in f.ops[end]:
+        end += 1
+    return end
+
+
+def coop_sqr_model(f: Function, lpt: int, tpi: int) -> tuple[Mix | None, dict]:
+    """The dedicated squaring (mont_sqr_blocks), if the kernel has one: the block loop (TPI/2 + 1
+    steps: 2 LPT shuffles for two slices, the position-l copy stored to shared memory), the
+    carry assembly up to the reduction loop, the reduction loop (TPI iterations of LPT rows:
+    one broadcast and one shift each) and the epilogue (normalise, add P_hi, the final
+    subtraction: six ballots). None where squarings run the multiplication (HEA_COOP_SQR=0)."""
+    loops = f.loops()
+    block = next(((lo, hi) for lo, hi in loops
+                  if f.ops[lo:hi + 1].count("SHFL.IDX") == 2 * lpt and "SHFL.DOWN" not in f.ops[lo:hi + 1]
+                  and sum(o.startswith("STS") for o in f.ops[lo:hi + 1]) == 2 * lpt + 1), None)
+    if block is None:
+        return None, {}
+    reduce = next(((lo, hi) for lo, hi in loops if lo > block[1]
+                   and f.ops[lo:hi + 1].count("SHFL.IDX") == lpt and f.ops[lo:hi + 1].count("SHFL.DOWN") == lpt), None)
+    if reduce is None:
+        raise RuntimeError(f"{f.name}: a squaring block loop but no reduction loop after it")
+    if any(block[1] < lo and hi < reduce[0] for lo, hi in loops):
+        raise RuntimeError(f"{f.name}: a loop between the squaring's block and reduction loops")
+    # the loop runs steps 1 .. TPI/2 - 1; step 0 (before it) is counted as one more iteration,
+    # step TPI/2 (after it) is in the carry assembly's straight code
+    parts = {
+        "block steps": f.mix(*block).scaled(tpi // 2),
+        "carry assembly": f.mix(block[1] + 1, reduce[0] - 1),
+        "reduction rows": f.mix(*reduce).scaled(tpi),
+        "epilogue": f.mix(reduce[1] + 1, _straight_to_votes(f, reduce[1] + 1, 6) - 1),
+    }
+    total = Mix()
+    for m in parts.values():
+        total = total + m
+    parts["block step"] = f.mix(*block)
+    parts["reduction loop iteration"] = f.mix(*reduce)
+    return total, parts
 
 
 def one_thread_model(L: int) -> MulModel:
@@ -324,52 +385,98 @@ def one_thread_model(L: int) -> MulModel:
 
 
 # -- operations ---------------------------------------------------------------------------------------
-def sliding_muls(ebits: int, w: int, entries: int) -> float:
-    """Squarings + multiplications of a left-to-right sliding-window powmod (average exponent)."""
-    return (ebits - 1) + ebits / (w + 1) + entries
-
-
 def fixed_muls(ebits: int, w: int, entries: int) -> float:
     windows = math.ceil(ebits / w)
     return windows * w + windows + entries
 
 
-def fixed_muls_top_read(ebits: int, w: int, table_muls: int) -> float:
-    """The cooperative pow_secret: the top window is a masked read, every other window w
-    squarings and a multiplication."""
-    return (math.ceil(ebits / w) - 1) * (w + 1) + table_muls
+def secret_counts(ebits: int, w: int, table_muls: int) -> tuple[float, float]:
+    """(squarings, multiplications) of the cooperative pow_secret: the top window is a masked
+    read, every other window w squarings and a multiplication."""
+    windows = math.ceil(ebits / w) - 1
+    return windows * w, windows + table_muls
 
 
-def operations(kind: str) -> dict[str, list[tuple[int, float]]]:
-    """op -> [(limbs, multiplications at that size)]; DJN's cooperative comb is modelled apart
-    (djn_comb_model)."""
+def public_entries(ebits: int, most: int) -> int:
+    """kernels/coop_mont.cuh pub_entries_for: about one table entry per 16 exponent bits."""
+    return max(2, min(most, ebits >> 4))
+
+
+def public_counts(ebits: int, most: int, trials: int = 200) -> tuple[float, float]:
+    """(squarings, multiplications) of the cooperative pow_public, averaged over random exponents
+    of `ebits` bits (top bit set; a fixed seed): its table (one squaring, E - 1 products) and
+    its fractional sliding windows (odd digits up to 2E - 1, at most 5 bits), as the kernel
+    chooses them."""
+    entries = public_entries(ebits, most)
+    max_digit = 2 * entries - 1
+    rng = random.Random(ebits * 1000 + most)
+    sq = mul = 0
+    for _ in range(trials):
+        e = rng.getrandbits(ebits) | (1 << (ebits - 1))
+        i, started = ebits - 1, False
+        while i >= 0:
+            if not (e >> i) & 1:
+                sq += started
+                i -= 1
+                continue
+            lo = max(0, i - 4)
+            while not (e >> lo) & 1:
+                lo += 1
+            d = (e >> lo) & ((1 << (i - lo + 1)) - 1)
+            while d > max_digit:
+                d >>= 1
+                lo += 1
+                while not d & 1:
+                    d >>= 1
+                    lo += 1
+            if started:
+                sq += i - lo + 1
+                mul += 1
+            started = True
+            i = lo - 1
+    return 1 + sq / trials, entries - 1 + mul / trials
+
+
+def operations(kind: str) -> dict[str, list[tuple[int, float, float]]]:
+    """op -> [(limbs, multiplications, squarings at that size)]; DJN's cooperative comb is
+    modelled apart (djn_comb_model)."""
     n, half = KEY_BITS, KEY_BITS // 2
+    L2, Lp2 = 2 * n // 32, n // 32
     if kind == "coop":
-        pub = lambda e: sliding_muls(e, 4, 8) + 3  # noqa: E731 (R mod m, to and from Montgomery form)
+        from accel.gpu.build import COOP_TPI  # noqa: PLC0415
+
+        most = public_table_entries(L2 // COOP_TPI[L2])
+
+        def pub(e: int, extra: float) -> tuple[float, float]:
+            sq, mul = public_counts(e, most)
+            return mul + extra, sq
+
+        # paillier_encrypt_coop: R mod m, r to Montgomery form, r^n, m n as a low-half product,
+        # the product by 1 + m n
+        textbook = pub(n, 3 + MUL_LOW)
+        # he_mul_scalar_coop: R mod m, to and from Montgomery form
+        scalar = pub(64, 3)
         # decrypt_coop: per half c mod p^2 (3), the power (6 table products), out of Montgomery
         # form, L_p (a low-half product) and the product by hp (1); Garner: 3 and a low product
-        half_dec = 3 + fixed_muls_top_read(half, 3, 6) + 1 + MUL_LOW + 1
-        dec = 2 * half_dec + 3 + MUL_LOW
-        djn = 0.0  # replaced by djn_comb_model
+        sq, mul = secret_counts(half, 3, 6)
+        dec = (2 * (3 + mul + 1 + MUL_LOW + 1) + 3 + MUL_LOW, 2 * sq)
+        djn = (0.0, 0.0)  # replaced by djn_comb_model
     else:
-        pub = lambda e: fixed_muls(e, 4, 15) + 2  # noqa: E731
-        dec = 2 * pub(half) + 8
-        djn = -(-half // 4) + 2  # djn_encrypt: 4-bit comb rows, one multiplication each
-    L2, Lp2 = 2 * n // 32, n // 32
+        def pub1(e: int) -> tuple[float, float]:
+            return fixed_muls(e, 4, 15) + 2, 0.0  # squarings run the multiplication: counted in it
+
+        textbook = (pub1(n)[0] + 2, 0.0)
+        scalar = (pub1(64)[0] + 1, 0.0)
+        dec = (2 * pub1(half)[0] + 8, 0.0)
+        djn = (-(-half // 4) + 2, 0.0)  # djn_encrypt: 4-bit comb rows, one multiplication each
     return {
-        "textbook encryption": [(L2, pub(n) + 2)],
-        "CRT decryption": [(Lp2, dec)],
-        "DJN encryption": [(L2, djn)],
-        "x64-bit scalar": [(L2, pub(64) + 1)],
-        # one-thread: a per-element binary GCD (not modelled: data-dependent and divergent)
-        NEGATIVE_SCALAR: [(L2, pub(64) + 1 + INVERSE_MULS)] if kind == "coop" else [],
-        "add": [(L2, 2)],
+        "textbook encryption": [(L2, *textbook)],
+        "CRT decryption": [(Lp2, *dec)],
+        "DJN encryption": [(L2, *djn)],
+        "x64-bit scalar": [(L2, *scalar)],
+        "add": [(L2, 2, 0.0)],
         # raw_sum's tree: SUM_CHUNK inputs per group, SUM_CHUNK - 1 products and one by R^g
-        "add in a sum (device-resident chain)": [(L2, SUM_CHUNK / (SUM_CHUNK - 1))],
-        # ciphertexts kept as c R mod n^2 (kernels/resident_coop.cu; cooperative kernels only):
-        # aR bR R^-1 = abR, and a sum's products need no correction by R^g
-        "add, Montgomery form": [(L2, 1)] if kind == "coop" else [],
-        "add in a sum, Montgomery form": [(L2, 1)] if kind == "coop" else [],
+        "add in a sum (device-resident chain)": [(L2, SUM_CHUNK / (SUM_CHUNK - 1), 0.0)],
     }
 
 
@@ -461,7 +568,8 @@ def predict(models: dict[int, MulModel], kind: str) -> dict[str, float]:
     sub_partitions = SMS * SMSP_PER_SM
     out = {}
     for op, parts in operations(kind).items():
-        cycles = sum(models[L].warp_cycles_per_number() * muls for L, muls in parts)
+        cycles = sum(models[L].warp_cycles_per_number() * muls + models[L].warp_cycles_per_square() * sqrs
+                     for L, muls, sqrs in parts)
         out[op] = sub_partitions * CLOCK_HZ / cycles if cycles else math.nan  # nan: modelled apart
     return out
 
@@ -490,6 +598,22 @@ def report(markdown: bool = True) -> str:
             lines.append(f"| `{m.kernel}` ({label}) | {L} | {m.numbers_per_warp} | {s.total:.1f} | {s.fma:.1f} | "
                          f"{s.alu:.1f} | {s.lsu - s.mem:.1f} | {s.mem:.1f} | "
                          f"{m.per_mul.total / m.numbers_per_warp:,.0f} | {m.warp_cycles_per_number():,.0f} |")
+    lines += ["", "Squaring (cooperative core): warp instructions per number, from the SASS of the same kernels.", "",
+              "| kernel | multiplication | squaring | squaring / multiplication (cycles) | block steps | "
+              "carry assembly | reduction rows | epilogue | one block step | one reduction iteration (LPT rows) |",
+              "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for L in sizes:
+        m = coop[L]
+        if m.per_sqr is None:
+            lines.append(f"| `{m.kernel}` | {m.per_mul.total / m.numbers_per_warp:,.0f} | (the multiplication) | 1.00 "
+                         "| | | | | | |")
+            continue
+        per = {k: v.total / m.numbers_per_warp for k, v in m.sqr_parts.items()}
+        lines.append(f"| `{m.kernel}` | {m.per_mul.total / m.numbers_per_warp:,.0f} | "
+                     f"{m.per_sqr.total / m.numbers_per_warp:,.0f} | "
+                     f"{m.warp_cycles_per_square() / m.warp_cycles_per_number():.2f} | {per['block steps']:,.0f} | "
+                     f"{per['carry assembly']:,.0f} | {per['reduction rows']:,.0f} | {per['epilogue']:,.0f} | "
+                     f"{m.sqr_parts['block step'].total:,.0f} | {m.sqr_parts['reduction loop iteration'].total:,.0f} |")
     p_one, p_coop = predict(one, "one"), predict(coop, "coop")
     comb = djn_comb_model(coop[128], COOP_TPI[128])
     p_coop["DJN encryption"] = comb.rate()

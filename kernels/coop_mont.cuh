@@ -166,18 +166,18 @@ __host__ __device__ constexpr int coop_entries(int) { return HEA_COOP_ENTRIES; }
 // Shared memory of one SM on sm_90 and what the system reserves per block (accel/gpu/report.py).
 #define HEA_SM_SMEM (228 * 1024)
 #define HEA_BLOCK_SMEM_RESERVED 1024
-// Shared memory the dedicated squaring keeps per block (mont_sqr_blocks: 2 LPT + 1 limbs per
-// thread); 0 when squarings run the multiplication.
+// Shared memory the dedicated squaring keeps per block (mont_sqr_blocks: its copy of the number,
+// LPT limbs, and of one sum, 2 LPT + 1, per thread); 0 when squarings run the multiplication.
 #ifndef HEA_COOP_SQR
 #define HEA_COOP_SQR 1
 #endif
 __host__ __device__ constexpr int coop_sqr_smem(int L) {
-  return HEA_COOP_SQR ? 4 * HEA_COOP_BLOCK * (2 * (L / coop_tpi(L)) + 1) : 0;
+  return HEA_COOP_SQR ? 4 * HEA_COOP_BLOCK * (3 * (L / coop_tpi(L)) + 1) : 0;
 }
 // Entries for PUBLIC exponents: odd powers base, base^3, ..., base^(2E-1) for fractional sliding
 // windows of up to 5 bits (digits odd and at most 2E-1). E is the most that keeps 8 blocks of
 // HEA_COOP_BLOCK threads (32 warps, 50% of sm_90's 64) in an SM's shared memory beside the
-// squaring's: 11 at four limbs per lane (1024- to 4096-bit moduli), 16 (full 5-bit windows) at
+// squaring's: 10 at four limbs per lane (1024- to 4096-bit moduli), 16 (full 5-bit windows) at
 // three; never fewer than the 8 of 4-bit windows (six and eight limbs per lane: 6144- and
 // 8192-bit moduli, where registers already keep occupancy below 50%). 6-bit windows (32
 // entries) would take 64 KB per block at 2048 bits.
@@ -193,7 +193,7 @@ __host__ __device__ constexpr int coop_table_entries(int L) {
 }
 // Entries a public exponent of `ebits` bits uses (at most `most`): about one per 16 bits, the
 // fewest multiplications (table and windows) by accel.bench.kernel_model's count over random
-// exponents (64 bits: 4 entries; 128: 8; 2048: all 11).
+// exponents (64 bits: 4 entries; 128: 8; 2048: all 10).
 HEA_FN int pub_entries_for(int ebits, int most) {
   int e = ebits >> 4;
   return e < 2 ? 2 : (e > most ? most : e);
@@ -452,24 +452,26 @@ HEA_FN void mont_mul(const group<L, TPI>& g, limb_t* r, const limb_t* a, const l
   select<LPT>(r, top | (borrow ^ 1u), d, t);
 }
 
-// The dedicated squaring (HEA_COOP_SQR=1, the default; 0 runs mont_mul(a, a)). a^2 needs each
-// unordered pair of slices once (doubled off the diagonal), so the square is computed in blocks
-// of LPT x LPT limbs, balanced over the lanes, and reduced afterwards:
+// The dedicated squaring (HEA_COOP_SQR=1, the default; 0 runs mont_mul(a, a)). a^2 = 2 S + Q,
+// S the products of distinct limbs (each unordered pair once), Q the limbs' squares; S is
+// computed in blocks of LPT x LPT limbs balanced over the lanes, and the reduction follows:
 //
 // * lane l owns block positions l and l + TPI of the 2L-limb square (the pairs of slices {i, j}
 //   with i + j = l or l + TPI: TPI/2 + 1 pairs for even l, TPI/2 for odd l). At step s it
-//   multiplies slices d = ceil(l/2) + s and j = floor(l/2) - s (mod TPI), fetched with shuffles,
-//   into one accumulator; the pairs with i + j = l come first (s <= floor(l/2)), and a copy of
-//   the accumulator taken at that step (in shared memory, one column per thread: registers are
-//   what limits occupancy) separates them from the rest. Off the diagonal (d != j)
-//   the second factor is doubled (one bit up, the bit shifted out its own row); an odd lane's
-//   last step would repeat its previous pair and adds nothing. TPI/2 + 1 block steps against
-//   the TPI of a multiplication's product half.
-// * the blocks' overlapping halves move one position up (shuffles; position TPI - 1's high half
-//   crosses into position TPI), and one carry-lookahead over the 2 TPI positions resolves P = a^2
-//   as P_lo (lane l: block l) and P_hi (block l + TPI);
-// * Montgomery reduction of P_lo alone (rows t <- (t + m u) / 2^32, half of a multiplication's
-//   row), then (P + U m) / R = (P_lo + U m) / R + P_hi, below 2m for a < m: one masked subtract.
+//   multiplies slices d = ceil(l/2) + s and j = floor(l/2) - s (mod TPI), read from a copy of
+//   the number in shared memory, into one accumulator; a diagonal block (d = j: even lanes at
+//   steps 0 and TPI/2) counts its upper triangle only, and an odd lane's step TPI/2 would repeat
+//   a pair, so it adds nothing. The pairs with i + j = l come first (s <= floor(l/2)); a copy of
+//   the accumulator taken at that step separates them from the rest. Both copies live in shared
+//   memory, a column per thread like the tables: registers are what bound occupancy.
+//   TPI/2 + 1 block steps where a multiplication's product half takes TPI.
+// * both sums doubled and the squares added (even lanes), the blocks' overlapping halves moved
+//   one position up (shuffles; position TPI - 1's high half crosses into position TPI), and one
+//   carry-lookahead over the 2 TPI positions resolves P = a^2 as P_lo (lane l: block l) and P_hi
+//   (block l + TPI);
+// * Montgomery reduction of P_lo alone (rows t <- (t + m u) / 2^32: a multiplication's row
+//   without a*b_i), then (P + U m) / R = (P_lo + U m) / R + P_hi, below 2m for a < m: one masked
+//   subtraction.
 // One reduction row: t <- (t + m*u) / 2^32 with u = t_0 * m' from lane 0; carries into `hi` as
 // in mont_row (top = next + c2 + hi stays below 3 * 2^32).
 template <int L, int TPI>
@@ -494,41 +496,69 @@ HEA_FN void reduce_row(const group<L, TPI>& g, limb_t* t, limb_t& hi, const modu
   hi = (limb_t)(top >> 32);
 }
 
-// acc (2 LPT + 1 limbs) += x * y', y' = (slice j of the group's number a) << twice (twice 0
-// or 1), each limb of y' kept by `keep`. The limbs of slice j arrive one row at a time (fewer
-// live registers). The sum must fit.
+// x_k, or 0 where the upper-triangle mask `tri` drops the product x_k y_q (k <= q).
+HEA_FN limb_t k_masked(const limb_t* x, int k, int q, limb_t tri) { return k <= q ? x[k] & ~tri : x[k]; }
+
+// acc (2 LPT + 1 limbs) += x * y, y being slice j of the group's number a (each limb kept by
+// `keep`, fetched as its row needs it). The product forms in a fresh buffer (each row's carries
+// land in limbs no row has reached yet) whose limbs join acc as they become final, so few
+// registers stay live. Where `tri` is all ones only the products x_k y_q with k > q count (the
+// upper triangle of a diagonal block, x = y). The sum must fit.
 template <int L, int TPI>
 HEA_FN void block_mac(const group<L, TPI>& g, limb_t* acc, const limb_t* x, const limb_t* a, unsigned j,
-                      limb_t twice, limb_t keep) {
+                      limb_t keep, limb_t tri) {
+  const unsigned base = threadIdx.x - g.lane + j;
   constexpr int LPT = L / TPI, W = 2 * LPT + 1;
-  limb_t prev = 0u;
+  limb_t t[2 * LPT];
+  HEA_UNROLL_ALL
+  for (int k = 0; k < 2 * LPT; k++) t[k] = 0u;
+  uint64_t sum = 0u;  // the carry into acc's next limb
   HEA_UNROLL_ALL
   for (int q = 0; q < LPT; q++) {
-    limb_t yq = __shfl_sync(g.mask, a[q], j, TPI);
-    limb_t y = ((yq << twice) | ((prev >> 31) & twice)) & keep;
-    prev = yq;
+    const limb_t y = a[q * HEA_COOP_BLOCK + base] & keep;
     carry c;
-    acc[q] = c.mad_lo_cc(x[0], y, acc[q]);
+    t[q] = c.mad_lo_cc(k_masked(x, 0, q, tri), y, t[q]);
     HEA_UNROLL_ALL
-    for (int k = 1; k < LPT; k++) acc[q + k] = c.madc_lo_cc(x[k], y, acc[q + k]);
-    HEA_UNROLL_ALL
-    for (int k = q + LPT; k < W - 1; k++) acc[k] = c.addc_cc(acc[k], 0u);
-    acc[W - 1] = c.addc(acc[W - 1], 0u);
+    for (int k = 1; k < LPT; k++) t[q + k] = c.madc_lo_cc(k_masked(x, k, q, tri), y, t[q + k]);
+    t[q + LPT] = c.addc(t[q + LPT], 0u);
     carry c2;
-    acc[q + 1] = c2.mad_hi_cc(x[0], y, acc[q + 1]);
+    t[q + 1] = c2.mad_hi_cc(k_masked(x, 0, q, tri), y, t[q + 1]);
     HEA_UNROLL_ALL
-    for (int k = 1; k < LPT; k++) acc[q + 1 + k] = c2.madc_hi_cc(x[k], y, acc[q + 1 + k]);
-    HEA_UNROLL_ALL
-    for (int k = q + LPT + 1; k < W - 1; k++) acc[k] = c2.addc_cc(acc[k], 0u);
-    acc[W - 1] = c2.addc(acc[W - 1], 0u);
+    for (int k = 1; k < LPT; k++) t[q + 1 + k] = c2.madc_hi_cc(k_masked(x, k, q, tri), y, t[q + 1 + k]);
+    if (q + LPT + 1 < 2 * LPT) t[q + LPT + 1] = c2.addc(0u, 0u);
+    sum += (uint64_t)acc[q] + t[q];  // limb q of the product is final
+    acc[q] = (limb_t)sum;
+    sum >>= 32;
   }
-  // the bit doubling shifted out of the slice's top limb: x once more, LPT limbs up
-  limb_t top = 0u - ((prev >> 31) & twice & keep);
-  carry c;
-  acc[LPT] = c.add_cc(acc[LPT], x[0] & top);
   HEA_UNROLL_ALL
-  for (int k = 1; k < LPT; k++) acc[LPT + k] = c.addc_cc(acc[LPT + k], x[k] & top);
-  acc[W - 1] = c.addc(acc[W - 1], 0u);
+  for (int k = LPT; k < 2 * LPT; k++) {
+    sum += (uint64_t)acc[k] + t[k];
+    acc[k] = (limb_t)sum;
+    sum >>= 32;
+  }
+  acc[W - 1] += (limb_t)sum;
+}
+
+// v (2 LPT + 1 limbs) = 2 v + (the squares of the limbs of slice j of a, limb k's at 2k) & keep.
+// v must stay below 2^(32 W).
+template <int L, int TPI>
+HEA_FN void add_double_squares(const group<L, TPI>& g, limb_t* v, const limb_t* a, unsigned base, unsigned j, limb_t keep) {
+  constexpr int LPT = L / TPI, W = 2 * LPT + 1;
+  HEA_UNROLL_ALL
+  for (int k = W - 1; k > 0; k--) v[k] = (v[k] << 1) | (v[k - 1] >> 31);
+  v[0] <<= 1;
+  limb_t sq[2 * LPT];
+  HEA_UNROLL_ALL
+  for (int k = 0; k < LPT; k++) {
+    limb_t x = a[k * HEA_COOP_BLOCK + base + j] & keep;
+    sq[2 * k] = x * x;
+    sq[2 * k + 1] = (limb_t)(((uint64_t)x * x) >> 32);
+  }
+  carry c;
+  v[0] = c.add_cc(v[0], sq[0]);
+  HEA_UNROLL_ALL
+  for (int k = 1; k < 2 * LPT; k++) v[k] = c.addc_cc(v[k], sq[k]);
+  v[W - 1] = c.addc(v[W - 1], 0u);
 }
 
 // r = a^2 * R^-1 mod m. requires: m odd, a < m; r < m. r may alias a. No branch or address
@@ -540,24 +570,34 @@ HEA_FN void mont_sqr_blocks(const group<L, TPI>& g, limb_t* r, const limb_t* a, 
   const unsigned l = g.lane;
   limb_t acc[W];
   __shared__ limb_t saved[W * HEA_COOP_BLOCK];  // coop_sqr_smem: one column per thread
+  __shared__ limb_t slices[LPT * HEA_COOP_BLOCK];
   HEA_UNROLL_ALL
   for (int k = 0; k < W; k++) acc[k] = 0u;
-  HEA_UNROLL(1)
-  for (int s = 0; s <= HALF; s++) {
+  HEA_UNROLL_ALL
+  for (int k = 0; k < LPT; k++) slices[k * HEA_COOP_BLOCK + threadIdx.x] = a[k];
+  __syncwarp(g.mask);
+  const unsigned base = threadIdx.x - l;
+  // step s: slices d = ceil(l/2) + s and j = floor(l/2) - s (mod TPI); sum l while s <= l/2
+  auto step = [&](int s, limb_t tri, limb_t keep) {
     const unsigned di = ((l + 1u) / 2u + (unsigned)s) & LAST;
     const unsigned ji = (l / 2u + TPI - (unsigned)s) & LAST;
     limb_t x[LPT];
     HEA_UNROLL_ALL
-    for (int k = 0; k < LPT; k++) x[k] = __shfl_sync(g.mask, a[k], di, TPI);
-    const limb_t twice = di != ji ? 1u : 0u;                                   // off the diagonal
-    const limb_t keep = (l & 1u) && s == HALF ? 0u : 0xffffffffu;               // odd lanes' repeat
-    block_mac<L, TPI>(g, acc, x, a, ji, twice, keep);
+    for (int k = 0; k < LPT; k++) x[k] = slices[k * HEA_COOP_BLOCK + base + di];
+    block_mac<L, TPI>(g, acc, x, slices, ji, keep, tri);
     if ((unsigned)s == l / 2u) {  // the last pair of sum l: keep position l's sum
       HEA_UNROLL_ALL
       for (int k = 0; k < W; k++) saved[k * HEA_COOP_BLOCK + threadIdx.x] = acc[k];
     }
-  }
-  // position l: save; position l + TPI: acc - save (in acc)
+  };
+  const limb_t even = (l & 1u) ? 0u : 0xffffffffu;
+  step(0, even, 0xffffffffu);  // even lanes: the diagonal block (l/2, l/2), upper triangle
+  HEA_UNROLL(1)
+  for (int s = 1; s < HALF; s++) step(s, 0u, 0xffffffffu);  // off the diagonal, every lane
+  step(HALF, even, even);  // even lanes: (l/2 + TPI/2, same); odd lanes would repeat a pair
+  // position l: save; position l + TPI: acc - save (in acc); then both doubled and the squares
+  // of the limbs added (even lanes: those of slices l/2 and l/2 + TPI/2, which land exactly on
+  // positions l, l + 1 and l + TPI, l + TPI + 1)
   limb_t save[W];
   HEA_UNROLL_ALL
   for (int k = 0; k < W; k++) save[k] = saved[k * HEA_COOP_BLOCK + threadIdx.x];
@@ -568,6 +608,9 @@ HEA_FN void mont_sqr_blocks(const group<L, TPI>& g, limb_t* r, const limb_t* a, 
     for (int k = 1; k < W - 1; k++) acc[k] = c.subc_cc(acc[k], save[k]);
     acc[W - 1] = c.subc(acc[W - 1], save[W - 1]);
   }
+  add_double_squares<L, TPI>(g, save, slices, base, l / 2u, even);
+  add_double_squares<L, TPI>(g, acc, slices, base, l / 2u + HALF, even);
+  __syncwarp(g.mask);  // every lane has read the slices before the next squaring writes them
   // each position's upper LPT + 1 limbs go one position up (lane l - 1 -> l; position TPI - 1,
   // lane TPI - 1's low one, -> position TPI, lane 0's high one); 64-bit sums, limb by limb, so
   // the two numbers' carries need no flag and few registers stay live

@@ -97,7 +97,7 @@ HEA_FN void decrypt_coop(limb_t* out, const limb_t* cts, unsigned long long coun
 }  // namespace hea
 
 #define HEA_DECRYPT_COOP_KERNELS(LP)                                                                 \
-  extern "C" __global__ void paillier_decrypt_coop_##LP(limb_t* out, const limb_t* cts,              \
+  extern "C" __global__ void HEA_COOP_BOUNDS(LP) paillier_decrypt_coop_##LP(limb_t* out, const limb_t* cts,              \
       unsigned long long count, const limb_t* key, int ps, int cs, unsigned long long* err) {        \
     __shared__ limb_t tab[hea::coop::coop_entries(LP) * (LP / hea::coop::coop_tpi(LP)) * HEA_COOP_BLOCK]; \
     hea::coop::decrypt_coop<LP>(out, cts, count, key, ps, cs, err, tab);                             \

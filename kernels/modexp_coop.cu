@@ -27,8 +27,10 @@ HEA_FN void powmod_coop(limb_t* out, const limb_t* bases, const limb_t* exps, un
   }
   const group<L, TPI> g = group<L, TPI>::mine();
   modulus<L, TPI> M;
-  limb_t r2[LPT], one[LPT], rmod[LPT], b[LPT], x[LPT];
-  load_modulus<L, TPI>(g, M, r2, one, rmod, rec);
+  limb_t rmod[LPT], b[LPT], x[LPT];
+  HEA_UNROLL_ALL
+  for (int k = 0; k < LPT; k++) M.m[k] = rec.m[g.lane * LPT + k];
+  M.minv = rec.minv;
   const unsigned long long per_block = HEA_COOP_BLOCK / TPI;
   for (unsigned long long i = blockIdx.x * per_block + threadIdx.x / TPI; i < count; i += gridDim.x * per_block) {
     bool fits = load<L, TPI>(g, b, bases + i * (unsigned long long)bstride, bstride);
@@ -38,10 +40,14 @@ HEA_FN void powmod_coop(limb_t* out, const limb_t* bases, const limb_t* exps, un
       continue;
     }
     const limb_t* e = exps + i * (unsigned long long)el;
-    load<L, TPI>(g, x, rec.r2, L);          // R^2 and 1 again, not kept live: registers bound occupancy
+    // R^2, R mod m and 1 made per element, not held across elements: registers bound
+    // occupancy (HEA_COOP_BOUNDS)
+    load<L, TPI>(g, x, rec.r2, L);
     mont_mul<L, TPI>(g, b, b, x, M);        // to Montgomery form
-    if (secret) pow_secret<L, TPI, SECRET>(g, b, b, rmod, e, el, 32 * el, tab, M);
-    else pow_public<L, TPI, PUBLIC>(g, b, b, rmod, e, mp_bits(e, el), tab, M);
+    set_one<L, TPI>(g, rmod);
+    mont_mul<L, TPI>(g, x, x, rmod, M);     // R mod m
+    if (secret) pow_secret<L, TPI, SECRET>(g, b, b, x, e, el, 32 * el, tab, M);
+    else pow_public<L, TPI, PUBLIC>(g, b, b, x, e, mp_bits(e, el), tab, M);
     set_one<L, TPI>(g, x);
     mont_mul<L, TPI>(g, b, b, x, M);        // out of Montgomery form
     store<L, TPI>(g, out + i * L, b, L);

@@ -24,8 +24,10 @@ HEA_FN void paillier_coop(limb_t* out, const limb_t* ms, const limb_t* rs, unsig
   const pub_rec<LP>& K = *reinterpret_cast<const pub_rec<LP>*>(key);
   const group<L, TPI> g = group<L, TPI>::mine();
   modulus<L, TPI> M;
-  limb_t r2[LPT], one[LPT], rmod[LPT], x[LPT], y[LPT];
-  load_modulus<L, TPI>(g, M, r2, one, rmod, K.n2);
+  limb_t rmod[LPT], x[LPT], y[LPT];
+  HEA_UNROLL_ALL
+  for (int k = 0; k < LPT; k++) M.m[k] = K.n2.m[g.lane * LPT + k];
+  M.minv = K.n2.minv;
   const unsigned long long per_block = HEA_COOP_BLOCK / TPI;
   for (unsigned long long i = blockIdx.x * per_block + threadIdx.x / TPI; i < count; i += gridDim.x * per_block) {
     if (mode == 1) {
@@ -38,11 +40,13 @@ HEA_FN void paillier_coop(limb_t* out, const limb_t* ms, const limb_t* rs, unsig
       }
     }
     // R^2, m and n are loaded again where they are used, not kept live across the power:
-    // registers bound occupancy
+    // registers bound occupancy (HEA_COOP_BOUNDS)
     load<L, TPI>(g, x, rs + i * (unsigned long long)ps, ps, LP);
     load<L, TPI>(g, y, K.n2.r2, L);
     mont_mul<L, TPI>(g, x, x, y, M);  // r R
-    pow_public<L, TPI, ENTRIES>(g, x, x, rmod, K.n, (int)K.n_bits, tab, M);  // r^n R
+    set_one<L, TPI>(g, rmod);
+    mont_mul<L, TPI>(g, y, y, rmod, M);  // R mod n^2, made per element: nothing held across elements
+    pow_public<L, TPI, ENTRIES>(g, x, x, y, K.n, (int)K.n_bits, tab, M);  // r^n R
     if (mode == 1) {
       limb_t n[LPT];
       load<L, TPI>(g, y, ms + i * (unsigned long long)ps, ps, LP);
