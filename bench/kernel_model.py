@@ -45,8 +45,9 @@ INVERSE_MULS = 3 * INVERSE_CHUNK / (INVERSE_CHUNK - 1)
 
 def public_table_entries(lpt: int, squaring: bool = True) -> int:
     """kernels/coop_mont.cuh coop_pub_entries: the most odd powers that keep 8 blocks of 128 in
-    sm_90's 228 KB of shared memory (1 KB reserved per block) beside the squaring's copy."""
-    sqr = 4 * COOP_BLOCK * (2 * lpt + 1) if squaring else 0
+    sm_90's 228 KB of shared memory (1 KB reserved per block) beside the squaring's copies (of
+    the number and of one sum: 3 LPT + 1 limbs per thread, where the dedicated squaring runs)."""
+    sqr = 4 * COOP_BLOCK * (3 * lpt + 1) if squaring and lpt <= 4 else 0  # coop_sqr_smem
     return max(8, min(16, (228 * 1024 // 8 - 1024 - sqr) // (4 * COOP_BLOCK * lpt)))
 
 ASSUMPTIONS = """\
@@ -316,14 +317,16 @@ def _straight_to_votes(f: Function, start: int, votes_wanted: int) -> int:
 
 def coop_sqr_model(f: Function, lpt: int, tpi: int) -> tuple[Mix | None, dict]:
     """The dedicated squaring (mont_sqr_blocks), if the kernel has one: the block loop (TPI/2 + 1
-    steps: 2 LPT shuffles for two slices, the position-l copy stored to shared memory), the
+    steps: two slices read from shared memory, 2 LPT loads; the position-l copy stored), the
     carry assembly up to the reduction loop, the reduction loop (TPI iterations of LPT rows:
     one broadcast and one shift each) and the epilogue (normalise, add P_hi, the final
     subtraction: six ballots). None where squarings run the multiplication (HEA_COOP_SQR=0)."""
     loops = f.loops()
-    block = next(((lo, hi) for lo, hi in loops
-                  if f.ops[lo:hi + 1].count("SHFL.IDX") == 2 * lpt and "SHFL.DOWN" not in f.ops[lo:hi + 1]
-                  and sum(o.startswith("STS") for o in f.ops[lo:hi + 1]) == 2 * lpt + 1), None)
+    def count(lo: int, hi: int, prefix: str) -> int:
+        return sum(o.startswith(prefix) for o in f.ops[lo:hi + 1])
+
+    block = next(((lo, hi) for lo, hi in loops if count(lo, hi, "LDS") == 2 * lpt and count(lo, hi, "SHFL") == 0
+                  and count(lo, hi, "STS") == 2 * lpt + 1), None)
     if block is None:
         return None, {}
     reduce = next(((lo, hi) for lo, hi in loops if lo > block[1]

@@ -171,16 +171,20 @@ __host__ __device__ constexpr int coop_entries(int) { return HEA_COOP_ENTRIES; }
 #ifndef HEA_COOP_SQR
 #define HEA_COOP_SQR 1
 #endif
+// The dedicated squaring runs where a lane holds at most four limbs (moduli up to 4096 bits:
+// every class HEA_COOP_BOUNDS keeps at 64 registers); with six or eight its wider sums cost
+// more registers than those kernels have spare.
+__host__ __device__ constexpr bool coop_sqr_blocks(int L) { return HEA_COOP_SQR && L / coop_tpi(L) <= 4; }
 __host__ __device__ constexpr int coop_sqr_smem(int L) {
-  return HEA_COOP_SQR ? 4 * HEA_COOP_BLOCK * (3 * (L / coop_tpi(L)) + 1) : 0;
+  return coop_sqr_blocks(L) ? 4 * HEA_COOP_BLOCK * (3 * (L / coop_tpi(L)) + 1) : 0;
 }
 // Entries for PUBLIC exponents: odd powers base, base^3, ..., base^(2E-1) for fractional sliding
 // windows of up to 5 bits (digits odd and at most 2E-1). E is the most that keeps 8 blocks of
 // HEA_COOP_BLOCK threads (32 warps, 50% of sm_90's 64) in an SM's shared memory beside the
 // squaring's: 10 at four limbs per lane (1024- to 4096-bit moduli), 16 (full 5-bit windows) at
-// three; never fewer than the 8 of 4-bit windows (six and eight limbs per lane: 6144- and
-// 8192-bit moduli, where registers already keep occupancy below 50%). 6-bit windows (32
-// entries) would take 64 KB per block at 2048 bits.
+// three, 9 at six; never fewer than the 8 of 4-bit windows (eight limbs per lane: 8192-bit
+// moduli, where registers keep occupancy below 50% anyway). 6-bit windows (32 entries) would
+// take 64 KB per block at 2048 bits.
 __host__ __device__ constexpr int coop_pub_fit(int L) {
   return (HEA_SM_SMEM / 8 - HEA_BLOCK_SMEM_RESERVED - coop_sqr_smem(L)) / (4 * HEA_COOP_BLOCK * (L / coop_tpi(L)));
 }
@@ -686,11 +690,8 @@ HEA_FN void mont_sqr_blocks(const group<L, TPI>& g, limb_t* r, const limb_t* a, 
 // r = a^2 * R^-1 mod m. requires: m odd, a < m; r < m. r may alias a.
 template <int L, int TPI>
 HEA_FN void mont_sqr(const group<L, TPI>& g, limb_t* r, const limb_t* a, const modulus<L, TPI>& M) {
-#if HEA_COOP_SQR
-  mont_sqr_blocks<L, TPI>(g, r, a, M);
-#else
-  mont_mul<L, TPI>(g, r, a, a, M);
-#endif
+  if constexpr (coop_sqr_blocks(L)) mont_sqr_blocks<L, TPI>(g, r, a, M);
+  else mont_mul<L, TPI>(g, r, a, a, M);
 }
 
 // r = (a + b) mod m, r = (a - b) mod m. requires a, b < m; r may alias a or b. No branch.
