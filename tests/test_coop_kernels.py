@@ -74,6 +74,66 @@ def test_powmod_coop_edges_and_random_against_gmpy2(L, secret):
         assert got == [int(gmpy2.powmod(b, e, m)) for b, e in zip(bases, exps)]
 
 
+def _slice_edges(L, m):
+    """Bases that stress the dedicated squaring's carries: every limb all ones, every lane's top
+    limb with its top bit set (the doubling's carry out of a slice), alternating limbs."""
+    lpt = L // COOP_TPI[L]
+    ones = (1 << (32 * L)) - 1
+    tops = sum(0x80000000 << (32 * (lane * lpt + lpt - 1)) for lane in range(COOP_TPI[L]))
+    alt = sum(0xFFFFFFFF << (64 * k) for k in range(L // 2))
+    return [ones % m, tops % m, alt % m, (ones >> 1) % m]
+
+
+@pytest.mark.parametrize("L", MOD_CLASSES)
+def test_squarings_at_every_class(L):
+    """b^2, b^4 and b^(2^k + 1) (squarings in a row, then one product) against gmpy2, with the
+    bases that give the block squaring its largest sums and carries, for moduli whose limbs are
+    all ones, random and one limb short."""
+    bits = 32 * L
+    for m in ((1 << bits) - 1, odd_modulus(bits), odd_modulus(bits - 32)):
+        bases = [0, 1, 2, m - 1, m - 2, secrets.randbelow(m), *_slice_edges(L, m)]
+        for e in (2, 4, (1 << 9) + 1):
+            for secret in (False, True):
+                got, err = powmod_coop(L, bases, [e] * len(bases), m, secret=secret)
+                assert err == NO_ERROR
+                assert got == [int(gmpy2.powmod(b, e, m)) for b in bases], (m, e, secret)
+
+
+def test_public_windows_at_every_table_size():
+    """Public exponents of 1 ... 400 bits use 2 ... all of the table's entries (about one per 16
+    bits) and fractional windows (digits up to 2E - 1): digit patterns just above and below the
+    largest digit, all ones, sparse, against gmpy2 at a class with four and one with three limbs
+    per lane."""
+    for L in (32, 96):
+        most = getattr(lib, f"emu_coop_pub_entries_{L}")()
+        m = odd_modulus(32 * L)
+        base = secrets.randbelow(m)
+        exps = [0, 1, 3]
+        for bits in (5, 16, 31, 32, 33, 48, 64, 100, 16 * most - 1, 16 * most, 16 * most + 1, 400):
+            exps += [(1 << bits) - 1, secrets.randbits(bits) | (1 << (bits - 1)), 1 << (bits - 1)]
+            for digit in (2 * most - 1, 2 * most + 1, 2 * most + 3, 31, 25, 17):
+                exps.append(int(bin(digit)[2:] * max(1, bits // 5), 2))
+        got, err = powmod_coop(L, [base] * len(exps), exps, m)
+        assert err == NO_ERROR and got == [int(gmpy2.powmod(base, e, m)) for e in exps]
+
+
+def test_table_sizes_keep_half_occupancy_and_agree_with_the_model():
+    """The public table's entries per class (coop_pub_entries) are what the kernel model counts,
+    and where the dedicated squaring runs its shared memory and the table fit 8 blocks of 128
+    threads per sm_90 SM (50% occupancy) beside the 1 KB each block reserves."""
+    from accel.bench.kernel_model import public_table_entries
+
+    for L in MOD_CLASSES:
+        lpt = L // COOP_TPI[L]
+        entries = getattr(lib, f"emu_coop_pub_entries_{L}")()
+        sqr = getattr(lib, f"emu_coop_sqr_blocks_{L}")()
+        assert entries == public_table_entries(lpt)
+        assert 8 <= entries <= 16 and bool(sqr) == (lpt <= 4)
+        smem = 4 * BLOCK * lpt * max(entries, 8) + (4 * BLOCK * (3 * lpt + 1) if sqr else 0)
+        if lpt <= 4:
+            assert 8 * (smem + 1024) <= 228 * 1024
+
+
 def test_small_moduli_and_exponent_edges():
     L = 32
     for m in (3, 5, 0xFFFFFFFF, (1 << 33) + 1):

@@ -145,10 +145,13 @@ EMU_PRIMITIVES(128)
 EMU_PRIMITIVES(192)
 EMU_PRIMITIVES(256)
 
-// Cooperative kernels run in lockstep; the threads-per-number table is exported for the host's check.
-#define EMU_COOP(L)                     \
-  EMU_LOCKSTEP(powmod_coop_##L)         \
-  extern "C" int emu_coop_tpi_##L() { return hea::coop::coop_tpi(L); }
+// Cooperative kernels run in lockstep; the threads-per-number table, the public-exponent table
+// entries and whether the dedicated squaring runs are exported for the host's checks.
+#define EMU_COOP(L)                                                                \
+  EMU_LOCKSTEP(powmod_coop_##L)                                                    \
+  extern "C" int emu_coop_tpi_##L() { return hea::coop::coop_tpi(L); }             \
+  extern "C" int emu_coop_pub_entries_##L() { return hea::coop::coop_pub_entries(L); } \
+  extern "C" int emu_coop_sqr_blocks_##L() { return hea::coop::coop_sqr_blocks(L); }
 
 #define EMU_PAILLIER_COOP(LP)                                                                  \
   EMU_LOCKSTEP(paillier_encrypt_coop_##LP) EMU_LOCKSTEP(paillier_obfuscate_coop_##LP)          \
