@@ -32,9 +32,9 @@
 #define HEA_COOP_BLOCK 128
 
 // The exponentiation kernels are built for 8 resident blocks of HEA_COOP_BLOCK threads (64
-// registers, 50% occupancy on sm_90) where a lane holds at most four limbs (moduli up to 4096
-// bits); the dedicated squaring fits there without spills (he-accel kernels report).
-#define HEA_COOP_BOUNDS(L) __launch_bounds__(HEA_COOP_BLOCK, (L) / hea::coop::coop_tpi(L) <= 4 ? 8 : 1)
+// registers, 50% occupancy on sm_90) where a lane holds at most six limbs (moduli up to 6144
+// bits); they fit there without spills, the dedicated squaring included (he-accel kernels report).
+#define HEA_COOP_BOUNDS(L) __launch_bounds__(HEA_COOP_BLOCK, (L) / hea::coop::coop_tpi(L) <= 6 ? 8 : 1)
 
 namespace hea {
 namespace coop {
