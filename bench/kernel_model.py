@@ -62,9 +62,14 @@ ASSUMPTIONS = """\
 - Local memory (LDL/STL of the one-thread kernels) hits L1: an upper bound for those kernels,
   whose 6-24 KB per-thread frames far exceed L1 at full occupancy (L2 traffic is not modelled).
 - Counts come from the SASS of the multiplication loop of the powmod kernels as built by
-  `he-accel kernels build` (sm_90); squaring is the same code (no dedicated squaring), and
-  per multiplication the epilogue (carry resolution, final subtraction) is added for the
-  cooperative core, the loop prologues and the final subtract-select for the one-thread one.
+  `he-accel kernels build` (sm_90), and per multiplication the epilogue (carry resolution,
+  final subtraction) is added for the cooperative core, the loop prologues and the final
+  subtract-select for the one-thread one. The cooperative core's dedicated squaring is read
+  from the same powmod kernels: its block loop (TPI/2 - 1 iterations, the step before it
+  counted as one more; the step after it is in the straight code that follows), the straight
+  code up to the reduction loop (the last step, doubling, squares, carry assembly), the
+  reduction loop (TPI iterations) and the epilogue through its six ballots; the one-thread
+  kernels square with the multiplication.
 - Operation mixes at 2048-bit keys (n^2: 4096 bits, 128 limbs; p^2: 2048 bits, 64 limbs):
   textbook encryption = r^n mod n^2 (2048-bit public exponent) + 2 multiplications;
   CRT decryption = 2 x c^(p-1) mod p^2 (1024-bit secret exponent, 64 limbs) + the reduction of c,
@@ -79,23 +84,14 @@ ASSUMPTIONS = """\
   of the table: each block of 128 threads reads every row once, 16.8 MB per 4 encryptions at
   2048-bit keys, at the L2 bandwidth above) + 2; x64-bit scalar = c^k mod n^2, 64-bit public k;
   add = 2 multiplications mod n^2 (to Montgomery form, product); an add in a sum = one
-  multiplication per input plus one per group of 32 (he_product's correction by R^g). In
-  Montgomery form (MontgomeryArray, kernels/resident_coop.cu) an add is one multiplication
-  (aR bR R^-1 = abR) and an add in a sum one (no correction); the conversions in and out (one
-  multiplication each per ciphertext, once per chain) are not counted. The whole-kernel rows
-  count the add kernels' SASS per element instead (loads, range checks, stores included).
-  Windows: one-thread kernels 4-bit fixed (16-entry table); cooperative core 4-bit sliding windows
-  (8 odd powers) for public exponents and 3-bit fixed windows (8 entries, the top window read
-  into the accumulator) for secret ones. No dedicated squaring: squarings cost a multiplication.
-- A negative 64-bit scalar (cooperative): c^|k| as above, then the batch's results inverted
-  together by Montgomery's trick (`he_inverse_prefix_coop`, `he_inverse_back_coop`: 1 + 2
-  multiplications per element per level, 16 elements per group, so 3 x 16/15 = 3.2 per element)
-  and one inversion of the batch's total on the host (per batch, not per element: left out like
-  launches). The passes' extra memory traffic (2.5 KB per element at 2048-bit keys: read x twice
-  and the prefix once, write the prefix and the result) would bound them at about 1.3G elements/s
-  at 3.35 TB/s of HBM3, far above these rates: not a bound. The one-thread kernel's per-element
-  binary-GCD inversion (data-dependent trip counts, divergent, `mod_inverse<128>` in local
-  memory) is not modelled.
+  multiplication per input plus one per group of 32 (he_product's correction by R^g).
+  Windows: one-thread kernels 4-bit fixed (16-entry table), squarings at the cost of a
+  multiplication; cooperative core: public exponents by fractional sliding windows of up to 5
+  bits over E odd powers (E about one per 16 exponent bits, at most 10 at four limbs per lane:
+  2048-bit n uses all 10), squarings and multiplications counted by running the kernel's window
+  choice over 200 random exponents (fixed seed) and costed apart; secret exponents by 3-bit
+  fixed windows (8 entries, the top window read into the accumulator), squarings by the
+  dedicated squaring.
 - The cooperative column applies the core to every operation; the kernel built on it is named
   in the last column.
 - Device-resident batches large enough to fill every SM (the cooperative core needs
