@@ -92,6 +92,15 @@ ASSUMPTIONS = """\
   choice over 200 random exponents (fixed seed) and costed apart; secret exponents by 3-bit
   fixed windows (8 entries, the top window read into the accumulator), squarings by the
   dedicated squaring.
+- A negative 64-bit scalar (cooperative): c^|k| as above, then the batch's results inverted
+  together by Montgomery's trick (`he_inverse_prefix_coop`, `he_inverse_back_coop`: 1 + 2
+  multiplications per element per level, 16 elements per group, so 3 x 16/15 = 3.2 per element)
+  and one inversion of the batch's total on the host (per batch, not per element: left out like
+  launches). The passes' extra memory traffic (2.5 KB per element at 2048-bit keys: read x twice
+  and the prefix once, write the prefix and the result) would bound them at about 1.3G elements/s
+  at 3.35 TB/s of HBM3, far above these rates: not a bound. The one-thread kernel's per-element
+  binary-GCD inversion (data-dependent trip counts, divergent, `mod_inverse<128>` in local
+  memory) is not modelled.
 - The cooperative column applies the core to every operation; the kernel built on it is named
   in the last column.
 - Device-resident batches large enough to fill every SM (the cooperative core needs
@@ -473,6 +482,9 @@ def operations(kind: str) -> dict[str, list[tuple[int, float, float]]]:
         "CRT decryption": [(Lp2, *dec)],
         "DJN encryption": [(L2, *djn)],
         "x64-bit scalar": [(L2, *scalar)],
+        # then Montgomery's trick over the batch; one-thread: a per-element binary GCD (not
+        # modelled: data-dependent and divergent)
+        NEGATIVE_SCALAR: [(L2, scalar[0] + INVERSE_MULS, scalar[1])] if kind == "coop" else [],
         "add": [(L2, 2, 0.0)],
         # raw_sum's tree: SUM_CHUNK inputs per group, SUM_CHUNK - 1 products and one by R^g
         "add in a sum (device-resident chain)": [(L2, SUM_CHUNK / (SUM_CHUNK - 1), 0.0)],
