@@ -503,8 +503,8 @@ HEA_FN void reduce_row(const group<L, TPI>& g, limb_t* t, limb_t& hi, const modu
 // x_k, or 0 where the upper-triangle mask `tri` drops the product x_k y_q (k <= q).
 HEA_FN limb_t k_masked(const limb_t* x, int k, int q, limb_t tri) { return k <= q ? x[k] & ~tri : x[k]; }
 
-// acc (2 LPT + 1 limbs) += x * y, y being slice j of the group's number a (each limb kept by
-// `keep`, fetched as its row needs it). The product forms in a fresh buffer (each row's carries
+// acc (2 LPT + 1 limbs) += x * y, y being slice j of the group's shared-memory copy `a` (each
+// limb kept by `keep`, read as its row needs it). The product forms in a fresh buffer (each row's carries
 // land in limbs no row has reached yet) whose limbs join acc as they become final, so few
 // registers stay live. Where `tri` is all ones only the products x_k y_q with k > q count (the
 // upper triangle of a diagonal block, x = y). The sum must fit.
@@ -543,11 +543,11 @@ HEA_FN void block_mac(const group<L, TPI>& g, limb_t* acc, const limb_t* x, cons
   acc[W - 1] += (limb_t)sum;
 }
 
-// v (2 LPT + 1 limbs) = 2 v + (the squares of the limbs of slice j of a, limb k's at 2k) & keep.
-// v must stay below 2^(32 W).
-template <int L, int TPI>
-HEA_FN void add_double_squares(const group<L, TPI>& g, limb_t* v, const limb_t* a, unsigned base, unsigned j, limb_t keep) {
-  constexpr int LPT = L / TPI, W = 2 * LPT + 1;
+// v (2 LPT + 1 limbs) = 2 v + (the squares of the limbs of slice j, limb k's at 2k) & keep, the
+// slices read from the group's shared-memory copy `a` (lane 0's column at `base`). v must stay
+// below 2^(32 W).
+template <int LPT> HEA_FN void add_double_squares(limb_t* v, const limb_t* a, unsigned base, unsigned j, limb_t keep) {
+  constexpr int W = 2 * LPT + 1;
   HEA_UNROLL_ALL
   for (int k = W - 1; k > 0; k--) v[k] = (v[k] << 1) | (v[k - 1] >> 31);
   v[0] <<= 1;
@@ -612,8 +612,8 @@ HEA_FN void mont_sqr_blocks(const group<L, TPI>& g, limb_t* r, const limb_t* a, 
     for (int k = 1; k < W - 1; k++) acc[k] = c.subc_cc(acc[k], save[k]);
     acc[W - 1] = c.subc(acc[W - 1], save[W - 1]);
   }
-  add_double_squares<L, TPI>(g, save, slices, base, l / 2u, even);
-  add_double_squares<L, TPI>(g, acc, slices, base, l / 2u + HALF, even);
+  add_double_squares<LPT>(save, slices, base, l / 2u, even);
+  add_double_squares<LPT>(acc, slices, base, l / 2u + HALF, even);
   __syncwarp(g.mask);  // every lane has read the slices before the next squaring writes them
   // each position's upper LPT + 1 limbs go one position up (lane l - 1 -> l; position TPI - 1,
   // lane TPI - 1's low one, -> position TPI, lane 0's high one); 64-bit sums, limb by limb, so
