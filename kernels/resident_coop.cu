@@ -138,7 +138,7 @@ HEA_FN void product(limb_t* out, const limb_t* in, unsigned long long count, uns
 template <int LP>
 HEA_FN void mul_scalar(limb_t* out, const limb_t* cts, const limb_t* ks, unsigned long long count, const limb_t* key,
                        int cs, int kstride, unsigned long long* err, limb_t* tab) {
-  constexpr int L = 2 * LP, TPI = coop_tpi(L), LPT = L / TPI, ENTRIES = coop_entries(L);
+  constexpr int L = 2 * LP, TPI = coop_tpi(L), LPT = L / TPI, ENTRIES = coop_pub_entries(L);
   const pub_rec<LP>& K = *reinterpret_cast<const pub_rec<LP>*>(key);
   const group<L, TPI> g = group<L, TPI>::mine();
   modulus<L, TPI> M;
@@ -191,21 +191,29 @@ HEA_FN void add_plain(limb_t* out, const limb_t* cts, const limb_t* ms, unsigned
 template <int LP>
 HEA_FN void rerandomize(limb_t* out, const limb_t* cts, const limb_t* rs, unsigned long long count, const limb_t* key,
                         int ps, int cs, unsigned long long* err, limb_t* tab) {
-  constexpr int L = 2 * LP, TPI = coop_tpi(L), LPT = L / TPI, ENTRIES = coop_entries(L);
+  constexpr int L = 2 * LP, TPI = coop_tpi(L), LPT = L / TPI, ENTRIES = coop_pub_entries(L);
   const pub_rec<LP>& K = *reinterpret_cast<const pub_rec<LP>*>(key);
   const group<L, TPI> g = group<L, TPI>::mine();
   modulus<L, TPI> M;
-  limb_t r2[LPT], one[LPT], rmod[LPT], c[LPT], x[LPT];
-  load_modulus<L, TPI>(g, M, r2, one, rmod, K.n2);
+  limb_t c[LPT], x[LPT], y[LPT];
+  HEA_UNROLL_ALL
+  for (int k = 0; k < LPT; k++) M.m[k] = K.n2.m[g.lane * LPT + k];
+  M.minv = K.n2.minv;
   const unsigned long long per_block = HEA_COOP_BLOCK / TPI;
   for (unsigned long long i = blockIdx.x * per_block + threadIdx.x / TPI; i < count; i += gridDim.x * per_block) {
     if (!load_unit<L, TPI>(g, c, cts + i * (unsigned long long)cs, cs, M)) {
       if (g.lane == 0) report_error(err, i, ERR_CIPHERTEXT_RANGE);
       continue;
     }
+    // R^2, R mod n^2 and c loaded or made where used, not held across the power: registers
+    // bound occupancy (HEA_COOP_BOUNDS)
     load<L, TPI>(g, x, rs + i * (unsigned long long)ps, ps, LP);
-    mont_mul<L, TPI>(g, x, x, r2, M);                                          // r R
-    pow_public<L, TPI, ENTRIES>(g, x, x, rmod, K.n, (int)K.n_bits, tab, M);  // r^n R (n public)
+    load<L, TPI>(g, y, K.n2.r2, L);
+    mont_mul<L, TPI>(g, x, x, y, M);                                           // r R
+    set_one<L, TPI>(g, c);
+    mont_mul<L, TPI>(g, y, y, c, M);                                           // R mod n^2
+    pow_public<L, TPI, ENTRIES>(g, x, x, y, K.n, (int)K.n_bits, tab, M);     // r^n R (n public)
+    load<L, TPI>(g, c, cts + i * (unsigned long long)cs, cs);                  // checked above
     mont_mul<L, TPI>(g, c, c, x, M);                                           // c r^n R
     store<L, TPI>(g, out + i * (unsigned long long)cs, c, cs);
   }
@@ -216,7 +224,7 @@ HEA_FN void rerandomize(limb_t* out, const limb_t* cts, const limb_t* rs, unsign
 }  // namespace hea
 
 #define HEA_RESIDENT_TABLE(LP) \
-  __shared__ limb_t tab[hea::coop::coop_entries(2 * LP) * (2 * LP / hea::coop::coop_tpi(2 * LP)) * HEA_COOP_BLOCK]
+  __shared__ limb_t tab[hea::coop::coop_pub_entries(2 * LP) * (2 * LP / hea::coop::coop_tpi(2 * LP)) * HEA_COOP_BLOCK]
 
 #define HEA_RESIDENT_COOP_KERNELS(LP)                                                                  \
   extern "C" __global__ void he_to_mont_coop_##LP(limb_t* out, const limb_t* cs_in, unsigned long long count, \
@@ -236,7 +244,7 @@ HEA_FN void rerandomize(limb_t* out, const limb_t* cts, const limb_t* rs, unsign
       unsigned long long* err) {                                                                       \
     hea::coop::resident::product<LP>(out, in, count, chunk, key, cs, check, err);                      \
   }                                                                                                    \
-  extern "C" __global__ void he_mul_scalar_mont_coop_##LP(limb_t* out, const limb_t* cts, const limb_t* ks, \
+  extern "C" __global__ void HEA_COOP_BOUNDS(2 * LP) he_mul_scalar_mont_coop_##LP(limb_t* out, const limb_t* cts, const limb_t* ks, \
       unsigned long long count, const limb_t* key, int cs, int kstride, unsigned long long* err) {     \
     HEA_RESIDENT_TABLE(LP);                                                                            \
     hea::coop::resident::mul_scalar<LP>(out, cts, ks, count, key, cs, kstride, err, tab);              \
@@ -245,7 +253,7 @@ HEA_FN void rerandomize(limb_t* out, const limb_t* cts, const limb_t* rs, unsign
       unsigned long long count, const limb_t* key, int ps, int cs, unsigned long long* err) {          \
     hea::coop::resident::add_plain<LP>(out, cts, ms, count, key, ps, cs, err);                         \
   }                                                                                                    \
-  extern "C" __global__ void he_rerandomize_mont_coop_##LP(limb_t* out, const limb_t* cts, const limb_t* rs, \
+  extern "C" __global__ void HEA_COOP_BOUNDS(2 * LP) he_rerandomize_mont_coop_##LP(limb_t* out, const limb_t* cts, const limb_t* rs, \
       unsigned long long count, const limb_t* key, int ps, int cs, unsigned long long* err) {          \
     HEA_RESIDENT_TABLE(LP);                                                                            \
     hea::coop::resident::rerandomize<LP>(out, cts, rs, count, key, ps, cs, err, tab);                  \
