@@ -84,7 +84,11 @@ ASSUMPTIONS = """\
   of the table: each block of 128 threads reads every row once, 16.8 MB per 4 encryptions at
   2048-bit keys, at the L2 bandwidth above) + 2; x64-bit scalar = c^k mod n^2, 64-bit public k;
   add = 2 multiplications mod n^2 (to Montgomery form, product); an add in a sum = one
-  multiplication per input plus one per group of 32 (he_product's correction by R^g).
+  multiplication per input plus one per group of 32 (he_product's correction by R^g). In
+  Montgomery form (MontgomeryArray, kernels/resident_coop.cu) an add is one multiplication
+  (aR bR R^-1 = abR) and an add in a sum one (no correction); the conversions in and out (one
+  multiplication each per ciphertext, once per chain) are not counted. The whole-kernel rows
+  count the add kernels' SASS per element instead (loads, range checks, stores included).
   Windows: one-thread kernels 4-bit fixed (16-entry table), squarings at the cost of a
   multiplication; cooperative core: public exponents by fractional sliding windows of up to 5
   bits over E odd powers (E about one per 16 exponent bits, at most 10 at four limbs per lane:
@@ -488,6 +492,10 @@ def operations(kind: str) -> dict[str, list[tuple[int, float, float]]]:
         "add": [(L2, 2, 0.0)],
         # raw_sum's tree: SUM_CHUNK inputs per group, SUM_CHUNK - 1 products and one by R^g
         "add in a sum (device-resident chain)": [(L2, SUM_CHUNK / (SUM_CHUNK - 1), 0.0)],
+        # ciphertexts kept as c R mod n^2 (kernels/resident_coop.cu; cooperative kernels only):
+        # aR bR R^-1 = abR, and a sum's products need no correction by R^g
+        "add, Montgomery form": [(L2, 1, 0.0)] if kind == "coop" else [],
+        "add in a sum, Montgomery form": [(L2, 1, 0.0)] if kind == "coop" else [],
     }
 
 
