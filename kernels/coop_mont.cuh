@@ -181,7 +181,7 @@ __host__ __device__ constexpr int coop_sqr_smem(int L) {
 // Entries for PUBLIC exponents: odd powers base, base^3, ..., base^(2E-1) for fractional sliding
 // windows of up to 5 bits (digits odd and at most 2E-1). E is the most that keeps 8 blocks of
 // HEA_COOP_BLOCK threads (32 warps, 50% of sm_90's 64) in an SM's shared memory beside the
-// squaring's: 10 at four limbs per lane (1024- to 4096-bit moduli), 16 (full 5-bit windows) at
+// squaring's: 10 at four limbs per lane (1024- to 4096-bit moduli), 15 at
 // three, 9 at six; never fewer than the 8 of 4-bit windows (eight limbs per lane: 8192-bit
 // moduli, where registers keep occupancy below 50% anyway). 6-bit windows (32 entries) would
 // take 64 KB per block at 2048 bits.
