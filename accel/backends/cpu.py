@@ -14,7 +14,9 @@ runs in process and warns once, with the reason.
 
 The multiplication-only ops (add, add_plain, sum) and DJN's comb encryption run in the native
 engine (:mod:`._native`, C on GMP's mpn layer, one call per chunk) where it builds, else in
-gmpy2; ``describe()`` says which and why.
+gmpy2; ``describe()`` says which and why. On lists of ints in process, add, add_plain and sum
+take the engine's CPython extension (:mod:`._native_ints`: no packing to bytes) where that
+builds too.
 """
 from __future__ import annotations
 
@@ -30,7 +32,7 @@ from typing import Any, Callable
 from ..keys import PrivateKey, PublicKey, RandomSource
 from ..packing import split_blob
 from . import _gmp_ops as ops
-from . import _native
+from . import _native, _native_ints
 from ._pool import PoolUnavailable, WorkerPool, connect_shared, runtime_dir
 from .base import Backend, need_public, same_count
 
@@ -108,13 +110,18 @@ class CpuBackend(Backend):
             self.native_lib, self.native_note = _native.load().path, None
         else:
             self.native_lib, self.native_note = None, "turned off (native=False)"
+        # the extension for lists of ints; without it the ctypes engine packs them to bytes
+        self.native_ints, self.native_ints_note = (_native_ints.probe() if self.native_lib is not None
+                                                   else (None, self.native_note))
 
     def describe(self) -> dict[str, Any]:
         """What runs where: ``native`` is the native engine's library (None: gmpy2 only, with
         ``native_unavailable`` saying why)."""
         return {"backend": self.name, "workers": self.workers, "pool": self.pool_kind,
                 "in_process_only": self._inline_reason, "native": self.native_lib,
-                "native_unavailable": self.native_note, "djn_engine": self._djn_engine_note()}
+                "native_unavailable": self.native_note, "djn_engine": self._djn_engine_note(),
+                "native_ints": getattr(self.native_ints, "path", None),
+                "native_ints_unavailable": self.native_ints_note}
 
     def _djn_engine_note(self) -> str:
         """Which native DJN engine runs at 2048-bit keys (4096-bit n^2), and why not IFMA."""
@@ -194,31 +201,52 @@ class CpuBackend(Backend):
 
     # -- cheap ops on lists: in process without packing ------------------------------------------
     # A mulmod costs a few microseconds, so packing to blobs and back (four conversions per
-    # element) would cost about as much again; lists of ints that stay in process skip it.
-    def _stays_in_process(self, count: int, *batches: Any) -> bool:
+    # element) would cost about as much again: lists of ints that stay in process go to the
+    # native extension (digits to limbs in C), else to gmpy2 where no native engine runs.
+    def _list_path(self, count: int, *batches: Any) -> str | None:
+        """"ext", "gmpy2" or None (the packed path) for a batch of lists."""
         if self._closed:
             raise RuntimeError("this CpuBackend is closed")
-        # The native engine is faster than gmpy2's loop even with the packing to blobs.
-        return (self.native_lib is None and all(type(b) in (list, tuple) for b in batches)
-                and self._chunk_size(count, LIGHT_MIN_PARALLEL) is None)
+        if not all(type(b) in (list, tuple) for b in batches) or self._chunk_size(count, LIGHT_MIN_PARALLEL):
+            return None
+        if self.native_ints is not None:
+            return "ext"
+        # The ctypes engine is faster than gmpy2's loop even with the packing to blobs.
+        return "gmpy2" if self.native_lib is None else None
 
     def raw_add(self, pk: PublicKey, c1: Any, c2: Any) -> Any:
-        if self._stays_in_process(len(c1) if type(c1) in (list, tuple) else 0, c1, c2):
+        path = self._list_path(len(c1) if type(c1) in (list, tuple) else 0, c1, c2)
+        if path is not None:
             pk = need_public(pk)
             same_count(len(c1), len(c2))
-            return ops.add_ints(c1, c2, pk.nsquare)
+            if path == "gmpy2":
+                return ops.add_ints(c1, c2, pk.nsquare)
+            out = self.native_ints.add(c1, c2, pk.nsquare, pk.ciphertext_width)
+            if out is not None:  # None: an element it does not take; the packed path says which
+                return out
         return super().raw_add(pk, c1, c2)
 
     def raw_add_plain(self, pk: PublicKey, cs: Any, ms: Any) -> Any:
-        if self._stays_in_process(len(cs) if type(cs) in (list, tuple) else 0, cs, ms):
+        path = self._list_path(len(cs) if type(cs) in (list, tuple) else 0, cs, ms)
+        if path is not None:
             pk = need_public(pk)
             same_count(len(cs), len(ms))
-            return ops.add_plain_ints(cs, ms, pk.n)
+            if path == "gmpy2":
+                return ops.add_plain_ints(cs, ms, pk.n)
+            out = self.native_ints.add_plain(cs, ms, pk.n, pk.nsquare, pk.plaintext_width, pk.ciphertext_width)
+            if out is not None:
+                return out
         return super().raw_add_plain(pk, cs, ms)
 
     def raw_sum(self, pk: PublicKey, cs: Any) -> Any:
-        if self._stays_in_process(len(cs) if type(cs) in (list, tuple) else 0, cs):
-            return ops.product_ints(cs, need_public(pk).nsquare)
+        path = self._list_path(len(cs) if type(cs) in (list, tuple) else 0, cs)
+        if path is not None:
+            pk = need_public(pk)
+            if path == "gmpy2":
+                return ops.product_ints(cs, pk.nsquare)
+            out = self.native_ints.product(cs, pk.nsquare, pk.ciphertext_width)
+            if out is not None:
+                return out
         return super().raw_sum(pk, cs)
 
     # -- hooks -------------------------------------------------------------------------------
