@@ -29,8 +29,13 @@ from accel.backends.base import Backend
 
 ALL_OPS = ["powmod_1core", "keygen", "encrypt", "encrypt_crt", "encrypt_djn", "encrypt_pooled", "decrypt",
            "decrypt_nocrt", "add", "add_plain", "mul", "sum", "matvec", "rerandomize",
+           "add_packed", "add_plain_packed", "sum_packed",
            "encrypt_device", "encrypt_djn_device", "decrypt_device", "add_device", "mul_device",
            "add_mont_device", "sum_mont_device"]
+#: The cheap ops on packed blobs in and out (the CPU's resident form: ciphertexts stay packed
+#: between calls, converted once outside the timing), against the same ops on lists of ints.
+#: A peer's figure for these is its op on its own vectors (fate_utils, HEU keep theirs native).
+PACKED_OPS = {"add_packed": "add", "add_plain_packed": "add_plain", "sum_packed": "sum"}
 #: Ops on device-resident batches (GPU backend only): no host conversion inside the timing.
 #: ``*_mont_device``: ciphertexts kept in Montgomery form (GpuBackend.to_montgomery; the
 #: conversions in and out are outside the timing, paid once per chain).
@@ -224,6 +229,22 @@ def run_ops(backend: Backend, bits: int, batch: int, repeats: int, ops: list[str
             pw = pk.plaintext_width
             if [int.from_bytes(out[i * pw:(i + 1) * pw], "little") for i in range(batch)] != ms:
                 raise BenchCheckError("decrypt_nocrt: wrong result")
+        elif op in PACKED_OPS:
+            from accel.packing import blob_to_ints, ints_to_blob
+
+            cw = pk.ciphertext_width
+            a, b, m = ints_to_blob(cs, cw), ints_to_blob(cs2, cw), ints_to_blob(ms, pk.plaintext_width)
+            fn = {"add_packed": lambda: backend.raw_add(pk, a, b),
+                  "add_plain_packed": lambda: backend.raw_add_plain(pk, a, m),
+                  "sum_packed": lambda: backend.raw_sum(pk, a)}[op]
+            times, out = timed(fn, repeats)
+            if not isinstance(out, bytes):
+                raise BenchCheckError(f"{op}: packed input gave {type(out).__name__}, not packed output")
+            want = {"add_packed": lambda i: ms[i] + ms[batch - 1 - i], "add_plain_packed": lambda i: 2 * ms[i],
+                    "sum_packed": lambda _i: sum(ms)}[op]
+            check(op, blob_to_ints(out, cw), want, [0] if op == "sum_packed" else None)
+            results.append(Measurement(op, batch, times, "packed blobs in and out (converted once, not timed)"))
+            continue
         elif op == "add":
             times, out = timed(lambda: backend.raw_add(pk, cs, cs2), repeats)
             check(op, out, lambda i: ms[i] + ms[batch - 1 - i])

@@ -31,7 +31,7 @@ from accel import generate_keypair
 
 from . import bounds
 from . import ops as bench_ops
-from .ops import ALL_OPS, BenchCheckError, Measurement, cpu_name, device_name, git_commit, run_ops, timed
+from .ops import ALL_OPS, PACKED_OPS, BenchCheckError, Measurement, cpu_name, device_name, git_commit, run_ops, timed
 from .peers import PEER_OPS, PEERS, Inputs, PeerUnavailable, load
 
 SUITE_OPS = ["keygen", "encrypt", "encrypt_crt", "encrypt_djn", "decrypt", "add", "add_plain", "mul", "sum",
@@ -93,7 +93,7 @@ def _label(t: Target) -> str:
 #: yet from a smaller one: an exponentiation ~ bits^3 (exponent length x a multiplication),
 #: a multiplication mod n^2 ~ bits^2. gmpy2 multiplies below schoolbook cost at these sizes, so
 #: the estimate errs high. Keygen (a prime search, one at a time) is never skipped.
-_COST_POWER = {"add": 2, "add_plain": 2, "sum": 2}
+_COST_POWER = {"add": 2, "add_plain": 2, "sum": 2, "add_packed": 2, "add_plain_packed": 2, "sum_packed": 2}
 
 
 def _estimate(t: Target, op: str, bits: int, batch: int, repeats: int, per_row: int = 1) -> float | None:
@@ -225,7 +225,8 @@ def run_suite(*, backends: list[str], peers: list[str], ops: list[str], bits_lis
                     pt = peer_targets.setdefault(name, Target(name, "peer", lambda: None))
                     for op in ops:
                         tick(f"{bits} {batch} {name} {op}")
-                        if op not in PEER_OPS or (op in PER_KEY_OPS and bi > 0):
+                        peer_op = PACKED_OPS.get(op, op)  # a peer's own vectors are its packed form
+                        if peer_op not in PEER_OPS or (op in PER_KEY_OPS and bi > 0):
                             continue
                         pb = min(batch, peer_max_batch)
                         skipped_at = pt.over_budget.get((op, bits))
@@ -238,7 +239,7 @@ def run_suite(*, backends: list[str], peers: list[str], ops: list[str], bits_lis
                         if why:
                             skipped.append({"backend": name, "op": op, "key_bits": bits, "batch": pb, "why": why})
                             continue
-                        got = peer.op(op, inputs.head(pb))
+                        got = peer.op(peer_op, inputs.head(pb))
                         if got is None:
                             continue
                         fn, verify = got
@@ -248,9 +249,10 @@ def run_suite(*, backends: list[str], peers: list[str], ops: list[str], bits_lis
                         count = 1 if op == "keygen" else pb * (inputs.cols if op == "matvec" else 1)
                         m = Measurement(op, count, times, rows=pb if op == "matvec" else 0)
                         pt.rates.setdefault((op, bits), []).append((pb, m.ops_per_s))
+                        note = f"{peer.label} {peer.version()}".strip() + (
+                            f"; its {peer_op} on its own vectors" if op in PACKED_OPS else "")
                         records.append(_record(m, device=f"{cpu_name()}", backend=name, kind="peer", bits=bits,
-                                               threads=peer.threads, note=f"{peer.label} {peer.version()}".strip(),
-                                               peak=None, common=common))
+                                               threads=peer.threads, note=note, peak=None, common=common))
     finally:
         bench_ops.use_clock("wall")
         if bar is not None:
@@ -300,7 +302,7 @@ def table(result: dict[str, Any], baseline: str = "phe") -> str:
         unit = units.get(bits)
         lines.append(f"\n== {bits}-bit key" + (f"  (unit: 1-core gmpy2 powmod(r, n, n^2) = {unit:,.1f}/s)"
                                               if unit else ""))
-        lines.append(f"{'op':<15}{'backend':<26}{'batch':>7}{'ops/s':>14}{'min':>13}{'max':>13}"
+        lines.append(f"{'op':<17}{'backend':<26}{'batch':>7}{'ops/s':>14}{'min':>13}{'max':>13}"
                      f"{'x base':>9}{'x unit':>8}{'% bound':>9}")
         order = SUITE_OPS + [o for o in ALL_OPS if o not in SUITE_OPS]
         for op in [o for o in order if any(r["op"] == o and r["key_bits"] == bits for r in recs)]:
@@ -311,10 +313,10 @@ def table(result: dict[str, Any], baseline: str = "phe") -> str:
                 xb = f"{r['ops_per_s'] / base[1]:.2f}" if base else "-"
                 xu = f"{r['ops_per_s'] / unit:.2f}" if unit and op != "keygen" else "-"
                 fb = f"{100 * r['fraction_of_bound']:.1f}" if "fraction_of_bound" in r else "-"
-                lines.append(f"{op:<15}{r['backend'][:25]:<26}{r['batch']:>7}{r['ops_per_s']:>14,.1f}"
+                lines.append(f"{op:<17}{r['backend'][:25]:<26}{r['batch']:>7}{r['ops_per_s']:>14,.1f}"
                              f"{r['min_ops_per_s']:>13,.1f}{r['max_ops_per_s']:>13,.1f}{xb:>9}{xu:>8}{fb:>9}")
             if base:
-                lines.append(f"{'':<15}(x base = against {base[0]} at its largest batch)")
+                lines.append(f"{'':<17}(x base = against {base[0]} at its largest batch)")
     lines.append("")
     by = {(r["key_bits"], r["op"], r["backend"]): r["ops_per_s"] for r in recs if r["kind"] == "ours"}
     for (bits, op, be), rate in sorted(by.items()):

@@ -177,3 +177,23 @@ def test_cpu_clock_measures_one_process_only():
                      batches=[8], repeats=1, time_budget=10, progress=False, clock="cpu")["records"]
     assert {r["backend"] for r in recs} >= {"cpu x1", "cpu x1 gmpy2", "cpu x1 mpn"}
     assert {r["clock"] for r in recs} == {"cpu"} and all("load_avg_1m" in r for r in recs)
+
+
+def test_packed_ops_measure_our_packed_form_against_the_peers_own_vectors():
+    """add_packed, add_plain_packed, sum_packed: our backends on packed blobs in and out (checked
+    like every op), the peers' same ops on their own vectors, recorded under the packed op's name."""
+    ops = ["add", "add_packed", "add_plain_packed", "sum_packed"]
+    res = suite.run_suite(backends=["cpu:1"], peers=["phe", "fate_utils"], ops=ops, bits_list=[1024],
+                          batches=[9], repeats=1, time_budget=600, progress=False, clock="cpu")
+    recs = res["records"]
+    ours = {r["op"] for r in recs if r["backend"] == "cpu x1"}
+    assert ours >= set(ops)
+    for r in recs:
+        if r["backend"] == "cpu x1" and r["op"].endswith("_packed"):
+            assert "packed blobs in and out" in r["note"]
+    installed = [p for p in ("phe", "fate_utils") if p not in res["missing"]]
+    for name in installed:
+        got = {r["op"]: r["note"] for r in recs if r["backend"] == name}
+        assert set(got) == set(ops)
+        assert "its add on its own vectors" in got["add_packed"] and "its sum" in got["sum_packed"]
+    assert "add_plain_packed" in suite.table(res)
