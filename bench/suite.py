@@ -58,17 +58,18 @@ class Target:
 
 def _our_backend(spec: str, target: str | None, stack: contextlib.ExitStack):
     """cpu, cpu:N, cpu:N:gmpy2 (without the native engine), cpu:N:mpn (the native engine's portable
-    DJN path, no AVX-512 IFMA), gpu, auto, remote (at ``target``), or remote:BACKEND: a
-    ``he-accel serve`` on BACKEND started here for the run."""
+    DJN path, no AVX-512 IFMA), cpu:N:ctypes (the native engine without its int extension: lists
+    packed to bytes), gpu, auto, remote (at ``target``), or remote:BACKEND: a ``he-accel serve``
+    on BACKEND started here for the run."""
     from accel import CpuBackend, get_backend
     name, _, arg = spec.partition(":")
     if name == "cpu":
         arg, _, engine = arg.partition(":")
-        if engine not in ("", "gmpy2", "native", "mpn"):
-            raise ValueError(f"cpu:N:ENGINE takes gmpy2, native or mpn, got {engine!r}")
-        native = {"": None, "gmpy2": False, "native": True, "mpn": True}[engine]
+        if engine not in ("", "gmpy2", "native", "mpn", "ctypes"):
+            raise ValueError(f"cpu:N:ENGINE takes gmpy2, native, mpn or ctypes, got {engine!r}")
+        native = {"": None, "gmpy2": False, "native": True, "mpn": True, "ctypes": True}[engine]
         return CpuBackend(workers=int(arg) if arg else None, native=native,
-                          djn_engine="mpn" if engine == "mpn" else None)
+                          djn_engine="mpn" if engine == "mpn" else None, native_ints=engine != "ctypes")
     if name == "remote":
         if not target:
             from .service_demo import running_server, wait_healthy
@@ -85,7 +86,7 @@ def _label(t: Target) -> str:
     be = t.obj
     if be is not None and be.name == "cpu":
         engine = t.name.rpartition(":")[2] if t.name.count(":") == 2 else ""
-        return f"cpu x{be.workers}" + (f" {engine}" if engine in ("gmpy2", "mpn") else "")
+        return f"cpu x{be.workers}" + (f" {engine}" if engine in ("gmpy2", "mpn", "ctypes") else "")
     return "remote" if t.name.startswith("remote") else t.name
 
 

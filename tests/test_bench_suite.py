@@ -173,9 +173,9 @@ def test_cpu_clock_measures_one_process_only():
     with pytest.raises(ValueError, match="cpu:1"):
         run_suite(backends=["cpu:2"], peers=[], ops=["add"], bits_list=[1024], batches=[8], repeats=1,
                   time_budget=10, progress=False, clock="cpu")
-    recs = run_suite(backends=["cpu:1", "cpu:1:gmpy2", "cpu:1:mpn"], peers=[], ops=["add"], bits_list=[1024],
-                     batches=[8], repeats=1, time_budget=10, progress=False, clock="cpu")["records"]
-    assert {r["backend"] for r in recs} >= {"cpu x1", "cpu x1 gmpy2", "cpu x1 mpn"}
+    recs = run_suite(backends=["cpu:1", "cpu:1:gmpy2", "cpu:1:mpn", "cpu:1:ctypes"], peers=[], ops=["add"],
+                     bits_list=[1024], batches=[8], repeats=1, time_budget=10, progress=False, clock="cpu")["records"]
+    assert {r["backend"] for r in recs} >= {"cpu x1", "cpu x1 gmpy2", "cpu x1 mpn", "cpu x1 ctypes"}
     assert {r["clock"] for r in recs} == {"cpu"} and all("load_avg_1m" in r for r in recs)
 
 

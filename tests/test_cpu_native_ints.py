@@ -59,8 +59,7 @@ def ext():
 def backends(ext):
     """(extension, ctypes engine on packed blobs, gmpy2 only), all in process."""
     with_ext = CpuBackend(workers=1, native=True)
-    packed = CpuBackend(workers=1, native=True)
-    packed.native_ints = None  # the ctypes path: lists packed to blobs
+    packed = CpuBackend(workers=1, native=True, native_ints=False)  # the ctypes path: lists packed to blobs
     plain = CpuBackend(workers=1, native=False)
     assert with_ext.native_ints is ext
     yield with_ext, packed, plain
@@ -227,6 +226,19 @@ def test_describe_names_the_extension(backends):
     assert d["native_ints"] and d["native_ints"].endswith(sysconfig.get_config_var("EXT_SUFFIX"))
     assert d["native_ints_unavailable"] is None
     assert plain.describe()["native_ints"] is None and "native=False" in plain.describe()["native_ints_unavailable"]
+    assert packed.describe()["native"] and "native_ints=False" in packed.describe()["native_ints_unavailable"]
+
+
+def test_the_montgomery_sum_falls_back_to_division_for_an_even_modulus(ext):
+    from accel.backends import _gmp_ops as ops
+
+    lib = _native.load()
+    for mod in ((1 << 1023) + 2, (1 << 2047) | 1, secrets.randbits(4094) | (1 << 4095) | 1):  # even, 32, 64+ limbs
+        width = -(-mod.bit_length() // 32) * 4
+        cs = [secrets.randbelow(mod - 1) + 1 for _ in range(17)]
+        blob = b"".join(c.to_bytes(width, "little") for c in cs)
+        assert _native.product(lib, blob, mod, width) == ops.product(blob, mod, width)
+        assert ext.product(cs, mod, width) == _product(cs, mod)
 
 
 # -- the fallback: the ctypes engine where the extension cannot be built -----------------------

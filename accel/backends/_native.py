@@ -117,6 +117,8 @@ def _declare(lib: ctypes.CDLL) -> None:
     lib.hea_mulmod.argtypes = [_c_ptr, _c_size, _c_ptr, _c_ptr, ctypes.c_void_p, _c_size, _c_size, bad]
     lib.hea_product.restype = ctypes.c_long
     lib.hea_product.argtypes = [_c_ptr, _c_size, _c_ptr, _c_size, _c_size, ctypes.c_void_p]
+    lib.hea_product_redc.restype = ctypes.c_long
+    lib.hea_product_redc.argtypes = lib.hea_product.argtypes
     lib.hea_add_plain.restype = ctypes.c_long
     lib.hea_add_plain.argtypes = [_c_ptr, _c_size, _c_ptr, _c_size, _c_ptr, _c_ptr, ctypes.c_void_p, _c_size, bad]
     lib.hea_djn_table.restype = ctypes.c_long
@@ -173,7 +175,7 @@ def mulmod(lib, a: bytes, b: bytes, mod: int, width: int, offset: int = 0) -> by
 
 def product(lib, a: bytes, mod: int, width: int, offset: int = 0) -> bytes:
     out = ctypes.create_string_buffer(width)
-    r = lib.hea_product(_bytes(mod, width), width, a, len(a) // width, width, out)
+    r = lib.hea_product_redc(_bytes(mod, width), width, a, len(a) // width, width, out)
     _check(r, (("ciphertext", _CIPHER),), ctypes.c_int(0), offset)
     return out.raw
 

@@ -79,13 +79,16 @@ class CpuBackend(Backend):
     IFMA where the CPU has it (``HEA_CPU_IFMA=0`` turns it off) else the portable one, ``"mpn"``
     to force the portable one, ``"ifma"`` to require IFMA (DJN encryption then raises
     :class:`~accel.backends._native.NativeUnavailable` on a CPU without it).
+    ``native_ints``: lists of ints through the engine's CPython extension
+    (no packing to bytes) where it builds; False packs them for the ctypes engine instead.
     """
 
     name = "cpu"
 
     def __init__(self, workers: int | None = None, *, rng: RandomSource | None = None,
                  chunks_per_worker: int = 4, pool: str | None = None, shared_idle: float = 120.0,
-                 shared_socket: str | None = None, native: bool | None = None, djn_engine: str | None = None):
+                 shared_socket: str | None = None, native: bool | None = None, djn_engine: str | None = None,
+                 native_ints: bool = True):
         super().__init__(rng=rng)
         if djn_engine is not None and (djn_engine not in _native.ENGINES or native is False):
             raise ValueError(f"djn_engine must be None or one of {_native.ENGINES} (with the native engine), "
@@ -111,8 +114,12 @@ class CpuBackend(Backend):
         else:
             self.native_lib, self.native_note = None, "turned off (native=False)"
         # the extension for lists of ints; without it the ctypes engine packs them to bytes
-        self.native_ints, self.native_ints_note = (_native_ints.probe() if self.native_lib is not None
-                                                   else (None, self.native_note))
+        if self.native_lib is None:
+            self.native_ints, self.native_ints_note = None, self.native_note
+        elif native_ints:
+            self.native_ints, self.native_ints_note = _native_ints.probe()
+        else:
+            self.native_ints, self.native_ints_note = None, "turned off (native_ints=False)"
 
     def describe(self) -> dict[str, Any]:
         """What runs where: ``native`` is the native engine's library (None: gmpy2 only, with

@@ -303,6 +303,64 @@ long hea_djn_encrypt(const uint8_t *n_bytes, size_t pw, const uint8_t *mod, size
     return HEA_OK;
 }
 
+/* -- the sum by Montgomery reduction (public operands: may branch) --------------------------- */
+
+/* Up to this many limbs a Montgomery reduction (REDC: addmul_1 rows) beats a division
+ * (mpn_tdiv_qr) for the sum's one reduction per element; above it the division's subquadratic
+ * recursion wins. Measured on AMD EPYC with GMP 6.2: 0.49 vs 0.78 us at 32 limbs, 2.08 vs
+ * 2.29 us at 64, 4.91 vs 4.45 us at 96. */
+#define REDC_PRODUCT_MAX_LIMBS 64
+
+/* r = t R^-1 mod m for t < m R (t: 2 ml limbs, destroyed), R = 2^(64 ml). */
+static void redc_public(mp_limb_t *r, mp_limb_t *t, const mp_limb_t *m, mp_size_t ml, mp_limb_t minv) {
+    for (mp_size_t i = 0; i < ml; i++)
+        t[i] = mpn_addmul_1(t + i, m, ml, t[i] * minv); /* t[i] becomes 0: keep the row's carry */
+    mp_limb_t cy = mpn_add_n(r, t + ml, t, ml);
+    if (cy || mpn_cmp(r, m, ml) >= 0) mpn_sub_n(r, r, m, ml);
+}
+
+/* hea_product's result by Montgomery reduction: acc = REDC(acc a_i) leaves prod a_i R^-count,
+ * which one multiplication by R^count mod m (GMP's powm of 2: a public exponent) fixes. Runs
+ * hea_product for an even modulus or one above REDC_PRODUCT_MAX_LIMBS. */
+long hea_product_redc(const uint8_t *mod, size_t mod_width, const uint8_t *a, size_t count, size_t width,
+                      uint8_t *out) {
+    mp_size_t nl = (mp_size_t)((mod_width + 7) / 8);
+    mp_limb_t *buf = malloc((size_t)(7 * nl + 1) * sizeof(mp_limb_t));
+    if (!buf) return HEA_NOMEM;
+    mp_limb_t *m = buf, *acc = m + nl, *x = acc + nl, *t = x + nl, *q = t + 2 * nl; /* q: 2 nl + 1 */
+    load(m, nl, mod, mod_width);
+    mp_size_t ml = nl;
+    while (ml > 1 && m[ml - 1] == 0) ml--;
+    if (!(m[0] & 1) || ml > REDC_PRODUCT_MAX_LIMBS || m[ml - 1] == 0) {
+        free(buf);
+        return hea_product(mod, mod_width, a, count, width, out);
+    }
+    mp_limb_t minv = neg_inverse(m[0]);
+    memset(acc, 0, (size_t)nl * sizeof(mp_limb_t));
+    acc[0] = 1;
+    for (size_t i = 0; i < count; i++) {
+        if (!in_range(a + i * width, width, m, nl, x, 1)) { free(buf); return (long)i; }
+        mpn_mul_n(t, acc, x, ml); /* x < m: its limbs above ml are zero */
+        redc_public(acc, t, m, ml, minv);
+    }
+    mpz_t fix, e, modz;
+    mpz_roinit_n(modz, m, ml);
+    mpz_init_set_ui(fix, 2);
+    mpz_init_set_ui(e, 64);
+    mpz_mul_ui(e, e, (unsigned long)ml);
+    mpz_mul_ui(e, e, (unsigned long)count);
+    mpz_powm(fix, fix, e, modz);
+    memset(t, 0, (size_t)(2 * ml) * sizeof(mp_limb_t));
+    if (mpz_size(fix)) mpn_mul(t, acc, ml, mpz_limbs_read(fix), (mp_size_t)mpz_size(fix));
+    memset(acc, 0, (size_t)nl * sizeof(mp_limb_t));
+    mpn_tdiv_qr(q, acc, 0, t, 2 * ml, m, ml);
+    store(out, width, acc, nl);
+    mpz_clear(fix);
+    mpz_clear(e);
+    free(buf);
+    return HEA_OK;
+}
+
 /* Scratch-free size checks for the loader: the limb size this build assumes. */
 int hea_limb_bits(void) { return GMP_NUMB_BITS; }
 #include "djn_ifma.c"

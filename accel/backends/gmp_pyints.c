@@ -25,16 +25,15 @@
 #include <Python.h>
 #include <gmp.h>
 #include <stdint.h>
-#include <stdlib.h>
 #include <string.h>
 
 /* gmp_batch.c, compiled into this module */
 long hea_mulmod(const uint8_t *mod, size_t mod_width, const uint8_t *a, const uint8_t *b, uint8_t *out,
                 size_t count, size_t width, int *bad_operand);
-long hea_product(const uint8_t *mod, size_t mod_width, const uint8_t *a, size_t count, size_t width,
-                 uint8_t *out);
 long hea_add_plain(const uint8_t *n_bytes, size_t pw, const uint8_t *n2_bytes, size_t cw, const uint8_t *cs,
                    const uint8_t *ms, uint8_t *out, size_t count, int *bad_operand);
+long hea_product_redc(const uint8_t *mod, size_t mod_width, const uint8_t *a, size_t count, size_t width,
+                      uint8_t *out);
 
 #if !defined(HEA_PORTABLE_LONGS) && PY_VERSION_HEX >= 0x030A0000 && PY_VERSION_HEX < 0x030E0000
 #define HEA_DIGITS 1
@@ -151,68 +150,6 @@ static PyObject *limbs_to_int(const mp_limb_t *x, size_t nl) {
 #else
     return PyLong_FromUnsignedNativeBytes(x, top * sizeof(mp_limb_t), Py_ASNATIVEBYTES_LITTLE_ENDIAN);
 #endif
-}
-
-/* -- the sum by Montgomery reduction (public operands: may branch) --------------------------- */
-
-/* Up to this many limbs a Montgomery reduction (REDC: addmul_1 rows) beats a division
- * (mpn_tdiv_qr) for the sum's one reduction per element; above it the division's subquadratic
- * recursion wins. Measured on AMD EPYC with GMP 6.2: 0.49 vs 0.78 us at 32 limbs, 2.08 vs
- * 2.29 us at 64, 4.91 vs 4.45 us at 96. */
-#define MONT_PRODUCT_MAX_LIMBS 64
-
-static mp_limb_t neg_inv(mp_limb_t m0) {
-    mp_limb_t inv = m0; /* correct to 3 bits for odd m0; each step doubles that */
-    for (int i = 0; i < 6; i++) inv *= 2 - m0 * inv;
-    return (mp_limb_t)0 - inv;
-}
-
-/* r = t R^-1 mod m for t < m R (t: 2 ml limbs, destroyed), R = 2^(64 ml). */
-static void redc_public(mp_limb_t *r, mp_limb_t *t, const mp_limb_t *m, mp_size_t ml, mp_limb_t minv) {
-    for (mp_size_t i = 0; i < ml; i++)
-        t[i] = mpn_addmul_1(t + i, m, ml, t[i] * minv); /* t[i] becomes 0: keep the row's carry */
-    mp_limb_t cy = mpn_add_n(r, t + ml, t, ml);
-    if (cy || mpn_cmp(r, m, ml) >= 0) mpn_sub_n(r, r, m, ml);
-}
-
-/* out = prod x_i mod m (1 for none), m odd of ml <= nl limbs, elements nl limbs each: acc =
- * REDC(acc x_i) leaves prod x_i R^-count, which one multiplication by R^count mod m fixes.
- * Returns -1, the index of the first element not in [1, m), or -2 (out of memory). */
-static long product_mont(const mp_limb_t *m, mp_size_t ml, const mp_limb_t *x, size_t count, size_t nl,
-                         mp_limb_t *out) {
-    mp_limb_t *buf = malloc((size_t)(6 * ml + 1) * sizeof(mp_limb_t));
-    if (!buf) return -2;
-    mp_limb_t *acc = buf, *t = acc + ml, *q = t + 2 * ml; /* q: 2 ml + 1 limbs for the fix-up */
-    mp_limb_t minv = neg_inv(m[0]);
-    memset(acc, 0, (size_t)ml * sizeof(mp_limb_t));
-    acc[0] = 1;
-    for (size_t i = 0; i < count; i++) {
-        const mp_limb_t *xi = x + i * nl;
-        for (size_t j = (size_t)ml; j < nl; j++)
-            if (xi[j]) { free(buf); return (long)i; }
-        if (mpn_zero_p(xi, ml) || mpn_cmp(xi, m, ml) >= 0) { free(buf); return (long)i; }
-        mpn_mul_n(t, acc, xi, ml);
-        redc_public(acc, t, m, ml, minv);
-    }
-    /* times R^count mod m, from GMP's modular exponentiation of 2 (public exponent) */
-    mpz_t fix, base, e;
-    mpz_t mod;
-    mpz_roinit_n(mod, m, ml);
-    mpz_init(fix);
-    mpz_init_set_ui(base, 2);
-    mpz_init_set_ui(e, (unsigned long)(64 * ml));
-    mpz_mul_ui(e, e, (unsigned long)count);
-    mpz_powm(fix, base, e, mod);
-    size_t fl = mpz_size(fix);
-    memset(t, 0, (size_t)(2 * ml) * sizeof(mp_limb_t));
-    if (fl) mpn_mul(t, acc, ml, mpz_limbs_read(fix), (mp_size_t)fl);
-    memset(out, 0, nl * sizeof(mp_limb_t));
-    mpn_tdiv_qr(q, out, 0, t, 2 * ml, m, ml);
-    mpz_clear(fix);
-    mpz_clear(base);
-    mpz_clear(e);
-    free(buf);
-    return -1;
 }
 
 /* A sequence's elements into count x nl limbs; REFUSE at the first element not taken. */
@@ -333,14 +270,9 @@ static PyObject *py_product(PyObject *self, PyObject *args) {
     PyObject *result = NULL;
     if (modulus(n2, m, nl) < 0) goto done;
     if (seq_to_limbs(cs, (size_t)count, x, nl) != OK) { result = Py_None; Py_INCREF(result); goto done; }
-    mp_size_t ml = (mp_size_t)nl;
-    while (ml > 1 && m[ml - 1] == 0) ml--;
     long r;
     Py_BEGIN_ALLOW_THREADS
-    if ((m[0] & 1) && ml <= MONT_PRODUCT_MAX_LIMBS && m[ml - 1] != 0)
-        r = product_mont(m, ml, x, (size_t)count, nl, out);
-    else
-        r = hea_product((const uint8_t *)m, w8, (const uint8_t *)x, (size_t)count, w8, (uint8_t *)out);
+    r = hea_product_redc((const uint8_t *)m, w8, (const uint8_t *)x, (size_t)count, w8, (uint8_t *)out);
     Py_END_ALLOW_THREADS
     if (r == -2) { nomem(); goto done; }
     if (r != -1) { result = Py_None; Py_INCREF(result); goto done; }
