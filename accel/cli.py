@@ -202,7 +202,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "HEU) measured on the same inputs when installed. See bench/suite.py.")
     b.add_argument("--backends", nargs="+", metavar="B",
                    help="cpu, cpu:N (N processes), cpu:N:gmpy2 (no native engine), cpu:N:mpn (native, "
-                        "no AVX-512 IFMA), gpu, auto, remote (at --target), remote:cpu|gpu|auto "
+                        "no AVX-512 IFMA), cpu:N:ctypes (native engine, lists packed to bytes), gpu, auto, "
+                        "remote (at --target), remote:cpu|gpu|auto "
                         "(a service started for the run); default cpu")
     b.add_argument("--backend", help="one backend (same as --backends B)")
     b.add_argument("--workers", type=int, default=None, help="CPU worker processes for 'cpu' (default: all cores)")
