@@ -141,7 +141,8 @@ def timed(fn: Callable[[], Any], repeats: int) -> tuple[list[float], Any]:
 
 def run_ops(backend: Backend, bits: int, batch: int, repeats: int, ops: list[str],
             keys: tuple[PublicKey, PrivateKey] | None = None,
-            progress: Callable[[str], None] | None = None, inputs: Any = None) -> list[Measurement]:
+            progress: Callable[[str], None] | None = None, inputs: Any = None,
+            prepared: dict | None = None) -> list[Measurement]:
     """Measure ``ops`` at one key size and batch size on one backend.
 
     ``inputs`` (a :class:`accel.bench.peers.Inputs`) fixes the plaintexts, scalars and matrix, so that
@@ -153,9 +154,16 @@ def run_ops(backend: Backend, bits: int, batch: int, repeats: int, ops: list[str
     ms = list(inputs.ms[:batch]) if inputs is not None else [secrets.randbelow(n) for _ in range(batch)]
     batch = len(ms)
     say = progress or (lambda _msg: None)
-    say("preparing ciphertexts")
-    cs = backend.raw_encrypt(pk, ms, private_key=sk)
-    cs2 = backend.raw_encrypt(pk, ms[::-1], private_key=sk)
+    # ``prepared``: the encrypted inputs by (n, plaintexts), shared by the backends of one run
+    # (any backend's ciphertexts serve every backend: the same key)
+    ready = prepared.get((n, tuple(ms))) if prepared is not None else None
+    if ready is None:
+        say("preparing ciphertexts")
+        ready = (backend.raw_encrypt(pk, ms, private_key=sk), backend.raw_encrypt(pk, ms[::-1], private_key=sk))
+        if prepared is not None:
+            prepared.clear()  # one input set at a time
+            prepared[(n, tuple(ms))] = ready
+    cs, cs2 = list(ready[0]), list(ready[1])
     results: list[Measurement] = []
 
     def check(name: str, got: list[int], want: Callable[[int], int], idx: list[int] | None = None) -> None:

@@ -205,6 +205,7 @@ def run_suite(*, backends: list[str], peers: list[str], ops: list[str], bits_lis
                                        bits=bits, threads=1, note=m.note, peak=None, common=common))
             for bi, batch in enumerate(batches):
                 inputs = Inputs.random(batch)
+                prepared: dict = {}  # the inputs encrypted once for every target
                 for t in targets:
                     for op in ops:
                         tick(f"{bits} {batch} {t.name} {op}")
@@ -216,7 +217,7 @@ def run_suite(*, backends: list[str], peers: list[str], ops: list[str], bits_lis
                             skipped.append({"backend": _label(t), "op": op, "key_bits": bits, "batch": batch,
                                             "why": why})
                             continue
-                        ms = run_ops(t.obj, bits, batch, repeats, [op], keys=keys, inputs=inputs)
+                        ms = run_ops(t.obj, bits, batch, repeats, [op], keys=keys, inputs=inputs, prepared=prepared)
                         for m in ms:
                             t.rates.setdefault((op, bits), []).append((m.rows or m.batch, m.ops_per_s))
                             records.append(_record(m, device=device_name(t.obj), backend=_label(t), kind="ours",
