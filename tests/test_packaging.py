@@ -141,7 +141,7 @@ def test_the_wheel_installs_one_top_level_name_with_stock_pip(tmp_path):
     tops = {line.split("/")[0] for line in record.splitlines() if line and not line.startswith("..")}
     assert {t for t in tops if not t.endswith(".dist-info")} == {"accel"}, (tops, pip)
     for folder in ("accel/service/proto/heaccel/v1/heaccel.proto", "accel/bench/suite.py", "accel/kernels/host/emulator.cpp",
-                   "accel/backends/gmp_batch.c", "accel/backends/djn_ifma.c"):
+                   "accel/backends/gmp_batch.c", "accel/backends/djn_ifma.c", "accel/backends/gmp_pyints.c"):
         assert folder in record
     outside = tmp_path / "elsewhere"
     outside.mkdir()
@@ -150,6 +150,7 @@ def test_the_wheel_installs_one_top_level_name_with_stock_pip(tmp_path):
     native = _sh("python -c 'from accel import CpuBackend; print(CpuBackend(workers=1).describe())'", outside,
                  {**env, "HEA_CACHE_DIR": str(tmp_path / "cache")}).stdout
     assert "gmp_batch-" in native and "'native_unavailable': None" in native, native
+    assert "_hea_pyints-" in native and "'native_ints_unavailable': None" in native, native
     assert "serve" in _sh("he-accel --help", outside, env).stdout
     _serve_starts(env, outside)
     # every extra resolves with this pip (23.2 on Python 3.11): pre-release peers are pinned
