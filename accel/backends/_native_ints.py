@@ -115,8 +115,9 @@ def load(path: str | os.PathLike | None = None):
             file = str(path) if path is not None else str(build())
             try:
                 mod = _import(file)
-            except ImportError as e:
-                raise _native.NativeUnavailable(f"cannot load the int extension {file}: {e}") from None
+            except Exception as e:  # noqa: BLE001 - e.g. a warning raised as an error (a free-threaded build)
+                raise _native.NativeUnavailable(f"cannot load the int extension {file}: "
+                                                f"{type(e).__name__}: {e}") from None
             if mod.limb_bits != 64:
                 raise _native.NativeUnavailable("the int extension needs GMP with 64-bit limbs")
             _self_check(mod)
