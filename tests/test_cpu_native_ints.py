@@ -88,6 +88,17 @@ def test_long_sums_match_gmpy2(ext, bits):
     assert ext.product(cs, pk.nsquare, pk.ciphertext_width) == _product(cs, pk.nsquare)
 
 
+def test_conversion_at_every_length_and_block_boundary(ext):
+    """Digits to limbs and back (960-bit blocks, then one digit at a time) for every length up to
+    a 4096-bit key's ciphertexts, and refusal of what does not fit the width."""
+    for k in list(range(0, 8200, 13)) + [960 * j + d for j in range(1, 9) for d in (-31, -30, -1, 0, 1, 30)]:
+        for v in (2**k - 1, 2**k, 2**k + 1, secrets.randbits(k + 1) | 1):
+            assert ext.roundtrip(v, 1024) == v
+            assert ext.roundtrip(gmpy2.mpz(v), 1024) == v
+    assert ext.roundtrip(2**8192, 1024) is None and ext.roundtrip(2**8191, 1024) == 2**8191
+    assert ext.roundtrip(2**64, 8) is None and ext.roundtrip(2**64 - 1, 8) == 2**64 - 1
+
+
 def test_results_are_normal_ints(ext):
     pk = _random_key(1024)
     n2, cw = pk.nsquare, pk.ciphertext_width

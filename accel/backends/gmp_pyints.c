@@ -56,6 +56,49 @@ static PyTypeObject *mpz_type = NULL;
 #define OK 0
 #define REFUSE 1 /* not taken here: the general path decides */
 
+#if HEA_DIGITS
+/* 960 bits are a whole number of digits (30- or 15-bit) and of 64-bit limbs: a block of digits
+ * converts to 15 limbs (and back) in straight-line code, every shift a constant once the loop
+ * is unrolled, about twice as fast as the general loop with its branch per digit. At a block's
+ * end both sides are at a boundary, so the general loop carries on from a clean state. */
+#define BLOCK_LIMBS 15
+#define BLOCK_DIGITS (960 / PyLong_SHIFT)
+
+static inline void digits_to_block(const digit *d, mp_limb_t *out) {
+    uint64_t acc = 0;
+    int bits = 0, k = 0;
+#pragma GCC unroll 64
+    for (int j = 0; j < BLOCK_DIGITS; j++) {
+        uint64_t dig = d[j];
+        acc |= dig << bits;
+        bits += PyLong_SHIFT;
+        if (bits >= 64) {
+            out[k++] = acc;
+            bits -= 64;
+            acc = bits ? dig >> (PyLong_SHIFT - bits) : 0;
+        }
+    }
+}
+
+static inline void block_to_digits(const mp_limb_t *x, digit *d) {
+    uint64_t acc = x[0];
+    int have = 64, k = 1;
+#pragma GCC unroll 64
+    for (int i = 0; i < BLOCK_DIGITS; i++) {
+        if (have >= PyLong_SHIFT) {
+            d[i] = (digit)(acc & PyLong_MASK);
+            acc >>= PyLong_SHIFT;
+            have -= PyLong_SHIFT;
+        } else {
+            uint64_t next = x[k++];
+            d[i] = (digit)((acc | (next << have)) & PyLong_MASK);
+            acc = next >> (PyLong_SHIFT - have);
+            have += 64 - PyLong_SHIFT;
+        }
+    }
+}
+#endif
+
 /* |x| (an exact int) into nl limbs, zero-padded; REFUSE when negative or wider. */
 static int int_to_limbs(PyObject *x, mp_limb_t *out, size_t nl) {
 #if HEA_DIGITS
@@ -73,10 +116,12 @@ static int int_to_limbs(PyObject *x, mp_limb_t *out, size_t nl) {
 #endif
     if ((size_t)nd * PyLong_SHIFT > nl * 64 + PyLong_SHIFT) return REFUSE; /* clearly too wide */
     /* 64-bit shifts only (a 128-bit accumulator costs twice as much per digit) */
+    size_t i = 0, k = 0;
+    for (; nd - i >= BLOCK_DIGITS && k + BLOCK_LIMBS <= nl; i += BLOCK_DIGITS, k += BLOCK_LIMBS)
+        digits_to_block(d + i, out + k);
     uint64_t acc = 0;
     int bits = 0; /* bits held in acc, < 64 */
-    size_t k = 0;
-    for (size_t i = 0; i < nd; i++) {
+    for (; i < nd; i++) {
         uint64_t dig = d[i];
         acc |= dig << bits;
         bits += PyLong_SHIFT;
@@ -131,10 +176,13 @@ static PyObject *limbs_to_int(const mp_limb_t *x, size_t nl) {
 #else
     digit *d = v->ob_digit;
 #endif
-    uint64_t acc = x[0];
+    size_t i = 0, k = 0;
+    for (; nd - i >= BLOCK_DIGITS && k + BLOCK_LIMBS <= top; i += BLOCK_DIGITS, k += BLOCK_LIMBS)
+        block_to_digits(x + k, d + i);
+    uint64_t acc = k < top ? x[k] : 0;
     int have = 64; /* bits left in acc */
-    size_t k = 1;
-    for (size_t i = 0; i < nd; i++) {
+    k++;
+    for (; i < nd; i++) {
         if (have >= PyLong_SHIFT) {
             d[i] = (digit)(acc & PyLong_MASK);
             acc >>= PyLong_SHIFT;
