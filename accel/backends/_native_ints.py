@@ -52,7 +52,7 @@ def build(cc: str | None = None, extra_flags: tuple[str, ...] = ()) -> Path:
     cc = cc or _native._compiler()
     inc = python_include()
     try:
-        sources = [SOURCE.read_bytes(), _native.SOURCE.read_bytes()]
+        sources = [SOURCE.read_bytes(), _native.SOURCE.read_bytes(), _native.IFMA_SOURCE.read_bytes()]
     except OSError as e:
         raise _native.NativeUnavailable(f"the int extension's source is missing: {e}") from None
     suffix = importlib.machinery.EXTENSION_SUFFIXES[0]
