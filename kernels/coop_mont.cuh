@@ -418,6 +418,15 @@ template <int L, int TPI> HEA_FN limb_t normalise(const group<L, TPI>& g, limb_t
 template <int L, int TPI>
 HEA_FN void mont_mul(const group<L, TPI>& g, limb_t* r, const limb_t* a, const limb_t* b, const modulus<L, TPI>& M);
 
+// This lane's slice of a modulus record's m and m' only (no R^2 or R mod m: for callers that need
+// none, or load or make them where used, not held: registers bound occupancy).
+template <int L, int TPI> HEA_FN void load_mod(const group<L, TPI>& g, modulus<L, TPI>& M, const mod_rec<L>& rec) {
+  constexpr int LPT = L / TPI;
+  HEA_UNROLL_ALL
+  for (int k = 0; k < LPT; k++) M.m[k] = rec.m[g.lane * LPT + k];
+  M.minv = rec.minv;
+}
+
 // This lane's slices of a modulus record: m and m', R^2 mod m, the plain 1 and R mod m (the
 // Montgomery form of 1). requires: m odd.
 template <int L, int TPI>

@@ -18,14 +18,6 @@
 namespace hea {
 namespace coop {
 
-// This lane's slice of a modulus record's m and m' (no R mod m: the caller needs none).
-template <int L, int TPI> HEA_FN void load_mod(const group<L, TPI>& g, modulus<L, TPI>& M, const mod_rec<L>& rec) {
-  constexpr int LPT = L / TPI;
-  HEA_UNROLL_ALL
-  for (int k = 0; k < LPT; k++) M.m[k] = rec.m[g.lane * LPT + k];
-  M.minv = rec.minv;
-}
-
 // L_u(c^(u-1) mod u^2) h_u mod u for one prime u, c given as its low and high LP limbs.
 template <int LP, int TPI>
 HEA_FN void decrypt_half_coop(const group<LP, TPI>& g, limb_t* out, const limb_t* c_lo, const limb_t* c_hi,

@@ -98,9 +98,7 @@ HEA_FN void product_coop(limb_t* out, const limb_t* in, unsigned long long count
   const group<L, TPI> g = group<L, TPI>::mine();
   modulus<L, TPI> M;
   limb_t acc[LPT], c[LPT];
-  HEA_UNROLL_ALL
-  for (int k = 0; k < LPT; k++) M.m[k] = K.n2.m[g.lane * LPT + k];
-  M.minv = K.n2.minv;
+  load_mod<L, TPI>(g, M, K.n2);
   const unsigned long long groups = (count + chunk - 1) / chunk;
   const unsigned long long per_block = HEA_COOP_BLOCK / TPI;
   for (unsigned long long t = blockIdx.x * per_block + threadIdx.x / TPI; t < groups; t += gridDim.x * per_block) {

@@ -50,9 +50,7 @@ HEA_FN void inverse_prefix(limb_t* prefix, limb_t* totals, const limb_t* xs, con
   const group<L, TPI> g = group<L, TPI>::mine();
   modulus<L, TPI> M;
   limb_t acc[LPT], x[LPT], d[LPT];
-  HEA_UNROLL_ALL
-  for (int k = 0; k < LPT; k++) M.m[k] = K.n2.m[g.lane * LPT + k];
-  M.minv = K.n2.minv;
+  load_mod<L, TPI>(g, M, K.n2);
   const unsigned long long groups = (count + chunk - 1) / chunk;
   const unsigned long long per_block = HEA_COOP_BLOCK / TPI;
   for (unsigned long long t = blockIdx.x * per_block + threadIdx.x / TPI; t < groups; t += gridDim.x * per_block) {
@@ -87,9 +85,7 @@ HEA_FN void inverse_back(limb_t* xs, const unsigned long long* idx, const limb_t
   const group<L, TPI> g = group<L, TPI>::mine();
   modulus<L, TPI> M;
   limb_t J[LPT], x[LPT], y[LPT];
-  HEA_UNROLL_ALL
-  for (int k = 0; k < LPT; k++) M.m[k] = K.n2.m[g.lane * LPT + k];
-  M.minv = K.n2.minv;
+  load_mod<L, TPI>(g, M, K.n2);
   const unsigned long long groups = (count + chunk - 1) / chunk;
   const unsigned long long per_block = HEA_COOP_BLOCK / TPI;
   for (unsigned long long t = blockIdx.x * per_block + threadIdx.x / TPI; t < groups; t += gridDim.x * per_block) {

@@ -28,9 +28,7 @@ HEA_FN void powmod_coop(limb_t* out, const limb_t* bases, const limb_t* exps, un
   const group<L, TPI> g = group<L, TPI>::mine();
   modulus<L, TPI> M;
   limb_t rmod[LPT], b[LPT], x[LPT];
-  HEA_UNROLL_ALL
-  for (int k = 0; k < LPT; k++) M.m[k] = rec.m[g.lane * LPT + k];
-  M.minv = rec.minv;
+  load_mod<L, TPI>(g, M, rec);
   const unsigned long long per_block = HEA_COOP_BLOCK / TPI;
   for (unsigned long long i = blockIdx.x * per_block + threadIdx.x / TPI; i < count; i += gridDim.x * per_block) {
     bool fits = load<L, TPI>(g, b, bases + i * (unsigned long long)bstride, bstride);

@@ -25,9 +25,7 @@ HEA_FN void paillier_coop(limb_t* out, const limb_t* ms, const limb_t* rs, unsig
   const group<L, TPI> g = group<L, TPI>::mine();
   modulus<L, TPI> M;
   limb_t rmod[LPT], x[LPT], y[LPT];
-  HEA_UNROLL_ALL
-  for (int k = 0; k < LPT; k++) M.m[k] = K.n2.m[g.lane * LPT + k];
-  M.minv = K.n2.minv;
+  load_mod<L, TPI>(g, M, K.n2);
   const unsigned long long per_block = HEA_COOP_BLOCK / TPI;
   for (unsigned long long i = blockIdx.x * per_block + threadIdx.x / TPI; i < count; i += gridDim.x * per_block) {
     if (mode == 1) {

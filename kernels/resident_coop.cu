@@ -41,15 +41,6 @@ HEA_FN bool load_unit(const group<L, TPI>& g, limb_t* x, const limb_t* src, int 
   return fits && below && !is_zero<L, TPI>(g, x);
 }
 
-// This lane's slice of n^2 and its m' (no R^2: the multiplications below need none).
-template <int LP, int L, int TPI>
-HEA_FN void load_n2(const group<L, TPI>& g, modulus<L, TPI>& M, const pub_rec<LP>& K) {
-  constexpr int LPT = L / TPI;
-  HEA_UNROLL_ALL
-  for (int k = 0; k < LPT; k++) M.m[k] = K.n2.m[g.lane * LPT + k];
-  M.minv = K.n2.minv;
-}
-
 // mode 0: x = c R (by R^2), mode 1: c = x R^-1 (by 1). The one conversion of a chain.
 template <int LP>
 HEA_FN void convert(limb_t* out, const limb_t* in, unsigned long long count, const limb_t* key, int cs,
@@ -58,7 +49,7 @@ HEA_FN void convert(limb_t* out, const limb_t* in, unsigned long long count, con
   const pub_rec<LP>& K = *reinterpret_cast<const pub_rec<LP>*>(key);
   const group<L, TPI> g = group<L, TPI>::mine();
   modulus<L, TPI> M;
-  load_n2<LP>(g, M, K);
+  load_mod<L, TPI>(g, M, K.n2);
   limb_t by[LPT], x[LPT];
   HEA_UNROLL_ALL
   for (int k = 0; k < LPT; k++)
@@ -81,7 +72,7 @@ HEA_FN void add(limb_t* out, const limb_t* as, const limb_t* bs, unsigned long l
   const pub_rec<LP>& K = *reinterpret_cast<const pub_rec<LP>*>(key);
   const group<L, TPI> g = group<L, TPI>::mine();
   modulus<L, TPI> M;
-  load_n2<LP>(g, M, K);
+  load_mod<L, TPI>(g, M, K.n2);
   limb_t a[LPT], b[LPT];
   const unsigned long long per_block = HEA_COOP_BLOCK / TPI;
   for (unsigned long long i = blockIdx.x * per_block + threadIdx.x / TPI; i < count; i += gridDim.x * per_block) {
@@ -105,7 +96,7 @@ HEA_FN void product(limb_t* out, const limb_t* in, unsigned long long count, uns
   const pub_rec<LP>& K = *reinterpret_cast<const pub_rec<LP>*>(key);
   const group<L, TPI> g = group<L, TPI>::mine();
   modulus<L, TPI> M;
-  load_n2<LP>(g, M, K);
+  load_mod<L, TPI>(g, M, K.n2);
   limb_t acc[LPT], c[LPT];
   const unsigned long long groups = (count + chunk - 1) / chunk;
   const unsigned long long per_block = HEA_COOP_BLOCK / TPI;
@@ -196,9 +187,7 @@ HEA_FN void rerandomize(limb_t* out, const limb_t* cts, const limb_t* rs, unsign
   const group<L, TPI> g = group<L, TPI>::mine();
   modulus<L, TPI> M;
   limb_t c[LPT], x[LPT], y[LPT];
-  HEA_UNROLL_ALL
-  for (int k = 0; k < LPT; k++) M.m[k] = K.n2.m[g.lane * LPT + k];
-  M.minv = K.n2.minv;
+  load_mod<L, TPI>(g, M, K.n2);
   const unsigned long long per_block = HEA_COOP_BLOCK / TPI;
   for (unsigned long long i = blockIdx.x * per_block + threadIdx.x / TPI; i < count; i += gridDim.x * per_block) {
     if (!load_unit<L, TPI>(g, c, cts + i * (unsigned long long)cs, cs, M)) {
