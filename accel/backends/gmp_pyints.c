@@ -237,6 +237,12 @@ static int modulus(PyObject *m, mp_limb_t *out, size_t nl) {
 
 static PyObject *nomem(void) { return PyErr_NoMemory(); }
 
+/* None: the input or the engine refused, and the caller falls back. */
+static PyObject *refused(void) { Py_RETURN_NONE; }
+
+/* The call's result for an engine status r other than -1 (done): -2 MemoryError, else refused. */
+static PyObject *engine_failure(long r) { return r == -2 ? nomem() : refused(); }
+
 /* add(a, b, n2, width): [a_i b_i mod n2], or None (see above). */
 static PyObject *py_add(PyObject *self, PyObject *args) {
     (void)self;
@@ -252,8 +258,7 @@ static PyObject *py_add(PyObject *self, PyObject *args) {
     PyObject *result = NULL;
     if (modulus(n2, m, nl) < 0) goto done;
     if (seq_to_limbs(a, (size_t)count, x, nl) != OK || seq_to_limbs(b, (size_t)count, y, nl) != OK) {
-        result = Py_None;
-        Py_INCREF(result);
+        result = refused();
         goto done;
     }
     long r;
@@ -262,9 +267,7 @@ static PyObject *py_add(PyObject *self, PyObject *args) {
     r = hea_mulmod((const uint8_t *)m, w8, (const uint8_t *)x, (const uint8_t *)y, (uint8_t *)out,
                    (size_t)count, w8, &bad);
     Py_END_ALLOW_THREADS
-    if (r == -2) { nomem(); goto done; }
-    if (r != -1) { result = Py_None; Py_INCREF(result); goto done; }
-    result = limbs_to_list(out, (size_t)count, nl);
+    result = r == -1 ? limbs_to_list(out, (size_t)count, nl) : engine_failure(r);
 done:
     PyMem_RawFree(buf);
     return result;
@@ -285,8 +288,7 @@ static PyObject *py_add_plain(PyObject *self, PyObject *args) {
     PyObject *result = NULL;
     if (modulus(n, nm, hl) < 0 || modulus(n2, n2m, nl) < 0) goto done;
     if (seq_to_limbs(cs, (size_t)count, c, nl) != OK || seq_to_limbs(ms, (size_t)count, mv, hl) != OK) {
-        result = Py_None;
-        Py_INCREF(result);
+        result = refused();
         goto done;
     }
     long r;
@@ -295,9 +297,7 @@ static PyObject *py_add_plain(PyObject *self, PyObject *args) {
     r = hea_add_plain((const uint8_t *)nm, hl * 8, (const uint8_t *)n2m, nl * 8, (const uint8_t *)c,
                       (const uint8_t *)mv, (uint8_t *)out, (size_t)count, &bad);
     Py_END_ALLOW_THREADS
-    if (r == -2) { nomem(); goto done; }
-    if (r != -1) { result = Py_None; Py_INCREF(result); goto done; }
-    result = limbs_to_list(out, (size_t)count, nl);
+    result = r == -1 ? limbs_to_list(out, (size_t)count, nl) : engine_failure(r);
 done:
     PyMem_RawFree(buf);
     return result;
@@ -317,14 +317,12 @@ static PyObject *py_product(PyObject *self, PyObject *args) {
     mp_limb_t *m = buf, *x = m + nl, *out = x + (size_t)count * nl;
     PyObject *result = NULL;
     if (modulus(n2, m, nl) < 0) goto done;
-    if (seq_to_limbs(cs, (size_t)count, x, nl) != OK) { result = Py_None; Py_INCREF(result); goto done; }
+    if (seq_to_limbs(cs, (size_t)count, x, nl) != OK) { result = refused(); goto done; }
     long r;
     Py_BEGIN_ALLOW_THREADS
     r = hea_product_redc((const uint8_t *)m, w8, (const uint8_t *)x, (size_t)count, w8, (uint8_t *)out);
     Py_END_ALLOW_THREADS
-    if (r == -2) { nomem(); goto done; }
-    if (r != -1) { result = Py_None; Py_INCREF(result); goto done; }
-    result = limbs_to_int(out, nl);
+    result = r == -1 ? limbs_to_int(out, nl) : engine_failure(r);
 done:
     PyMem_RawFree(buf);
     return result;
@@ -339,7 +337,7 @@ static PyObject *py_roundtrip(PyObject *self, PyObject *args) {
     size_t nl = limbs_of(width);
     mp_limb_t *buf = PyMem_RawMalloc((nl ? nl : 1) * 8);
     if (buf == NULL) return nomem();
-    PyObject *result = element_to_limbs(x, buf, nl) == OK ? limbs_to_int(buf, nl) : (Py_INCREF(Py_None), Py_None);
+    PyObject *result = element_to_limbs(x, buf, nl) == OK ? limbs_to_int(buf, nl) : refused();
     PyMem_RawFree(buf);
     return result;
 }
