@@ -427,6 +427,36 @@ template <int L, int TPI> HEA_FN void load_mod(const group<L, TPI>& g, modulus<L
   M.minv = rec.minv;
 }
 
+// Grid-stride over the chunks of [0, count), one group of TPI threads a chunk: f(t, start, stop)
+// for chunk t = [start, stop). Launch: HEA_COOP_BLOCK threads per block.
+template <int TPI, class F>
+HEA_FN void for_each_chunk(unsigned long long count, unsigned long long chunk, F&& f) {
+  const unsigned long long groups = (count + chunk - 1) / chunk;
+  const unsigned long long per_block = HEA_COOP_BLOCK / TPI;
+  for (unsigned long long t = blockIdx.x * per_block + threadIdx.x / TPI; t < groups; t += gridDim.x * per_block) {
+    const unsigned long long start = t * chunk, stop = start + chunk < count ? start + chunk : count;
+    f(t, start, stop);
+  }
+}
+
+// acc = the Montgomery product of elements start .. stop - 1 (the first as it is, no R^-1), each
+// put in x by load(i, x); false, with acc undefined, as soon as a load returns false (refused).
+template <int L, int TPI, class Load>
+HEA_FN bool chunk_product(const group<L, TPI>& g, limb_t* acc, limb_t* x, unsigned long long start,
+                          unsigned long long stop, const modulus<L, TPI>& M, Load&& load) {
+  constexpr int LPT = L / TPI;
+  for (unsigned long long i = start; i < stop; i++) {
+    if (!load(i, x)) return false;
+    if (i == start) {
+      HEA_UNROLL_ALL
+      for (int k = 0; k < LPT; k++) acc[k] = x[k];
+    } else {
+      mont_mul<L, TPI>(g, acc, acc, x, M);
+    }
+  }
+  return true;
+}
+
 // This lane's slices of a modulus record: m and m', R^2 mod m, the plain 1 and R mod m (the
 // Montgomery form of 1). requires: m odd.
 template <int L, int TPI>

@@ -99,34 +99,22 @@ HEA_FN void product_coop(limb_t* out, const limb_t* in, unsigned long long count
   modulus<L, TPI> M;
   limb_t acc[LPT], c[LPT];
   load_mod<L, TPI>(g, M, K.n2);
-  const unsigned long long groups = (count + chunk - 1) / chunk;
-  const unsigned long long per_block = HEA_COOP_BLOCK / TPI;
-  for (unsigned long long t = blockIdx.x * per_block + threadIdx.x / TPI; t < groups; t += gridDim.x * per_block) {
-    unsigned long long start = t * chunk, stop = start + chunk < count ? start + chunk : count;
-    bool ok = true;
-    for (unsigned long long i = start; i < stop; i++) {
+  for_each_chunk<TPI>(count, chunk, [&](unsigned long long t, unsigned long long start, unsigned long long stop) {
+    const bool ok = chunk_product<L, TPI>(g, acc, c, start, stop, M, [&](unsigned long long i, limb_t* x) {
       const limb_t* src = in + i * (unsigned long long)cs;
-      if (check) {
-        if (!load_ciphertext<L, TPI>(g, c, src, cs, M)) {
-          if (g.lane == 0) report_error(err, i, ERR_CIPHERTEXT_RANGE);
-          ok = false;
-          break;
-        }
-      } else {
-        load<L, TPI>(g, c, src, cs);
+      if (!check) {
+        load<L, TPI>(g, x, src, cs);
+        return true;
       }
-      if (i == start) {
-        HEA_UNROLL_ALL
-        for (int k = 0; k < LPT; k++) acc[k] = c[k];
-      } else {
-        mont_mul<L, TPI>(g, acc, acc, c, M);
-      }
-    }
-    if (!ok) continue;
+      if (load_ciphertext<L, TPI>(g, x, src, cs, M)) return true;
+      if (g.lane == 0) report_error(err, i, ERR_CIPHERTEXT_RANGE);
+      return false;
+    });
+    if (!ok) return;
     load<L, TPI>(g, c, r_powers + (stop - start) * (unsigned long long)L, L);
     mont_mul<L, TPI>(g, acc, acc, c, M);
     store<L, TPI>(g, out + t * (unsigned long long)cs, acc, cs);
-  }
+  });
 }
 
 }  // namespace coop

@@ -51,29 +51,17 @@ HEA_FN void inverse_prefix(limb_t* prefix, limb_t* totals, const limb_t* xs, con
   modulus<L, TPI> M;
   limb_t acc[LPT], x[LPT], d[LPT];
   load_mod<L, TPI>(g, M, K.n2);
-  const unsigned long long groups = (count + chunk - 1) / chunk;
-  const unsigned long long per_block = HEA_COOP_BLOCK / TPI;
-  for (unsigned long long t = blockIdx.x * per_block + threadIdx.x / TPI; t < groups; t += gridDim.x * per_block) {
-    unsigned long long start = t * chunk, stop = start + chunk < count ? start + chunk : count;
-    bool ok = true;
-    for (unsigned long long i = start; i < stop; i++) {
+  for_each_chunk<TPI>(count, chunk, [&](unsigned long long t, unsigned long long start, unsigned long long stop) {
+    const bool ok = chunk_product<L, TPI>(g, acc, x, start, stop, M, [&](unsigned long long i, limb_t* y) {
+      if (i > start) store<L, TPI>(g, prefix + (i - 1) * (unsigned long long)cs, acc, cs);  // x_start .. x_(i-1)
       unsigned long long row = element_row(idx, i);
-      bool fits = load<L, TPI>(g, x, xs + row * (unsigned long long)cs, cs);
-      if (check && !(fits && sub<L, TPI>(g, d, x, M.m) == 1u)) {
-        if (g.lane == 0) report_error(err, row, ERR_CIPHERTEXT_RANGE);
-        ok = false;
-        break;
-      }
-      if (i == start) {
-        HEA_UNROLL_ALL
-        for (int k = 0; k < LPT; k++) acc[k] = x[k];
-      } else {
-        mont_mul<L, TPI>(g, acc, acc, x, M);
-      }
-      if (i + 1 < stop) store<L, TPI>(g, prefix + i * (unsigned long long)cs, acc, cs);
-    }
+      bool fits = load<L, TPI>(g, y, xs + row * (unsigned long long)cs, cs);
+      if (!check || (fits && sub<L, TPI>(g, d, y, M.m) == 1u)) return true;
+      if (g.lane == 0) report_error(err, row, ERR_CIPHERTEXT_RANGE);
+      return false;
+    });
     if (ok) store<L, TPI>(g, totals + t * (unsigned long long)cs, acc, cs);
-  }
+  });
 }
 
 template <int LP>
@@ -86,10 +74,7 @@ HEA_FN void inverse_back(limb_t* xs, const unsigned long long* idx, const limb_t
   modulus<L, TPI> M;
   limb_t J[LPT], x[LPT], y[LPT];
   load_mod<L, TPI>(g, M, K.n2);
-  const unsigned long long groups = (count + chunk - 1) / chunk;
-  const unsigned long long per_block = HEA_COOP_BLOCK / TPI;
-  for (unsigned long long t = blockIdx.x * per_block + threadIdx.x / TPI; t < groups; t += gridDim.x * per_block) {
-    unsigned long long start = t * chunk, stop = start + chunk < count ? start + chunk : count;
+  for_each_chunk<TPI>(count, chunk, [&](unsigned long long t, unsigned long long start, unsigned long long stop) {
     load<L, TPI>(g, J, inv_totals + t * (unsigned long long)cs, cs);
     for (unsigned long long i = stop; i-- > start;) {
       unsigned long long row = element_row(idx, i);
@@ -111,7 +96,7 @@ HEA_FN void inverse_back(limb_t* xs, const unsigned long long* idx, const limb_t
       }
       store<L, TPI>(g, dst, y, cs);
     }
-  }
+  });
 }
 
 }  // namespace coop

@@ -98,32 +98,20 @@ HEA_FN void product(limb_t* out, const limb_t* in, unsigned long long count, uns
   modulus<L, TPI> M;
   load_mod<L, TPI>(g, M, K.n2);
   limb_t acc[LPT], c[LPT];
-  const unsigned long long groups = (count + chunk - 1) / chunk;
-  const unsigned long long per_block = HEA_COOP_BLOCK / TPI;
-  for (unsigned long long t = blockIdx.x * per_block + threadIdx.x / TPI; t < groups; t += gridDim.x * per_block) {
-    unsigned long long start = t * chunk, stop = start + chunk < count ? start + chunk : count;
-    bool ok = true;
-    for (unsigned long long i = start; i < stop; i++) {
+  for_each_chunk<TPI>(count, chunk, [&](unsigned long long t, unsigned long long start, unsigned long long stop) {
+    // stays in Montgomery form: nothing to correct
+    const bool ok = chunk_product<L, TPI>(g, acc, c, start, stop, M, [&](unsigned long long i, limb_t* x) {
       const limb_t* src = in + i * (unsigned long long)cs;
-      if (check) {
-        if (!load_unit<L, TPI>(g, c, src, cs, M)) {
-          if (g.lane == 0) report_error(err, i, ERR_CIPHERTEXT_RANGE);
-          ok = false;
-          break;
-        }
-      } else {
-        load<L, TPI>(g, c, src, cs);
+      if (!check) {
+        load<L, TPI>(g, x, src, cs);
+        return true;
       }
-      if (i == start) {
-        HEA_UNROLL_ALL
-        for (int k = 0; k < LPT; k++) acc[k] = c[k];
-      } else {
-        mont_mul<L, TPI>(g, acc, acc, c, M);  // stays in Montgomery form: nothing to correct
-      }
-    }
-    if (!ok) continue;
-    store<L, TPI>(g, out + t * (unsigned long long)cs, acc, cs);
-  }
+      if (load_unit<L, TPI>(g, x, src, cs, M)) return true;
+      if (g.lane == 0) report_error(err, i, ERR_CIPHERTEXT_RANGE);
+      return false;
+    });
+    if (ok) store<L, TPI>(g, out + t * (unsigned long long)cs, acc, cs);
+  });
 }
 
 template <int LP>
