@@ -302,16 +302,8 @@ long hea_djn_encrypt52(const uint8_t *n_bytes, size_t pw, const uint8_t *mod, si
             }
         }
         for (size_t i = 0; i < block; i++) {
-            /* g = 1 + m n (< n^2) or 1, constant time; the multiplication by it leaves Montgomery form */
-            memset(g, 0, (size_t)nl * sizeof(mp_limb_t));
-            if (ms) {
-                load(mv, hl, ms + (start + i) * pw, pw);
-                mpn_sec_mul(prod, mv, hl, n, hl, scratch);
-                memcpy(g, prod, (size_t)(2 * hl < nl ? 2 * hl : nl) * sizeof(mp_limb_t));
-                mpn_sec_add_1(g, g, nl, 1, scratch);
-            } else {
-                g[0] = 1;
-            }
+            /* the multiplication by g = 1 + m n (or 1) leaves Montgomery form */
+            one_plus_mn(g, nl, ms ? ms + (start + i) * pw : NULL, pw, n, hl, mv, prod, scratch);
             to52(g52, digits, g, nl);
             amm(accs + i * digits, accs + i * digits, g52, m52, k0);
             /* < 2m: subtract m once unless that borrows */

@@ -235,6 +235,21 @@ static size_t digit(const uint8_t *r, size_t pw, size_t bit, int w) {
 #if defined(__x86_64__) && defined(__GNUC__)
 __attribute__((target_clones("avx512f", "avx2", "default")))
 #endif
+/* g = 1 + m n (< n^2, nl limbs) for the pw-byte plaintext m at src, or 1 where src is NULL;
+   constant time. mv (hl limbs), prod (2 hl) and scratch (ct_scratch_limbs) are the caller's. */
+static void one_plus_mn(mp_limb_t *g, mp_size_t nl, const uint8_t *src, size_t pw, const mp_limb_t *n, mp_size_t hl,
+                        mp_limb_t *mv, mp_limb_t *prod, mp_limb_t *scratch) {
+    memset(g, 0, (size_t)nl * sizeof(mp_limb_t));
+    if (!src) {
+        g[0] = 1;
+        return;
+    }
+    load(mv, hl, src, pw);
+    mpn_sec_mul(prod, mv, hl, n, hl, scratch);
+    memcpy(g, prod, (size_t)(2 * hl < nl ? 2 * hl : nl) * sizeof(mp_limb_t));
+    mpn_sec_add_1(g, g, nl, 1, scratch);
+}
+
 static void select_ct(mp_limb_t *out, const mp_limb_t *tab, mp_size_t nl, size_t size, size_t which) {
     memset(out, 0, (size_t)nl * sizeof(mp_limb_t));
     for (size_t d = 0; d < size; d++) {
@@ -285,16 +300,7 @@ long hea_djn_encrypt(const uint8_t *n_bytes, size_t pw, const uint8_t *mod, size
             }
         }
         for (size_t i = 0; i < block; i++) {
-            /* g = 1 + m n (< n^2), or 1 */
-            memset(g, 0, (size_t)nl * sizeof(mp_limb_t));
-            if (ms) {
-                load(mv, hl, ms + (start + i) * pw, pw);
-                mpn_sec_mul(prod, mv, hl, n, hl, scratch);
-                memcpy(g, prod, (size_t)(2 * hl < nl ? 2 * hl : nl) * sizeof(mp_limb_t));
-                mpn_sec_add_1(g, g, nl, 1, scratch);
-            } else {
-                g[0] = 1;
-            }
+            one_plus_mn(g, nl, ms ? ms + (start + i) * pw : NULL, pw, n, hl, mv, prod, scratch);
             montmul(accs + i * nl, accs + i * nl, g, m, nl, minv, prod, scratch);
             store(out + (start + i) * cw, cw, accs + i * nl, nl);
         }
