@@ -427,6 +427,17 @@ template <int L, int TPI> HEA_FN void load_mod(const group<L, TPI>& g, modulus<L
   M.minv = rec.minv;
 }
 
+// Load x (cs limbs, e.g. a ciphertext) into the group's slices and check 0 < x < m (the group's
+// modulus, e.g. n^2); the same answer on every lane.
+template <int L, int TPI>
+HEA_FN bool load_unit(const group<L, TPI>& g, limb_t* x, const limb_t* src, int cs, const modulus<L, TPI>& M) {
+  constexpr int LPT = L / TPI;
+  bool fits = load<L, TPI>(g, x, src, cs);
+  limb_t d[LPT];
+  bool below = sub<L, TPI>(g, d, x, M.m) == 1u;
+  return fits && below && !is_zero<L, TPI>(g, x);
+}
+
 // Grid-stride over the chunks of [0, count), one group of TPI threads a chunk: f(t, start, stop)
 // for chunk t = [start, stop). Launch: HEA_COOP_BLOCK threads per block.
 template <int TPI, class F>

@@ -23,17 +23,6 @@
 namespace hea {
 namespace coop {
 
-// Load a ciphertext of cs limbs into the group's slices and check 0 < c < m (the group's
-// modulus n^2); the same answer on every lane.
-template <int L, int TPI>
-HEA_FN bool load_ciphertext(const group<L, TPI>& g, limb_t* c, const limb_t* src, int cs, const modulus<L, TPI>& M) {
-  constexpr int LPT = L / TPI;
-  bool fits = load<L, TPI>(g, c, src, cs);
-  limb_t d[LPT];
-  bool below = sub<L, TPI>(g, d, c, M.m) == 1u;
-  return fits && below && !is_zero<L, TPI>(g, c);
-}
-
 template <int LP>
 HEA_FN void add_coop(limb_t* out, const limb_t* as, const limb_t* bs, unsigned long long count, const limb_t* key,
                      int cs, unsigned long long* err) {
@@ -50,11 +39,11 @@ HEA_FN void add_coop(limb_t* out, const limb_t* as, const limb_t* bs, unsigned l
   M.minv = K.n2.minv;
   const unsigned long long per_block = HEA_COOP_BLOCK / TPI;
   for (unsigned long long i = blockIdx.x * per_block + threadIdx.x / TPI; i < count; i += gridDim.x * per_block) {
-    if (!load_ciphertext<L, TPI>(g, a, as + i * (unsigned long long)cs, cs, M)) {
+    if (!load_unit<L, TPI>(g, a, as + i * (unsigned long long)cs, cs, M)) {
       if (g.lane == 0) report_error(err, i, ERR_CIPHERTEXT_RANGE);
       continue;
     }
-    if (!load_ciphertext<L, TPI>(g, b, bs + i * (unsigned long long)cs, cs, M)) {
+    if (!load_unit<L, TPI>(g, b, bs + i * (unsigned long long)cs, cs, M)) {
       if (g.lane == 0) report_error(err, i, ERR_SECOND_RANGE);
       continue;
     }
@@ -75,7 +64,7 @@ HEA_FN void mul_scalar_coop(limb_t* out, const limb_t* cts, const limb_t* ks, un
   load_modulus<L, TPI>(g, M, r2, one, rmod, K.n2);
   const unsigned long long per_block = HEA_COOP_BLOCK / TPI;
   for (unsigned long long i = blockIdx.x * per_block + threadIdx.x / TPI; i < count; i += gridDim.x * per_block) {
-    if (!load_ciphertext<L, TPI>(g, c, cts + i * (unsigned long long)cs, cs, M)) {
+    if (!load_unit<L, TPI>(g, c, cts + i * (unsigned long long)cs, cs, M)) {
       if (g.lane == 0) report_error(err, i, ERR_CIPHERTEXT_RANGE);
       continue;
     }
@@ -106,7 +95,7 @@ HEA_FN void product_coop(limb_t* out, const limb_t* in, unsigned long long count
         load<L, TPI>(g, x, src, cs);
         return true;
       }
-      if (load_ciphertext<L, TPI>(g, x, src, cs, M)) return true;
+      if (load_unit<L, TPI>(g, x, src, cs, M)) return true;
       if (g.lane == 0) report_error(err, i, ERR_CIPHERTEXT_RANGE);
       return false;
     });

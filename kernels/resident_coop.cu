@@ -31,16 +31,6 @@ namespace hea {
 namespace coop {
 namespace resident {
 
-// 0 < x < m on every lane, after loading x (cs limbs).
-template <int L, int TPI>
-HEA_FN bool load_unit(const group<L, TPI>& g, limb_t* x, const limb_t* src, int cs, const modulus<L, TPI>& M) {
-  constexpr int LPT = L / TPI;
-  bool fits = load<L, TPI>(g, x, src, cs);
-  limb_t d[LPT];
-  bool below = sub<L, TPI>(g, d, x, M.m) == 1u;
-  return fits && below && !is_zero<L, TPI>(g, x);
-}
-
 // mode 0: x = c R (by R^2), mode 1: c = x R^-1 (by 1). The one conversion of a chain.
 template <int LP>
 HEA_FN void convert(limb_t* out, const limb_t* in, unsigned long long count, const limb_t* key, int cs,
