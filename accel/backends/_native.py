@@ -67,21 +67,27 @@ def build(cc: str | None = None) -> Path:
     except OSError as e:
         raise NativeUnavailable(f"the native engine's source is missing: {e}") from None
     digest = hashlib.sha256(b"\0".join([source, cc.encode(), *(f.encode() for f in CFLAGS + LIBS)])).hexdigest()[:16]
-    out = cache_dir() / f"gmp_batch-{digest}.so"
+    return compile_cached(cache_dir() / f"gmp_batch-{digest}.so", cc, CFLAGS, [SOURCE], "the native engine", 120)
+
+
+def compile_cached(out: Path, cc: str, flags: tuple[str, ...], sources: list[Path], what: str, timeout: int) -> Path:
+    """out, compiled from sources (with LIBS) unless it exists: built under a temporary name
+    beside it and renamed, so a concurrent or interrupted build never leaves half a library.
+    NativeUnavailable naming ``what`` where the compiler fails or cannot run."""
     if out.exists():
         return out
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(dir=out.parent) as tmp:
             tmp_out = Path(tmp) / out.name
-            proc = subprocess.run([cc, *CFLAGS, "-o", str(tmp_out), str(SOURCE), *LIBS],
-                                  capture_output=True, text=True, timeout=120)
+            proc = subprocess.run([cc, *flags, "-o", str(tmp_out), *(str(s) for s in sources), *LIBS],
+                                  capture_output=True, text=True, timeout=timeout)
             if proc.returncode:
-                raise NativeUnavailable(f"building the native engine with {cc} failed: "
+                raise NativeUnavailable(f"building {what} with {cc} failed: "
                                         f"{proc.stderr.strip()[-800:] or proc.returncode}")
             os.replace(tmp_out, out)
     except (OSError, subprocess.SubprocessError) as e:
-        raise NativeUnavailable(f"cannot build the native engine with {cc}: {e}") from None
+        raise NativeUnavailable(f"cannot build {what} with {cc}: {e}") from None
     return out
 
 

@@ -18,10 +18,8 @@ import hashlib
 import importlib.machinery
 import importlib.util
 import os
-import subprocess
 import sys
 import sysconfig
-import tempfile
 import threading
 from pathlib import Path
 
@@ -59,22 +57,8 @@ def build(cc: str | None = None, extra_flags: tuple[str, ...] = ()) -> Path:
     flags = (*_native.CFLAGS, *extra_flags, f"-I{inc}")
     digest = hashlib.sha256(b"\0".join([*sources, cc.encode(), sys.version.encode(),
                                         *(f.encode() for f in flags + _native.LIBS)])).hexdigest()[:16]
-    out = _native.cache_dir() / f"{MODULE}-{digest}{suffix}"
-    if out.exists():
-        return out
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory(dir=out.parent) as tmp:
-            tmp_out = Path(tmp) / out.name
-            proc = subprocess.run([cc, *flags, "-o", str(tmp_out), str(SOURCE), str(_native.SOURCE),
-                                   *_native.LIBS], capture_output=True, text=True, timeout=180)
-            if proc.returncode:
-                raise _native.NativeUnavailable(f"building the int extension with {cc} failed: "
-                                                f"{proc.stderr.strip()[-800:] or proc.returncode}")
-            os.replace(tmp_out, out)
-    except (OSError, subprocess.SubprocessError) as e:
-        raise _native.NativeUnavailable(f"cannot build the int extension with {cc}: {e}") from None
-    return out
+    return _native.compile_cached(_native.cache_dir() / f"{MODULE}-{digest}{suffix}", cc, flags,
+                                  [SOURCE, _native.SOURCE], "the int extension", 180)
 
 
 def _import(path: str):
