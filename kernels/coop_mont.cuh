@@ -19,6 +19,7 @@
 // Off the GPU (g++), the PTX carry chains are portable C++ and the intrinsics come from the
 // lockstep emulator (host/lockstep.hpp).
 #pragma once
+#include "errors.cuh"
 #include "montgomery.cuh"
 
 #if defined(__CUDACC__)
@@ -436,6 +437,15 @@ HEA_FN bool load_unit(const group<L, TPI>& g, limb_t* x, const limb_t* src, int 
   limb_t d[LPT];
   bool below = sub<L, TPI>(g, d, x, M.m) == 1u;
   return fits && below && !is_zero<L, TPI>(g, x);
+}
+
+// load_unit; where x is out of range, lane 0 also reports element i with code (the caller skips it).
+template <int L, int TPI>
+HEA_FN bool load_unit_or_report(const group<L, TPI>& g, limb_t* x, const limb_t* src, int cs, const modulus<L, TPI>& M,
+                                unsigned long long* err, unsigned long long i, limb_t code) {
+  if (load_unit<L, TPI>(g, x, src, cs, M)) return true;
+  if (g.lane == 0) report_error(err, i, code);
+  return false;
 }
 
 // Grid-stride over the chunks of [0, count), one group of TPI threads a chunk: f(t, start, stop)

@@ -39,14 +39,9 @@ HEA_FN void add_coop(limb_t* out, const limb_t* as, const limb_t* bs, unsigned l
   M.minv = K.n2.minv;
   const unsigned long long per_block = HEA_COOP_BLOCK / TPI;
   for (unsigned long long i = blockIdx.x * per_block + threadIdx.x / TPI; i < count; i += gridDim.x * per_block) {
-    if (!load_unit<L, TPI>(g, a, as + i * (unsigned long long)cs, cs, M)) {
-      if (g.lane == 0) report_error(err, i, ERR_CIPHERTEXT_RANGE);
+    if (!load_unit_or_report<L, TPI>(g, a, as + i * (unsigned long long)cs, cs, M, err, i, ERR_CIPHERTEXT_RANGE))
       continue;
-    }
-    if (!load_unit<L, TPI>(g, b, bs + i * (unsigned long long)cs, cs, M)) {
-      if (g.lane == 0) report_error(err, i, ERR_SECOND_RANGE);
-      continue;
-    }
+    if (!load_unit_or_report<L, TPI>(g, b, bs + i * (unsigned long long)cs, cs, M, err, i, ERR_SECOND_RANGE)) continue;
     mont_mul<L, TPI>(g, a, a, r2, M);  // a R
     mont_mul<L, TPI>(g, a, a, b, M);   // a b
     store<L, TPI>(g, out + i * (unsigned long long)cs, a, cs);
@@ -64,10 +59,8 @@ HEA_FN void mul_scalar_coop(limb_t* out, const limb_t* cts, const limb_t* ks, un
   load_modulus<L, TPI>(g, M, r2, one, rmod, K.n2);
   const unsigned long long per_block = HEA_COOP_BLOCK / TPI;
   for (unsigned long long i = blockIdx.x * per_block + threadIdx.x / TPI; i < count; i += gridDim.x * per_block) {
-    if (!load_unit<L, TPI>(g, c, cts + i * (unsigned long long)cs, cs, M)) {
-      if (g.lane == 0) report_error(err, i, ERR_CIPHERTEXT_RANGE);
+    if (!load_unit_or_report<L, TPI>(g, c, cts + i * (unsigned long long)cs, cs, M, err, i, ERR_CIPHERTEXT_RANGE))
       continue;
-    }
     const limb_t* k = ks + i * (unsigned long long)kstride;
     limb_t x[LPT];  // R^2 and 1 loaded and made again, not kept live: registers bound occupancy
     load<L, TPI>(g, x, K.n2.r2, L);
@@ -95,9 +88,7 @@ HEA_FN void product_coop(limb_t* out, const limb_t* in, unsigned long long count
         load<L, TPI>(g, x, src, cs);
         return true;
       }
-      if (load_unit<L, TPI>(g, x, src, cs, M)) return true;
-      if (g.lane == 0) report_error(err, i, ERR_CIPHERTEXT_RANGE);
-      return false;
+      return load_unit_or_report<L, TPI>(g, x, src, cs, M, err, i, ERR_CIPHERTEXT_RANGE);
     });
     if (!ok) return;
     load<L, TPI>(g, c, r_powers + (stop - start) * (unsigned long long)L, L);

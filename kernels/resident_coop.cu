@@ -46,10 +46,8 @@ HEA_FN void convert(limb_t* out, const limb_t* in, unsigned long long count, con
     by[k] = mode == 0 ? K.n2.r2[g.lane * LPT + k] : ((g.lane == 0 && k == 0) ? 1u : 0u);
   const unsigned long long per_block = HEA_COOP_BLOCK / TPI;
   for (unsigned long long i = blockIdx.x * per_block + threadIdx.x / TPI; i < count; i += gridDim.x * per_block) {
-    if (!load_unit<L, TPI>(g, x, in + i * (unsigned long long)cs, cs, M)) {
-      if (g.lane == 0) report_error(err, i, ERR_CIPHERTEXT_RANGE);
+    if (!load_unit_or_report<L, TPI>(g, x, in + i * (unsigned long long)cs, cs, M, err, i, ERR_CIPHERTEXT_RANGE))
       continue;
-    }
     mont_mul<L, TPI>(g, x, x, by, M);
     store<L, TPI>(g, out + i * (unsigned long long)cs, x, cs);
   }
@@ -66,14 +64,9 @@ HEA_FN void add(limb_t* out, const limb_t* as, const limb_t* bs, unsigned long l
   limb_t a[LPT], b[LPT];
   const unsigned long long per_block = HEA_COOP_BLOCK / TPI;
   for (unsigned long long i = blockIdx.x * per_block + threadIdx.x / TPI; i < count; i += gridDim.x * per_block) {
-    if (!load_unit<L, TPI>(g, a, as + i * (unsigned long long)cs, cs, M)) {
-      if (g.lane == 0) report_error(err, i, ERR_CIPHERTEXT_RANGE);
+    if (!load_unit_or_report<L, TPI>(g, a, as + i * (unsigned long long)cs, cs, M, err, i, ERR_CIPHERTEXT_RANGE))
       continue;
-    }
-    if (!load_unit<L, TPI>(g, b, bs + i * (unsigned long long)cs, cs, M)) {
-      if (g.lane == 0) report_error(err, i, ERR_SECOND_RANGE);
-      continue;
-    }
+    if (!load_unit_or_report<L, TPI>(g, b, bs + i * (unsigned long long)cs, cs, M, err, i, ERR_SECOND_RANGE)) continue;
     mont_mul<L, TPI>(g, a, a, b, M);  // aR bR R^-1 = abR
     store<L, TPI>(g, out + i * (unsigned long long)cs, a, cs);
   }
@@ -96,9 +89,7 @@ HEA_FN void product(limb_t* out, const limb_t* in, unsigned long long count, uns
         load<L, TPI>(g, x, src, cs);
         return true;
       }
-      if (load_unit<L, TPI>(g, x, src, cs, M)) return true;
-      if (g.lane == 0) report_error(err, i, ERR_CIPHERTEXT_RANGE);
-      return false;
+      return load_unit_or_report<L, TPI>(g, x, src, cs, M, err, i, ERR_CIPHERTEXT_RANGE);
     });
     if (ok) store<L, TPI>(g, out + t * (unsigned long long)cs, acc, cs);
   });
@@ -115,10 +106,8 @@ HEA_FN void mul_scalar(limb_t* out, const limb_t* cts, const limb_t* ks, unsigne
   load_modulus<L, TPI>(g, M, r2, one, rmod, K.n2);
   const unsigned long long per_block = HEA_COOP_BLOCK / TPI;
   for (unsigned long long i = blockIdx.x * per_block + threadIdx.x / TPI; i < count; i += gridDim.x * per_block) {
-    if (!load_unit<L, TPI>(g, c, cts + i * (unsigned long long)cs, cs, M)) {
-      if (g.lane == 0) report_error(err, i, ERR_CIPHERTEXT_RANGE);
+    if (!load_unit_or_report<L, TPI>(g, c, cts + i * (unsigned long long)cs, cs, M, err, i, ERR_CIPHERTEXT_RANGE))
       continue;
-    }
     const limb_t* k = ks + i * (unsigned long long)kstride;
     pow_public<L, TPI, ENTRIES>(g, c, c, rmod, k, mp_bits(k, kstride), tab, M);  // c^k R (k = 0: R)
     store<L, TPI>(g, out + i * (unsigned long long)cs, c, cs);
@@ -139,10 +128,8 @@ HEA_FN void add_plain(limb_t* out, const limb_t* cts, const limb_t* ms, unsigned
   mont_mul<L, TPI>(g, n_r2, n_r2, r2, M);  // n R^2: once per thread, not per element
   const unsigned long long per_block = HEA_COOP_BLOCK / TPI;
   for (unsigned long long i = blockIdx.x * per_block + threadIdx.x / TPI; i < count; i += gridDim.x * per_block) {
-    if (!load_unit<L, TPI>(g, c, cts + i * (unsigned long long)cs, cs, M)) {
-      if (g.lane == 0) report_error(err, i, ERR_CIPHERTEXT_RANGE);
+    if (!load_unit_or_report<L, TPI>(g, c, cts + i * (unsigned long long)cs, cs, M, err, i, ERR_CIPHERTEXT_RANGE))
       continue;
-    }
     bool fits = load<L, TPI>(g, m, ms + i * (unsigned long long)ps, ps, LP);
     load<L, TPI>(g, x, K.n, LP);
     bool below = sub<L, TPI>(g, x, m, x) == 1u;  // borrow: m < n
@@ -168,10 +155,8 @@ HEA_FN void rerandomize(limb_t* out, const limb_t* cts, const limb_t* rs, unsign
   load_mod<L, TPI>(g, M, K.n2);
   const unsigned long long per_block = HEA_COOP_BLOCK / TPI;
   for (unsigned long long i = blockIdx.x * per_block + threadIdx.x / TPI; i < count; i += gridDim.x * per_block) {
-    if (!load_unit<L, TPI>(g, c, cts + i * (unsigned long long)cs, cs, M)) {
-      if (g.lane == 0) report_error(err, i, ERR_CIPHERTEXT_RANGE);
+    if (!load_unit_or_report<L, TPI>(g, c, cts + i * (unsigned long long)cs, cs, M, err, i, ERR_CIPHERTEXT_RANGE))
       continue;
-    }
     // R^2, R mod n^2 and c loaded or made where used, not held across the power: registers
     // bound occupancy (HEA_COOP_BOUNDS)
     load<L, TPI>(g, x, rs + i * (unsigned long long)ps, ps, LP);
