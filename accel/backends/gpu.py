@@ -429,6 +429,14 @@ class GpuBackend(Backend):
                                         cooperative=self.cooperative, offset=s),
             lambda: self.fallback._obfuscators(pk, rs))
 
+    def _given_or_crt_obfuscators(self, pk, count, rng, obfuscators, private_key):
+        """count obfuscators r^n mod n^2: the pool's where one is given, else made by CRT with the
+        private key (rerandomize's two fast paths)."""
+        if obfuscators is not None:
+            return obfuscators.take(count)
+        zp, zq = self._draw_obfuscator_inputs(pk, count, rng, private_key)
+        return self._obfuscators_crt(private_key, zp, zq)
+
     def _obfuscators_crt(self, sk, zp, zq):
         pk = sk.public_key
         pw, cw = pk.plaintext_width, pk.ciphertext_width
@@ -621,11 +629,7 @@ class GpuBackend(Backend):
     def raw_rerandomize(self, rt, pk, cs, *, rng=None, obfuscators=None, private_key=None):
         count, cw, pw = cs.shape[0], pk.ciphertext_width, pk.plaintext_width
         if obfuscators is not None or private_key is not None:
-            if obfuscators is not None:
-                obf = obfuscators.take(count)
-            else:
-                zp, zq = self._draw_obfuscator_inputs(pk, count, rng, private_key)
-                obf = self._obfuscators_crt(private_key, zp, zq)
+            obf = self._given_or_crt_obfuscators(pk, count, rng, obfuscators, private_key)
             obf_d = rt.upload(blob_to_limbs(obf, cw))
             names = {E.CIPHERTEXT_RANGE: "ciphertext", E.SECOND_RANGE: "obfuscator"}
             return self._dev_or_fallback(
@@ -692,11 +696,7 @@ class GpuBackend(Backend):
     def _montgomery_raw_rerandomize(self, rt, pk, cs, *, rng=None, obfuscators=None, private_key=None):
         count, cw, pw = len(cs), pk.ciphertext_width, pk.plaintext_width
         if obfuscators is not None or private_key is not None:
-            if obfuscators is not None:
-                obf = obfuscators.take(count)
-            else:
-                zp, zq = self._draw_obfuscator_inputs(pk, count, rng, private_key)
-                obf = self._obfuscators_crt(private_key, zp, zq)
+            obf = self._given_or_crt_obfuscators(pk, count, rng, obfuscators, private_key)
             obf_m = self.to_montgomery(pk, rt.upload(blob_to_limbs(obf, cw)))
             names = {E.CIPHERTEXT_RANGE: "ciphertext", E.SECOND_RANGE: "obfuscator"}
             return self._montgomery_call(
