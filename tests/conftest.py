@@ -1,7 +1,9 @@
 from __future__ import annotations
 
 import random
+import secrets
 
+import gmpy2
 import pytest
 
 from accel import CpuBackend, generate_keypair
@@ -16,6 +18,16 @@ def keypair(bits: int):
     if bits not in _KEYS:
         _KEYS[bits] = generate_keypair(bits, allow_insecure=bits < 1024)
     return _KEYS[bits]
+
+
+def coprime_units(n2: int, count: int) -> list[int]:
+    """Ciphertext-shaped operands: edges 1, n^2 - 1, 2, then random units mod n^2 (coprime to it)."""
+    out = [1, n2 - 1, 2]
+    while len(out) < count:
+        c = secrets.randbelow(n2 - 1) + 1
+        if gmpy2.gcd(c, n2) == 1:
+            out.append(c)
+    return out[:count]
 
 
 @pytest.fixture(scope="session")

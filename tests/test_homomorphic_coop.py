@@ -10,17 +10,7 @@ import pytest
 from accel.backends.gpu import SUM_CHUNK
 from accel.gpu.build import COOP_TPI
 
-from .conftest import keypair
-
-
-def units(n2, count):
-    """Ciphertext-shaped operands: edges 1, n^2 - 1, 2, then random units mod n^2."""
-    out = [1, n2 - 1, 2]
-    while len(out) < count:
-        c = secrets.randbelow(n2 - 1) + 1
-        if gmpy2.gcd(c, n2) == 1:
-            out.append(c)
-    return out[:count]
+from .conftest import coprime_units, keypair
 
 
 @pytest.mark.parametrize("bits", [1024, 2048, 3072, 4096])
@@ -29,7 +19,7 @@ def test_add_matches_gmpy2_at_every_key_class(bits, coop, inline_backend):
     pk, sk = keypair(bits)
     n2 = pk.nsquare
     count = 5 if bits <= 2048 else 2
-    a, b = units(n2, count), units(n2, count)[::-1]
+    a, b = coprime_units(n2, count), coprime_units(n2, count)[::-1]
     got = gpu.raw_add(pk, a, b)
     assert got == [x * y % n2 for x, y in zip(a, b)]
     ms = [0, pk.n - 1, secrets.randbelow(pk.n)][:count]
@@ -49,7 +39,7 @@ def test_sum_is_the_product_mod_n2(bits, count, coop):
     gpu, launched = coop
     pk, _ = keypair(bits)
     n2 = pk.nsquare
-    cs = units(n2, count)
+    cs = coprime_units(n2, count)
     want = 1
     for c in cs:
         want = want * c % n2
@@ -82,7 +72,7 @@ def test_mul_by_non_negative_scalars_matches_gmpy2(bits, coop, inline_backend):
     pk, sk = keypair(bits)
     n, n2 = pk.n, pk.nsquare
     ks = [0, 1, secrets.randbits(64), n - 1, secrets.randbelow(n)]
-    cs = units(n2, len(ks))
+    cs = coprime_units(n2, len(ks))
     if bits >= 3072:  # the emulator is slow at the large classes
         ks, cs = ks[:3], cs[:3]
     assert gpu.raw_mul(pk, cs, ks) == [int(gmpy2.powmod(c, k, n2)) for c, k in zip(cs, ks)]

@@ -18,17 +18,7 @@ from accel.gpu.launch import INVERSE_CHUNK, DeviceKey, Launcher
 from accel.gpu.limbs import key_class, pub_rec
 from accel.packing import ints_to_limbs, limbs_to_ints
 
-from .conftest import keypair, recording_runtime
-
-
-def units(n2, count):
-    """Edges 1, n^2 - 1, 2, then random units mod n^2."""
-    out = [1, n2 - 1, 2]
-    while len(out) < count:
-        c = secrets.randbelow(n2 - 1) + 1
-        if gmpy2.gcd(c, n2) == 1:
-            out.append(c)
-    return out[:count]
+from .conftest import coprime_units, keypair, recording_runtime
 
 
 def device_key(rt, pk):
@@ -59,7 +49,7 @@ def test_inverse_matches_gmpy2_at_every_key_class(bits, counts):
     tpi = COOP_TPI[2 * key.lp]
     for count in counts:
         rt.launched.clear()
-        xs = units(n2, count)
+        xs = coprime_units(n2, count)
         dev = rt.upload(ints_to_limbs(xs, cw))
         assert Launcher().inverse(rt, key, dev) is dev
         assert limbs_to_ints(rt.download(dev)) == [inv(x, n2) for x in xs], count
@@ -78,7 +68,7 @@ def test_inverse_of_picked_rows_times_factors(bits):
     rt = EmulatedRuntime()
     key = device_key(rt, pk)
     count = 2 * INVERSE_CHUNK + 5
-    xs = units(n2, count)
+    xs = coprime_units(n2, count)
     rows = [0, 1, 2, 5, 17, 18, 30, count - 1]
     fs = [0, 1, n2 - 1] + [secrets.randbelow(n2) for _ in range(count - 3)]
     want = list(xs)
@@ -100,7 +90,7 @@ def test_grid_stride_over_chunks_with_one_block():
     rt = EmulatedRuntime()
     key = device_key(rt, pk)
     count, chunk = 300, 3  # 100 chunks over the 128 / 16 = 8 groups of one block
-    xs = units(n2, count)
+    xs = coprime_units(n2, count)
     dev, prefix, totals = rt.upload(ints_to_limbs(xs, cw)), rt.empty((count, cw)), rt.empty((100, cw))
     err = rt.upload(np.array([2**64 - 1], np.uint64))
     rt.launch(f"he_inverse_prefix_coop_{key.lp}", 128,
@@ -125,7 +115,7 @@ def test_non_units_are_named_at_the_lowest_row_and_nothing_hangs():
     n2, cw = pk.nsquare, pk.ciphertext_width // 4
     rt = EmulatedRuntime()
     key = device_key(rt, pk)
-    xs = units(n2, 40)
+    xs = coprime_units(n2, 40)
     xs[23], xs[31], xs[5] = sk.p * 3, 0, sk.q
     dev = rt.upload(ints_to_limbs(xs, cw))
     with pytest.raises(ValueError, match=r"^ciphertext\[15\] is not invertible"):
@@ -142,7 +132,7 @@ def test_range_check_of_the_first_level_names_the_row():
     n2, cw = pk.nsquare, pk.ciphertext_width // 4
     rt = EmulatedRuntime()
     key = device_key(rt, pk)
-    xs = units(n2, 20)
+    xs = coprime_units(n2, 20)
     xs[12] = n2
     with pytest.raises(ValueError, match=r"^ciphertext\[12\] is out of range"):
         Launcher().inverse(rt, key, rt.upload(ints_to_limbs(xs, cw)), list(range(3, 20)), check=True)
@@ -166,7 +156,7 @@ def test_mul_with_negative_scalars_runs_cooperative_and_inverts_once(case, coop,
     pk, sk = keypair(1024)
     n, n2 = pk.n, pk.nsquare
     ks = MUL_CASES[case](n)
-    cs = units(n2, len(ks))
+    cs = coprime_units(n2, len(ks))
     assert gpu.raw_mul(pk, cs, ks) == [int(gmpy2.powmod(c, k, n2)) for c, k in zip(cs, ks)]
     lp, negs = 32, sum(k < 0 for k in ks)
     want = [(f"he_mul_scalar_coop_{lp}", len(ks) * COOP_TPI[2 * lp])]
@@ -187,7 +177,7 @@ def test_mul_device_resident_and_at_2048_bits(coop):
     pk, _ = keypair(2048)
     n, n2 = pk.n, pk.nsquare
     ks = [-1, 7, -(n - 1), -secrets.randbits(64), 0]
-    cs = units(n2, len(ks))
+    cs = coprime_units(n2, len(ks))
     dev = gpu.to_device(cs, pk.ciphertext_width)
     got = limbs_to_ints(gpu.to_host(gpu.raw_mul(pk, dev, ks)))
     assert got == [int(gmpy2.powmod(c, k, n2)) for c, k in zip(cs, ks)]
@@ -201,7 +191,7 @@ def test_mul_non_invertible_ciphertext_with_a_negative_scalar_is_a_clear_error(c
     gpu, _ = coop
     pk, sk = keypair(1024)
     n2 = pk.nsquare
-    cs = units(n2, 6)
+    cs = coprime_units(n2, 6)
     cs[1], cs[4] = sk.p, sk.q * 7
     ks = [-1, 2, 3, -5, -2, -1]
     for be in (gpu, inline_backend):
@@ -223,7 +213,7 @@ def test_matvec_with_negative_entries_inverts_the_columns_together(coop, inline_
     for r in range(rows):
         X[r][2] = 5 + r  # a column without a negative entry
     X[3][3] = 0
-    cs = units(n2, rows)
+    cs = coprime_units(n2, rows)
     want = []
     for j in range(cols):
         acc = 1
@@ -263,7 +253,7 @@ def test_mul_with_negative_scalars_split_over_devices_names_the_callers_index(in
         pk, sk = keypair(1024)
         n2 = pk.nsquare
         ks = [-1, 2, -3, 4, -5, -6, 7, -(pk.n - 1)]
-        cs = units(n2, len(ks))
+        cs = coprime_units(n2, len(ks))
         assert gpu.raw_mul(pk, cs, ks) == [int(gmpy2.powmod(c, k, n2)) for c, k in zip(cs, ks)]
         assert all(any(k.startswith("he_inverse_back_coop") for k, _ in rt.launched) for rt in rts)
         cs[5] = sk.p * 2
