@@ -10,10 +10,10 @@ from accel.gpu.sources import source_dir
 
 def declared_kernels():
     out = {}
+    # a launch-bounds macro such as HEA_COOP_BOUNDS(2 * LP) may stand between `void` and the name
+    declaration = r'extern "C" __global__ void (?:\w+\([^()]*\)\s+)?(\w+?)_##\w+\('
     for path in source_dir().glob("*.cu"):
-        for name in re.findall(r'extern "C" __global__ void (\w+?)_##\w+\(', path.read_text()):
-            out[name] = path.name
-        for name in re.findall(r'extern "C" __global__ void (\w+?)_##L\(', path.read_text()):
+        for name in re.findall(declaration, path.read_text()):
             out[name] = path.name
     return out
 
