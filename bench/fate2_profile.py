@@ -33,8 +33,8 @@ EVALUATOR_OPS = ("add", "add_plain", "add_plain_scalar", "sub", "sub_plain", "su
                  "i_add", "i_sub", "slice", "intervals_slice", "cat", "i_shuffle", "shuffle", "i_update",
                  "i_update_with_masks", "chunking_cumsum_with_step", "intervals_sum_with_step", "pack_squeeze")
 CODER_OPS = ("pack_floats", "unpack_floats", "encode_tensor", "decode_tensor")
-BACKEND_OPS = ("raw_encrypt", "raw_decrypt", "raw_add", "raw_add_plain", "raw_mul", "raw_sum", "raw_matvec",
-               "raw_rerandomize")
+BACKEND_OPS = ("raw_encrypt", "raw_decrypt", "raw_add", "raw_add_plain", "raw_mul", "raw_sum", "raw_sum_groups",
+               "raw_matvec", "raw_rerandomize")
 
 
 def _length(x: Any) -> int:
@@ -97,8 +97,8 @@ def _backend_classes() -> list:
     import importlib
 
     classes = []
-    for mod_name, cls_name in (("accel.backends.base", "Backend"), ("accel.backends.gpu", "GpuBackend"),
-                               ("accel.service.remote", "RemoteBackend")):
+    for mod_name, cls_name in (("accel.backends.base", "Backend"), ("accel.backends.cpu", "CpuBackend"),
+                               ("accel.backends.gpu", "GpuBackend"), ("accel.service.remote", "RemoteBackend")):
         try:
             classes.append(getattr(importlib.import_module(mod_name), cls_name))
         except ImportError:  # stock FATE without he-accel, or no grpc for the remote backend

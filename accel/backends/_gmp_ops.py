@@ -326,6 +326,22 @@ def product_ints(cs: list, n2: int) -> int:
     return int(acc)
 
 
+def product_groups_ints(cs: list, sizes: list[int], n2: int) -> list[int]:
+    """The product of each consecutive group of ``sizes[g]`` ciphertexts mod n2 (1 if empty)."""
+    n2 = mpz(n2)
+    cs = mpz_list(cs, "ciphertext")
+    _check_cipher(cs, n2, 0)
+    f = gmpy2.f_mod
+    out, at = [], 0
+    for k in sizes:
+        acc = cs[at] if k else mpz(1)
+        for c in cs[at + 1:at + k]:
+            acc = f(acc * c, n2)
+        out.append(int(acc))
+        at += k
+    return out
+
+
 # -- the native engine (gmp_batch.c): one C call per chunk ------------------------------------
 # The backend picks these instead of their gmpy2 twins when the engine loaded; ``lib_path`` is
 # the library the parent built, so a worker loads it without compiling anything.

@@ -270,6 +270,41 @@ class Backend(abc.ABC):
         res = from_blob(out, pk.ciphertext_width, packing)
         return res[0] if isinstance(res, list) else res
 
+    def raw_sum_groups(self, pk: PublicKey, cs: Batch, counts: Sequence[int]) -> Batch:
+        """Many sums in one call: out_g = E(sum of group g) = prod of the g-th run of ``counts[g]``
+        consecutive ciphertexts of ``cs`` mod n^2 (1 = E(0) for an empty group). ``counts`` are
+        non-negative ints summing to the batch's length. FATE's histogram updates are such sums,
+        a few ciphertexts each, for thousands of bins at once.
+
+        This default checks every element's range (the error names its index in ``cs``), then
+        sums by a pairwise tree of whole-batch :meth:`raw_add` calls, log2 of the largest group
+        in all, so it runs wherever ``raw_add`` does (device kernels, the offload service)."""
+        pk = need_public(pk)
+        c, packing = to_blob(cs, pk.ciphertext_width, "ciphertext")
+        w = pk.ciphertext_width
+        sizes = group_counts(counts, len(c) // w)
+        one = (1).to_bytes(w, "little")
+        elements = [c[i * w:(i + 1) * w] for i in range(len(c) // w)]
+        for i, e in enumerate(elements):
+            if not 0 < int.from_bytes(e, "little") < pk.nsquare:
+                raise ValueError(f"ciphertext[{i}] is out of range: must be in [1, n^2)")
+        groups, at = [], 0
+        for k in sizes:
+            groups.append(elements[at:at + k])
+            at += k
+        while any(len(g) > 1 for g in groups):
+            xs, ys = [], []
+            for g in groups:
+                xs.extend(g[0:len(g) - 1:2])
+                ys.extend(g[1:len(g):2])
+            summed = self.raw_add(pk, b"".join(xs), b"".join(ys))
+            k = 0
+            for gi, g in enumerate(groups):
+                pairs = len(g) // 2
+                groups[gi] = [summed[(k + j) * w:(k + j + 1) * w] for j in range(pairs)] + g[2 * pairs:]
+                k += pairs
+        return from_blob(b"".join(g[0] if g else one for g in groups), w, packing)
+
     def raw_matvec(self, pk: PublicKey, cs: Batch, X: Any) -> Batch:
         """out_j = prod_i c_i^X[i][j] mod n^2, i.e. E(sum_i a_i X[i][j]) = E(a^T X)_j.
 
@@ -366,6 +401,20 @@ def same_count(na: int, nb: int, names: tuple[str, str] | None = None) -> None:
     if na != nb:
         pair = f"{na} vs {nb} elements" if names is None else f"{na} {names[0]}, {nb} {names[1]}"
         raise ValueError(f"length mismatch: {pair}")
+
+
+def group_counts(counts: Any, total: int) -> list[int]:
+    """Group sizes as ints: each a non-negative integer, together ``total`` elements."""
+    if isinstance(counts, (str, bytes, dict)) or not isinstance(counts, (Sequence, np.ndarray)):
+        raise TypeError(f"counts must be a sequence of ints, got {type(counts).__name__}")
+    sizes = []
+    for i, k in enumerate(counts.tolist() if isinstance(counts, np.ndarray) else counts):
+        if type(k) is not int and (isinstance(k, bool) or not isinstance(k, Integral)) or k < 0:
+            raise ValueError(f"counts[{i}] must be a non-negative int, got {k!r}")
+        sizes.append(int(k))
+    if sum(sizes) != total:
+        raise ValueError(f"length mismatch: the counts add up to {sum(sizes)}, the batch holds {total} elements")
+    return sizes
 
 
 def same_length(a: bytes, b: bytes, wa: int, wb: int) -> None:

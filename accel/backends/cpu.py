@@ -34,7 +34,7 @@ from ..packing import split_blob
 from . import _gmp_ops as ops
 from . import _native, _native_ints
 from ._pool import PoolUnavailable, WorkerPool, connect_shared, runtime_dir
-from .base import Backend, need_public, same_count
+from .base import Backend, group_counts, need_public, same_count
 
 log = logging.getLogger(__name__)
 
@@ -255,6 +255,18 @@ class CpuBackend(Backend):
             if out is not None:
                 return out
         return super().raw_sum(pk, cs)
+
+    def raw_sum_groups(self, pk: PublicKey, cs: Any, counts: Any) -> Any:
+        path = self._list_path(len(cs) if type(cs) in (list, tuple) else 0, cs)
+        if path is not None:
+            pk = need_public(pk)
+            sizes = group_counts(counts, len(cs))
+            if path == "gmpy2":
+                return ops.product_groups_ints(cs, sizes, pk.nsquare)
+            out = self.native_ints.products(cs, sizes, pk.nsquare, pk.ciphertext_width)
+            if out is not None:
+                return out
+        return super().raw_sum_groups(pk, cs, counts)
 
     # -- hooks -------------------------------------------------------------------------------
     def _encrypt(self, pk: PublicKey, ms: bytes, rs: bytes) -> bytes:

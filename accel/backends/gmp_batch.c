@@ -97,6 +97,37 @@ long hea_product(const uint8_t *mod, size_t mod_width, const uint8_t *a, size_t 
     return result;
 }
 
+/* Grouped products: out[g] = prod of group g's elements mod m (1 for an empty group), the
+ * groups being consecutive runs of a (counts[g] elements each). A group's first element starts
+ * its accumulator, so a group of k costs k - 1 multiplications: FATE's histogram updates sum
+ * groups of a few ciphertexts, where the product loop's 1 * a[0] would cost a quarter more. */
+long hea_product_groups(const uint8_t *mod, size_t mod_width, const uint8_t *a, const size_t *counts,
+                        size_t groups, size_t width, uint8_t *out) {
+    mp_size_t nl = (mp_size_t)((mod_width + 7) / 8);
+    mp_limb_t *buf = malloc((size_t)(7 * nl + 1) * sizeof(mp_limb_t));
+    if (!buf) return HEA_NOMEM;
+    mp_limb_t *m = buf, *acc = m + nl, *x = acc + nl, *p = x + nl, *q = p + 2 * nl; /* q: 2 nl + 1 */
+    load(m, nl, mod, mod_width);
+    mp_size_t ml = nl;
+    while (ml > 1 && m[ml - 1] == 0) ml--;
+    long result = HEA_OK;
+    size_t at = 0;
+    for (size_t g = 0; g < groups && result == HEA_OK; g++) {
+        memset(acc, 0, (size_t)nl * sizeof(mp_limb_t));
+        acc[0] = 1;
+        for (size_t k = 0; k < counts[g]; k++, at++) {
+            if (!in_range(a + at * width, width, m, nl, k ? x : acc, 1)) { result = (long)at; break; }
+            if (!k) continue;
+            mpn_mul_n(p, acc, x, nl);
+            memset(acc, 0, (size_t)nl * sizeof(mp_limb_t));
+            mpn_tdiv_qr(q, acc, 0, p, 2 * nl, m, ml);
+        }
+        if (result == HEA_OK) store(out + g * width, width, acc, nl);
+    }
+    free(buf);
+    return result;
+}
+
 /* out[i] = c[i] * (1 + m[i] n) mod n^2, computed as c + n ((c mod n) m mod n) mod n^2: since
  * c m n mod n^2 = n (c m mod n), the work is two half-size products and divisions instead of
  * one full-size product and division. */

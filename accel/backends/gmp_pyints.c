@@ -34,6 +34,8 @@ long hea_add_plain(const uint8_t *n_bytes, size_t pw, const uint8_t *n2_bytes, s
                    const uint8_t *ms, uint8_t *out, size_t count, int *bad_operand);
 long hea_product_redc(const uint8_t *mod, size_t mod_width, const uint8_t *a, size_t count, size_t width,
                       uint8_t *out);
+long hea_product_groups(const uint8_t *mod, size_t mod_width, const uint8_t *a, const size_t *counts,
+                        size_t groups, size_t width, uint8_t *out);
 
 #if !defined(HEA_PORTABLE_LONGS) && PY_VERSION_HEX >= 0x030A0000 && PY_VERSION_HEX < 0x030E0000
 #define HEA_DIGITS 1
@@ -328,6 +330,48 @@ done:
     return result;
 }
 
+/* products(cs, counts, n2, width): [prod of each consecutive group of cs mod n2] (1 for an
+ * empty group), or None. counts: a list of non-negative ints summing to len(cs). */
+static PyObject *py_products(PyObject *self, PyObject *args) {
+    (void)self;
+    PyObject *cs, *counts, *n2;
+    Py_ssize_t width;
+    if (!PyArg_ParseTuple(args, "OOOn", &cs, &counts, &n2, &width)) return NULL;
+    Py_ssize_t count = fast_len(cs), groups = fast_len(counts);
+    if (count < 0 || groups < 0 || width <= 0) Py_RETURN_NONE;
+    size_t *sizes = PyMem_RawMalloc(((size_t)groups + 1) * sizeof(size_t));
+    if (sizes == NULL) return nomem();
+    PyObject **items = PySequence_Fast_ITEMS(counts);
+    Py_ssize_t total = 0;
+    for (Py_ssize_t g = 0; g < groups; g++) {
+        Py_ssize_t k = PyLong_CheckExact(items[g]) ? PyLong_AsSsize_t(items[g]) : -1;
+        if (k < 0 || k > count - total) { /* bad or too many counts: the general path says which */
+            PyErr_Clear();
+            PyMem_RawFree(sizes);
+            Py_RETURN_NONE;
+        }
+        sizes[g] = (size_t)k;
+        total += k;
+    }
+    if (total != count) { PyMem_RawFree(sizes); Py_RETURN_NONE; }
+    size_t nl = limbs_of(width), w8 = nl * 8;
+    mp_limb_t *buf = PyMem_RawMalloc(((size_t)count + (size_t)groups + 1) * w8);
+    if (buf == NULL) { PyMem_RawFree(sizes); return nomem(); }
+    mp_limb_t *m = buf, *x = m + nl, *out = x + (size_t)count * nl;
+    PyObject *result = NULL;
+    if (modulus(n2, m, nl) < 0) goto done;
+    if (seq_to_limbs(cs, (size_t)count, x, nl) != OK) { result = refused(); goto done; }
+    long r;
+    Py_BEGIN_ALLOW_THREADS
+    r = hea_product_groups((const uint8_t *)m, w8, (const uint8_t *)x, sizes, (size_t)groups, w8, (uint8_t *)out);
+    Py_END_ALLOW_THREADS
+    result = r == -1 ? limbs_to_list(out, (size_t)groups, nl) : engine_failure(r);
+done:
+    PyMem_RawFree(buf);
+    PyMem_RawFree(sizes);
+    return result;
+}
+
 /* roundtrip(x, width): the int rebuilt from its limbs (the loader's check), or None if refused. */
 static PyObject *py_roundtrip(PyObject *self, PyObject *args) {
     (void)self;
@@ -361,6 +405,8 @@ static PyMethodDef methods[] = {
     {"add", py_add, METH_VARARGS, "add(a, b, n2, width): [a_i b_i mod n2] or None"},
     {"add_plain", py_add_plain, METH_VARARGS, "add_plain(cs, ms, n, n2, pw, cw): [c_i (1 + m_i n) mod n2] or None"},
     {"product", py_product, METH_VARARGS, "product(cs, n2, width): prod c_i mod n2 or None"},
+    {"products", py_products, METH_VARARGS,
+     "products(cs, counts, n2, width): [prod of each consecutive group of cs mod n2] or None"},
     {"roundtrip", py_roundtrip, METH_VARARGS, "roundtrip(x, width): x through limbs, or None"},
     {"use_mpz", py_use_mpz, METH_O, "use_mpz(type or None): read gmpy2 mpz elements directly"},
     {NULL, NULL, 0, NULL},

@@ -75,8 +75,8 @@ def lower(backend: Backend, pk: PublicKey, cts: list[int], exps: np.ndarray, tar
 
 def reduce_groups(backend: Backend, pk: PublicKey, groups: list[list[tuple[int, int]]]) -> list[tuple[int, int]]:
     """Sum each group of (ciphertext, exponent) pairs: ones dropped, the rest aligned to the
-    group's finest exponent (all groups in one batch), then a pairwise tree of whole-batch
-    additions, log2(largest group) backend calls in all. An empty group sums to (1, 0)."""
+    group's finest exponent (all groups in one batch), then every group summed in one
+    :meth:`~accel.Backend.raw_sum_groups` call. An empty group sums to (1, 0)."""
     live = [[(c, e) for c, e in g if c != 1] for g in groups]
     tmin = [min(e for _, e in g) if g else 0 for g in live]
     where = [(gi, j) for gi, g in enumerate(live) for j, (_, e) in enumerate(g) if e != tmin[gi]]
@@ -86,20 +86,7 @@ def reduce_groups(backend: Backend, pk: PublicKey, groups: list[list[tuple[int, 
                         np.array([tmin[gi] for gi, _ in where], dtype=np.int64))
         for (gi, j), c in zip(where, lowered):
             live[gi][j] = (c, tmin[gi])
-    while any(len(g) > 1 for g in live):
-        xs, ys, slots = [], [], []
-        nxt: list[list[tuple[int, int]]] = []
-        for gi, g in enumerate(live):
-            keep = []
-            for j in range(0, len(g) - 1, 2):
-                xs.append(g[j][0])
-                ys.append(g[j + 1][0])
-                slots.append((gi, len(keep)))
-                keep.append((0, g[j][1]))
-            if len(g) % 2:
-                keep.append(g[-1])
-            nxt.append(keep)
-        for (gi, j), c in zip(slots, backend.raw_add(pk, xs, ys)):
-            nxt[gi][j] = (c, nxt[gi][j][1])
-        live = nxt
-    return [g[0] if g else (1, 0) for g in live]
+    if not any(live):
+        return [(1, 0)] * len(live)
+    sums = backend.raw_sum_groups(pk, [c for g in live for c, _ in g], [len(g) for g in live])
+    return [(c, t) if g else (1, 0) for c, t, g in zip(sums, tmin, live)]

@@ -535,3 +535,37 @@ def test_names_are_the_packages_again_after_uninstall(keys):
         assert obj.__module__ == "accel.integrations.fate2"
     assert pickle.loads(pickle.dumps(fate2.evaluator)) is fate2.evaluator
     assert b"accel.integrations.fate2\n" in pickle.dumps(fate2.evaluator, protocol=0)
+
+
+def test_histogram_updates_at_scale_match_fate_utils(keys, rng):
+    """A SecureBoost-shaped update: 64 rows x 12 features into 12 x 8 bins, stride 2, mixed
+    exponents (alignment inside groups), a target already live, masks leaving rows out."""
+    sk, pk, coder, fsk, fpk, fcoder = keys
+    rows, feats, bins, stride = 64, 12, 8, 2
+    g = _values(rng, rows * stride)
+    positions = [[f * bins + int(rng.integers(0, bins)) for f in range(feats)] for _ in range(rows)]
+    start = _values(rng, feats * bins * stride)
+    ours, theirs = _ours(keys, start), _theirs(keys, start)
+    fate2.evaluator.i_update(pk, ours, _ours(keys, g), positions, stride)
+    STOCK_EV.i_update(fpk, theirs, _theirs(keys, g), positions, stride)
+    _same(_dec(keys, ours), _fdec(keys, theirs))
+    masks = [bool(v) for v in rng.integers(0, 2, rows)]
+    masked_pos = [positions[i] for i in range(sum(masks))]
+    fate2.evaluator.i_update_with_masks(pk, ours, _ours(keys, g), torch.tensor(masked_pos), torch.tensor(masks), stride)
+    STOCK_EV.i_update_with_masks(fpk, theirs, _theirs(keys, g), masked_pos, masks, stride)
+    _same(_dec(keys, ours), _fdec(keys, theirs))
+
+
+def test_histogram_update_refuses_positions_out_of_range(keys, rng):
+    sk, pk, coder, *_ = keys
+    a = fate2.evaluator.zeros(4)
+    before = list(a.cts)
+    with pytest.raises(IndexError, match="target"):
+        fate2.evaluator.i_update(pk, a, _ours(keys, _values(rng, 2)), [[0, 4], [1]], 1)
+    with pytest.raises(IndexError, match="target"):
+        fate2.evaluator.i_update(pk, a, _ours(keys, _values(rng, 2)), [[-1], [1]], 1)
+    with pytest.raises(IndexError, match="source"):
+        fate2.evaluator.i_update(pk, a, _ours(keys, _values(rng, 2)), [[0], [1], [2]], 1)
+    with pytest.raises(ValueError, match="stride"):
+        fate2.evaluator.i_update(pk, a, _ours(keys, _values(rng, 2)), [[0], [1]], 0)
+    assert a.cts == before  # refused before anything changed

@@ -20,10 +20,6 @@ def int_list(x: Any) -> list[int]:
     return [int(v) for v in x]
 
 
-def int_rows(x: Any) -> list[list[int]]:
-    return [[int(p) for p in row] for row in x]
-
-
 def matrix_shape(shape: Any, row: bool) -> tuple[int, int]:
     """A matmul operand's shape as 2-D: a vector is a row (left operand) or a column (right)."""
     dims = [int(d) for d in shape]

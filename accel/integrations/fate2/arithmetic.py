@@ -6,7 +6,7 @@ otherwise operands align down to the finer (smaller) exponent before they are co
 """
 from __future__ import annotations
 
-from typing import Iterable, Sequence
+from typing import Any, Iterable, Sequence
 
 import numpy as np
 
@@ -81,21 +81,68 @@ def multiply(be: Backend, pk: PublicKey, a: EV, b: FV) -> EV:
     return EV(be.raw_mul(pk, a.cts, ks), a.exps + b.exps)
 
 
-def scatter_add(be: Backend, pk: PublicKey, a: EV, pairs: Iterable[tuple[int, int]], b: EV) -> None:
-    """In place: a[t] += b[s] for every (t, s), all targets at once (grouped sums)."""
+def scatter_add(be: Backend, pk: PublicKey, a: EV, targets: np.ndarray, sources: np.ndarray, b: EV) -> None:
+    """In place: a[targets[k]] += b[sources[k]] for every k, all targets at once: one alignment
+    batch (each target's group to its finest live exponent) and one grouped sum
+    (:meth:`~accel.Backend.raw_sum_groups`). The index work is numpy's, so the Python cost per
+    pair is a list lookup, not a loop iteration with tuples and dicts."""
+    targets = np.asarray(targets, dtype=np.int64).reshape(-1)
+    sources = np.asarray(sources, dtype=np.int64).reshape(-1)
+    if targets.shape != sources.shape:
+        raise ValueError(f"length mismatch: {targets.size} targets, {sources.size} sources")
+    for name, idx, size in (("target", targets, len(a)), ("source", sources, len(b))):
+        if idx.size and (idx.min() < 0 or idx.max() >= size):
+            raise IndexError(f"{name} index out of range for a vector of {size}")
     a.reduce_in_place(pk)
-    groups: dict[int, list[tuple[int, int]]] = {}
-    for t, s in pairs:
-        g = groups.get(t)
-        if g is None:
-            g = groups[t] = [(a.cts[t], int(a.exps[t]))]
-        g.append((b.cts[s], int(b.exps[s])))
-    if not groups:
+    if not targets.size:
         return
-    targets = list(groups)
-    for t, (c, e) in zip(targets, _batch.reduce_groups(be, pk, [groups[t] for t in targets])):
-        if c != 1:  # an all-zero group leaves the target as it was
-            a.cts[t], a.exps[t] = c, e
+    order = np.argsort(targets, kind="stable")
+    b_cts = b.cts
+    src = [b_cts[i] for i in sources[order].tolist()]
+    live = np.fromiter((c != 1 for c in src), dtype=bool, count=len(src))  # 1 is zero: adds nothing
+    if not live.any():
+        return
+    keep = np.flatnonzero(live)
+    src = [src[i] for i in keep.tolist()]
+    src_exps = b.exps[sources[order][keep]]
+    tgt, starts, counts = np.unique(targets[order][keep], return_index=True, return_counts=True)
+    tmin = np.minimum.reduceat(src_exps, starts)
+    a_cts = a.cts
+    a_live = np.fromiter((a_cts[t] != 1 for t in tgt.tolist()), dtype=bool, count=tgt.size)
+    tmin = np.where(a_live, np.minimum(tmin, a.exps[tgt]), tmin)
+    # one alignment batch: the targets' own values first, then the sources
+    t_idx = np.flatnonzero(a_live)
+    align_cts = [a_cts[t] for t in tgt[t_idx].tolist()] + src
+    align_exps = np.concatenate([a.exps[tgt[t_idx]], src_exps])
+    align_to = np.concatenate([tmin[t_idx], np.repeat(tmin, counts)])
+    if (align_exps != align_to).any():
+        align_cts = lower(be, pk, align_cts, align_exps, align_to)
+    own, src = align_cts[:t_idx.size], align_cts[t_idx.size:]
+    flat: list[int] = []
+    it = iter(own)
+    for k, (s0, n) in enumerate(zip(starts.tolist(), counts.tolist())):
+        if a_live[k]:
+            flat.append(next(it))
+        flat.extend(src[s0:s0 + n])
+    sums = be.raw_sum_groups(pk, flat, (counts + a_live).tolist())
+    for t, c in zip(tgt.tolist(), sums):
+        a_cts[t] = c
+    a.exps[tgt] = tmin
+
+
+def row_pairs(rows: Any, value_rows: Sequence[int] | None, stride: int) -> tuple[np.ndarray, np.ndarray]:
+    """FATE's histogram positions as (targets, sources): for row i and each position p in it,
+    the ``stride`` slots p*stride + k take values from slot v*stride + k, v = ``value_rows[i]``
+    (i itself when None)."""
+    rows = [r.tolist() if hasattr(r, "tolist") else list(r) for r in rows]
+    if value_rows is not None:
+        rows = rows[:len(value_rows)]
+    lengths = np.fromiter((len(r) for r in rows), dtype=np.int64, count=len(rows))
+    flat = np.fromiter((int(p) for r in rows for p in r), dtype=np.int64, count=int(lengths.sum()))
+    vals = np.arange(len(rows), dtype=np.int64) if value_rows is None else np.asarray(value_rows, dtype=np.int64)
+    src_rows = np.repeat(vals[:len(rows)], lengths)
+    k = np.arange(stride, dtype=np.int64)
+    return (flat[:, None] * stride + k).reshape(-1), (src_rows[:, None] * stride + k).reshape(-1)
 
 
 def prefix_sums(be: Backend, pk: PublicKey, a: EV, sequences: Sequence[Sequence[int]]) -> None:

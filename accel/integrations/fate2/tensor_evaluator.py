@@ -11,7 +11,7 @@ import torch
 
 from ...keys import PublicKey
 from . import arithmetic, interop
-from .arguments import int_list, int_rows, matrix_shape, to_numpy
+from .arguments import int_list, matrix_shape, positive_int, to_numpy
 from .coder import Coder
 from .runtime import current_backend
 from .vectors import EV, FV
@@ -219,21 +219,17 @@ class evaluator:  # noqa: N801 - the name FATE imports
         """In place: for each row i of ``positions`` and each p in it,
         a[p*stride : p*stride+stride] += b[i*stride : i*stride+stride]."""
         key = _key(pk)
-        b = EV.of(b, key)
-        pairs = ((p * stride + k, i * stride + k)
-                 for i, row in enumerate(int_rows(positions)) for p in row for k in range(stride))
-        arithmetic.scatter_add(current_backend(), key, a, pairs, b)
+        targets, sources = arithmetic.row_pairs(positions, None, positive_int(stride, "stride"))
+        arithmetic.scatter_add(current_backend(), key, a, targets, sources, EV.of(b, key))
 
     @_in_place
     def i_update_with_masks(pk: Any, a: EV, b: Any, positions, masks, stride: int) -> None:
         """As :meth:`i_update`, with row i of ``positions`` taking its values from the i-th
         position of b whose mask is true."""
         key = _key(pk)
-        b = EV.of(b, key)
         value_rows = [i for i, m in enumerate(int_list(masks)) if m]
-        pairs = ((p * stride + k, v * stride + k)
-                 for v, row in zip(value_rows, int_rows(positions)) for p in row for k in range(stride))
-        arithmetic.scatter_add(current_backend(), key, a, pairs, b)
+        targets, sources = arithmetic.row_pairs(positions, value_rows, positive_int(stride, "stride"))
+        arithmetic.scatter_add(current_backend(), key, a, targets, sources, EV.of(b, key))
 
     @_in_place
     def chunking_cumsum_with_step(pk: Any, a: EV, chunk_sizes: List[int], step: int) -> None:
@@ -257,8 +253,9 @@ class evaluator:  # noqa: N801 - the name FATE imports
         key = _key(pk)
         a = EV.of(a, key)
         out = EV.zeros(len(intervals) * step)
-        pairs = ((i * step + (j - s) % step, j) for i, (s, e) in enumerate(intervals) for j in range(s, e))
-        arithmetic.scatter_add(current_backend(), key, out, pairs, a)
+        pairs = [(i * step + (j - s) % step, j) for i, (s, e) in enumerate(intervals) for j in range(s, e)]
+        targets, sources = (np.array([p[k] for p in pairs], dtype=np.int64) for k in (0, 1))
+        arithmetic.scatter_add(current_backend(), key, out, targets, sources, a)
         return out
 
     @staticmethod
