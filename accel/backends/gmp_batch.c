@@ -73,30 +73,6 @@ long hea_mulmod(const uint8_t *mod, size_t mod_width, const uint8_t *a, const ui
     return result;
 }
 
-/* out = prod a[i] mod m (1 for no elements): homomorphic sum. */
-long hea_product(const uint8_t *mod, size_t mod_width, const uint8_t *a, size_t count, size_t width,
-                 uint8_t *out) {
-    mp_size_t nl = (mp_size_t)((mod_width + 7) / 8);
-    mp_limb_t *buf = malloc((size_t)(7 * nl + 1) * sizeof(mp_limb_t));
-    if (!buf) return HEA_NOMEM;
-    mp_limb_t *m = buf, *acc = m + nl, *x = acc + nl, *p = x + nl, *q = p + 2 * nl; /* q: 2 nl + 1 */
-    load(m, nl, mod, mod_width);
-    mp_size_t ml = nl;
-    while (ml > 1 && m[ml - 1] == 0) ml--;
-    memset(acc, 0, (size_t)nl * sizeof(mp_limb_t));
-    acc[0] = 1;
-    long result = HEA_OK;
-    for (size_t i = 0; i < count; i++) {
-        if (!in_range(a + i * width, width, m, nl, x, 1)) { result = (long)i; break; }
-        mpn_mul_n(p, acc, x, nl);
-        memset(acc, 0, (size_t)nl * sizeof(mp_limb_t));
-        mpn_tdiv_qr(q, acc, 0, p, 2 * nl, m, ml);
-    }
-    if (result == HEA_OK) store(out, width, acc, nl);
-    free(buf);
-    return result;
-}
-
 /* Grouped products: out[g] = prod of group g's elements mod m (1 for an empty group), the
  * groups being consecutive runs of a (counts[g] elements each). A group's first element starts
  * its accumulator, so a group of k costs k - 1 multiplications: FATE's histogram updates sum
@@ -126,6 +102,12 @@ long hea_product_groups(const uint8_t *mod, size_t mod_width, const uint8_t *a, 
     }
     free(buf);
     return result;
+}
+
+/* out = prod a[i] mod m (1 for no elements): homomorphic sum, one group of them all. */
+long hea_product(const uint8_t *mod, size_t mod_width, const uint8_t *a, size_t count, size_t width,
+                 uint8_t *out) {
+    return hea_product_groups(mod, mod_width, a, &count, 1, width, out);
 }
 
 /* out[i] = c[i] * (1 + m[i] n) mod n^2, computed as c + n ((c mod n) m mod n) mod n^2: since
