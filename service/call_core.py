@@ -157,6 +157,11 @@ class CallCore:
         return self.planner.sum(pk, cs)
 
     @_transported
+    def sum_groups(self, pk: PublicKey, cs: bytes, counts: Sequence[int]) -> bytes:
+        """One sum per group of ``counts[g]`` consecutive ciphertexts (E(0) = 1 for an empty group)."""
+        return self.planner.sum_groups(pk, cs, counts)
+
+    @_transported
     def matvec(self, pk: PublicKey, cs: bytes, rows: list[list[int]], columns: int) -> bytes:
         return self.planner.matvec(pk, cs, rows, columns)
 

@@ -158,6 +158,26 @@ class ComputeServicer(pb_grpc.ComputeServiceServicer):
         count = self._ciphertexts(req.ciphertexts, pk)
         return Job(("sum", rec.key_id), count, (req.ciphertexts,), lambda c: be.raw_sum(pk, c), 0, "sum")
 
+    def _plan_sum_groups(self, req: pb.SumGroupsRequest, rec: KeyRecord, ident: str) -> Job:
+        pk, be, cw = rec.public_key, self.s.backend, rec.public_key.ciphertext_width
+        count = codec.count_of(req.ciphertexts, cw, "ciphertext")
+        groups = len(req.counts)
+        self._limit(count)
+        self._limit(groups, "groups")   # an empty group: a byte of the request, a ciphertext of the reply
+        self._reply_limit(groups * cw)
+        # uint64 on the wire, so never negative; added up as Python ints, so that huge counts
+        # cannot wrap around to the right total
+        total = sum(req.counts)
+        if total != count:
+            raise InvalidArgument(f"length mismatch: the counts add up to {total}, "
+                                  f"the request holds {count} ciphertexts")
+        codec.ciphertexts(req.ciphertexts, pk.nsquare, cw)
+        counts = list(req.counts)
+        # not elementwise (a reply per group, not per element): it runs alone, as sum does, so
+        # concurrent callers' groups never mix
+        return Job(("sum_groups", rec.key_id), count, (req.ciphertexts,),
+                   lambda c: be.raw_sum_groups(pk, c, counts), 0, "sum_groups")
+
     def _plan_matvec(self, req: pb.MatVecRequest, rec: KeyRecord, ident: str) -> Job:
         pk, be, cw = rec.public_key, self.s.backend, rec.public_key.ciphertext_width
         rows, cols = codec.count_of(req.ciphertexts, cw, "ciphertext"), req.columns
@@ -218,8 +238,8 @@ class ComputeServicer(pb_grpc.ComputeServiceServicer):
 
     PLANNERS: dict[str, Callable[..., Job]] = {
         "encrypt": _plan_encrypt, "decrypt": _plan_decrypt, "add": _plan_add, "add_plain": _plan_add_plain,
-        "mul": _plan_mul, "sum": _plan_sum, "matvec": _plan_matvec, "rerandomize": _plan_rerandomize,
-        "powmod": _plan_powmod,
+        "mul": _plan_mul, "sum": _plan_sum, "sum_groups": _plan_sum_groups, "matvec": _plan_matvec,
+        "rerandomize": _plan_rerandomize, "powmod": _plan_powmod,
     }
     KEYLESS = frozenset({"powmod"})
 

@@ -37,6 +37,7 @@ COMPUTE_OPS: dict[str, ComputeOp] = {op.name: op for op in (
     ComputeOp.of("add_plain", "AddPlain", "ciphertexts"),
     ComputeOp.of("mul", "Mul", "ciphertexts"),
     ComputeOp.of("sum", "Sum", "ciphertexts"),
+    ComputeOp.of("sum_groups", "SumGroups", "ciphertexts"),
     ComputeOp.of("matvec", "MatVec", "ciphertexts"),
     ComputeOp.of("rerandomize", "Rerandomize", "ciphertexts"),
     ComputeOp.of("powmod", "PowMod", "numbers"),

@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Sequence
 
+from accel.backends.base import group_counts
 from accel.keys import PublicKey
 from accel.packing import blob_to_ints, ints_to_blob
 
@@ -74,6 +75,33 @@ def _product_mod(nsquare: int, width: int, columns: int) -> Callable[[list[bytes
     return finish
 
 
+def _group_sizes(counts: Sequence[int], total: int) -> list[int]:
+    """The library's check of group sizes (non-negative ints adding up to ``total``), before
+    any request is made; a bad count is the caller's INVALID_ARGUMENT, as the service would say."""
+    try:
+        return group_counts(counts, total)
+    except ValueError as e:
+        raise InvalidArgument(str(e)) from None
+
+
+def _merge_pieces(nsquare: int, width: int, continues: list[bool]) -> Callable[[list[bytes]], bytes]:
+    """Join the chunks' replies; an entry marked in ``continues`` is multiplied into the one before it."""
+    def finish(parts: list[bytes]) -> bytes:
+        joined = _join(parts)
+        if not any(continues):
+            return joined
+        out: list[bytes] = []
+        for j, piece_of_previous in enumerate(continues):
+            entry = joined[j * width:(j + 1) * width]
+            if piece_of_previous:
+                acc = int.from_bytes(out[-1], "little") * int.from_bytes(entry, "little") % nsquare
+                out[-1] = acc.to_bytes(width, "little")
+            else:
+                out.append(entry)
+        return b"".join(out)
+    return finish
+
+
 class Planner:
     def __init__(self, chunk_bytes: int):
         self.chunk_bytes = max(1, chunk_bytes)
@@ -110,6 +138,36 @@ class Planner:
         reqs = [pb.SumRequest(key=key_ref(pk), ciphertexts=cs[lo * cw:hi * cw])
                 for lo, hi in _chunks(count, self._per_chunk(cw))]
         return Plan("Sum", reqs, _product_mod(pk.nsquare, cw, 1))
+
+    def sum_groups(self, pk: PublicKey, cs: bytes, counts: Sequence[int]) -> Plan:
+        """Chunks of whole groups, each at most a chunk's worth of ciphertexts in the request
+        and of sums in the reply; a group too large for one chunk is split, and the partial
+        sums of its pieces (adjacent in the joined replies) are multiplied here."""
+        cw = pk.ciphertext_width
+        count = codec.count_of(cs, cw, "ciphertexts")
+        sizes = _group_sizes(counts, count)
+        per = self._per_chunk(cw)
+        spans: list[tuple[int, int, list[int]]] = []   # (first element, end, counts) per chunk
+        continues: list[bool] = []                     # per reply entry: a later piece of the group before it
+        lo = at = 0
+        pieces: list[int] = []
+        for k in sizes:
+            left, piece_of_previous = k, False
+            while True:
+                if len(pieces) == per or (at - lo == per and left):
+                    spans.append((lo, at, pieces))
+                    lo, pieces = at, []
+                take = min(left, per - (at - lo))
+                pieces.append(take)
+                continues.append(piece_of_previous)
+                at += take
+                left -= take
+                if not left:
+                    break
+                piece_of_previous = True
+        spans.append((lo, at, pieces))
+        reqs = [pb.SumGroupsRequest(key=key_ref(pk), ciphertexts=cs[a * cw:b * cw], counts=ks) for a, b, ks in spans]
+        return Plan("SumGroups", reqs, _merge_pieces(pk.nsquare, cw, continues))
 
     def matvec(self, pk: PublicKey, cs: bytes, rows: list[list[int]], columns: int) -> Plan:
         cw = pk.ciphertext_width

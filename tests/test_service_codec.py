@@ -75,7 +75,7 @@ def test_signed_counts_before_decoding():
 
 # -- fuzzing the request decoder ---------------------------------------------------------------
 
-OPS = ["encrypt", "decrypt", "add", "add_plain", "mul", "sum", "matvec", "rerandomize", "powmod"]
+OPS = ["encrypt", "decrypt", "add", "add_plain", "mul", "sum", "sum_groups", "matvec", "rerandomize", "powmod"]
 
 
 @pytest.fixture(scope="module")
@@ -117,6 +117,9 @@ def requests(draw, pk):
         req = pb.MulRequest(key=key, ciphertexts=c1, scalars=signed)
     elif op == "sum":
         req = pb.SumRequest(key=key, ciphertexts=c1)
+    elif op == "sum_groups":
+        counts = draw(st.lists(st.sampled_from([0, 1, 2, 3, 2**64 - 1]), max_size=5))
+        req = pb.SumGroupsRequest(key=key, ciphertexts=c1, counts=counts)
     elif op == "matvec":
         req = pb.MatVecRequest(key=key, ciphertexts=c1, matrix=signed, columns=draw(st.integers(0, 2**32 - 1)))
     elif op == "rerandomize":

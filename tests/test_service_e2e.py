@@ -131,6 +131,31 @@ class TestEveryOpAgainstTheOracle:
         assert alice.export_private_key(pk) == sk
         assert alice.delete_key(pk) and not alice.delete_key(pk)
 
+    def test_sum_groups(self, server, alice, key):
+        """Many sums in one call: the exact products mod n^2 (gmpy2), decrypting to the group
+        sums, with empty groups and groups of one; in small chunks the same integers, a group
+        split over several chunks and multiplied together by the client."""
+        pk, sk = key
+        o = Oracle.for_key(sk)
+        n, cw = pk.n, pk.ciphertext_width
+        counts = [3, 0, 1, 9, 0, 1, 2, 0, 7]
+        ms = [0, 1, n - 1] + [random.randrange(n) for _ in range(sum(counts) - 3)]
+        c = alice.encrypt(pk, pack(ms, pk.plaintext_width))
+        want = _group_products(blob_to_ints(c, cw), counts, pk.nsquare)
+        out = alice.sum_groups(pk, c, counts)
+        assert blob_to_ints(out, cw) == want
+        at = np.cumsum([0] + counts)
+        assert o.dec_all(want) == [sum(ms[a:b]) % n for a, b in zip(at[:-1], at[1:])]
+        assert alice.sum_groups(pk, b"", []) == b""
+        assert blob_to_ints(alice.sum_groups(pk, b"", [0, 0]), cw) == [1, 1]
+        # 4 ciphertexts or 4 sums a chunk: the 9 spans three chunks, the 7 two
+        with HeAccelClient(f"127.0.0.1:{server[1]}", token="token-alice", chunk_bytes=4 * cw) as small:
+            assert len(small.planner.sum_groups(pk, c, counts).requests) > 3
+            assert small.sum_groups(pk, c, counts) == out
+            assert blob_to_ints(small.sum_groups(pk, c, [sum(counts)]), cw) == \
+                _group_products(blob_to_ints(c, cw), [sum(counts)], pk.nsquare)
+            assert blob_to_ints(small.sum_groups(pk, b"", [0] * 10), cw) == [1] * 10
+
     def test_large_batches_stream_in_order(self, alice, key):
         pk, sk = key
         o = Oracle.for_key(sk)
@@ -246,6 +271,52 @@ class TestBadInput:
         assert Oracle(pk.n, *_pq(key)).dec_all(blob_to_ints(alice.add(pk, c, c), cw)) == [2, 4, 6]
 
 
+    def test_sum_groups_statuses(self, alice, key):
+        pk, _ = key
+        cw = pk.ciphertext_width
+        c = alice.encrypt(pk, pack([1, 2, 3], pk.plaintext_width))
+        cases = [
+            # the client checks the counts before sending anything
+            (InvalidArgument, "the counts add up to 4, the batch holds 3", lambda: alice.sum_groups(pk, c, [2, 2])),
+            (InvalidArgument, r"counts\[1\] must be a non-negative int", lambda: alice.sum_groups(pk, c, [4, -1])),
+            # and the service checks them again: a raw request, uint64 counts that would wrap
+            # around to the right total in 64 bits
+            (InvalidArgument, "the counts add up to 2, the request holds 3 ciphertexts",
+             lambda: alice._unary(alice.compute, "SumGroups", _sum_groups_req(pk, c, [1, 1]))),
+            (InvalidArgument, "the counts add up to 18446744073709551618",
+             lambda: alice._unary(alice.compute, "SumGroups", _sum_groups_req(pk, c, [2**64 - 1, 3]))),
+            (InvalidArgument, r"ciphertext\[1\] is out of range",
+             lambda: alice.sum_groups(pk, c[:cw] + pack([pk.nsquare], cw) + c[2 * cw:], [1, 2])),
+            (InvalidArgument, r"ciphertext\[2\] is out of range",
+             lambda: alice.sum_groups(pk, c[:2 * cw] + pack([0], cw), [3])),
+            (InvalidArgument, "not a multiple of the width",
+             lambda: alice._unary(alice.compute, "SumGroups", _sum_groups_req(pk, c[:-1], [3]))),
+            (KeyNotFound, "unknown key",
+             lambda: alice._unary(alice.compute, "SumGroups", _sum_groups_req(pk, c, [3], inline=False,
+                                                                              key_id="f00"))),
+            (ResourceExhausted, "oversize request: 3001 groups",
+             lambda: alice._unary(alice.compute, "SumGroups", _sum_groups_req(pk, b"", [0] * 3001))),
+        ]
+        for exc, pattern, call in cases:
+            with pytest.raises(exc, match=pattern):
+                call()
+        assert blob_to_ints(alice.sum_groups(pk, c, [3]), cw) == _group_products(blob_to_ints(c, cw), [3], pk.nsquare)
+
+
+def _group_products(cs, counts, n2):
+    """The gmpy2 oracle of sum_groups: the product of each consecutive group mod n^2."""
+    import gmpy2
+
+    out, at = [], 0
+    for k in counts:
+        acc = gmpy2.mpz(1)
+        for x in cs[at:at + k]:
+            acc = acc * x % n2
+        out.append(int(acc))
+        at += k
+    return out
+
+
 def _pq(key):
     return key[1].p, key[1].q
 
@@ -255,6 +326,13 @@ def _sum_req(pk, blob, inline=True, key_id=None):
 
     ref = pb.KeyRef(key_id=key_id or pk.fingerprint, public_key=pk.to_bytes() if inline else b"")
     return pb.SumRequest(key=ref, ciphertexts=blob)
+
+
+def _sum_groups_req(pk, blob, counts, inline=True, key_id=None):
+    from accel.service.proto.heaccel.v1 import heaccel_pb2 as pb
+
+    ref = pb.KeyRef(key_id=key_id or pk.fingerprint, public_key=pk.to_bytes() if inline else b"")
+    return pb.SumGroupsRequest(key=ref, ciphertexts=blob, counts=counts)
 
 
 def _enc_req(pk, blob):
@@ -334,15 +412,17 @@ def test_async_client(service_server, key):
             cts = await asyncio.gather(*(c.encrypt(pk, pack(ms, pk.plaintext_width)) for _ in range(4)))
             s = await c.add(pk, cts[0], cts[1])
             t = await c.sum(pk, cts[2])
+            g = await c.sum_groups(pk, cts[2], [5, 0, 15])   # 16 a chunk: the 15 is split
             m = await c.mul(pk, cts[3], [-1] * 20)
             pk2, _ = await c.generate_keypair(512)
             assert (await c.describe_key(pk2)).private_key_owned_by_caller
-            return ms, s, t, m
+            return ms, s, t, m, g, cts[2]
 
-    ms, s, t, m = asyncio.run(main())
+    ms, s, t, m, g, c2 = asyncio.run(main())
     cw = pk.ciphertext_width
     assert o.dec_all(blob_to_ints(s, cw)) == [2 * x % pk.n for x in ms]
     assert o.dec(blob_to_ints(t, cw)[0]) == sum(ms) % pk.n
+    assert blob_to_ints(g, cw) == _group_products(blob_to_ints(c2, cw), [5, 0, 15], pk.nsquare)
     assert o.dec_all(blob_to_ints(m, cw)) == [-x % pk.n for x in ms]
 
 

@@ -171,6 +171,16 @@ class SumRequest(_message.Message):
     ciphertexts: bytes
     def __init__(self, key: _Optional[_Union[KeyRef, _Mapping]] = ..., ciphertexts: _Optional[bytes] = ...) -> None: ...
 
+class SumGroupsRequest(_message.Message):
+    __slots__ = ("key", "ciphertexts", "counts")
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    CIPHERTEXTS_FIELD_NUMBER: _ClassVar[int]
+    COUNTS_FIELD_NUMBER: _ClassVar[int]
+    key: KeyRef
+    ciphertexts: bytes
+    counts: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, key: _Optional[_Union[KeyRef, _Mapping]] = ..., ciphertexts: _Optional[bytes] = ..., counts: _Optional[_Iterable[int]] = ...) -> None: ...
+
 class MatVecRequest(_message.Message):
     __slots__ = ("key", "ciphertexts", "matrix", "columns")
     KEY_FIELD_NUMBER: _ClassVar[int]
@@ -222,7 +232,7 @@ class NumberBatch(_message.Message):
     def __init__(self, numbers: _Optional[bytes] = ...) -> None: ...
 
 class StreamRequest(_message.Message):
-    __slots__ = ("sequence", "encrypt", "decrypt", "add", "add_plain", "mul", "sum", "matvec", "rerandomize", "powmod")
+    __slots__ = ("sequence", "encrypt", "decrypt", "add", "add_plain", "mul", "sum", "matvec", "rerandomize", "powmod", "sum_groups")
     SEQUENCE_FIELD_NUMBER: _ClassVar[int]
     ENCRYPT_FIELD_NUMBER: _ClassVar[int]
     DECRYPT_FIELD_NUMBER: _ClassVar[int]
@@ -233,6 +243,7 @@ class StreamRequest(_message.Message):
     MATVEC_FIELD_NUMBER: _ClassVar[int]
     RERANDOMIZE_FIELD_NUMBER: _ClassVar[int]
     POWMOD_FIELD_NUMBER: _ClassVar[int]
+    SUM_GROUPS_FIELD_NUMBER: _ClassVar[int]
     sequence: int
     encrypt: EncryptRequest
     decrypt: DecryptRequest
@@ -243,7 +254,8 @@ class StreamRequest(_message.Message):
     matvec: MatVecRequest
     rerandomize: RerandomizeRequest
     powmod: PowModRequest
-    def __init__(self, sequence: _Optional[int] = ..., encrypt: _Optional[_Union[EncryptRequest, _Mapping]] = ..., decrypt: _Optional[_Union[DecryptRequest, _Mapping]] = ..., add: _Optional[_Union[AddRequest, _Mapping]] = ..., add_plain: _Optional[_Union[AddPlainRequest, _Mapping]] = ..., mul: _Optional[_Union[MulRequest, _Mapping]] = ..., sum: _Optional[_Union[SumRequest, _Mapping]] = ..., matvec: _Optional[_Union[MatVecRequest, _Mapping]] = ..., rerandomize: _Optional[_Union[RerandomizeRequest, _Mapping]] = ..., powmod: _Optional[_Union[PowModRequest, _Mapping]] = ...) -> None: ...
+    sum_groups: SumGroupsRequest
+    def __init__(self, sequence: _Optional[int] = ..., encrypt: _Optional[_Union[EncryptRequest, _Mapping]] = ..., decrypt: _Optional[_Union[DecryptRequest, _Mapping]] = ..., add: _Optional[_Union[AddRequest, _Mapping]] = ..., add_plain: _Optional[_Union[AddPlainRequest, _Mapping]] = ..., mul: _Optional[_Union[MulRequest, _Mapping]] = ..., sum: _Optional[_Union[SumRequest, _Mapping]] = ..., matvec: _Optional[_Union[MatVecRequest, _Mapping]] = ..., rerandomize: _Optional[_Union[RerandomizeRequest, _Mapping]] = ..., powmod: _Optional[_Union[PowModRequest, _Mapping]] = ..., sum_groups: _Optional[_Union[SumGroupsRequest, _Mapping]] = ...) -> None: ...
 
 class StreamResponse(_message.Message):
     __slots__ = ("sequence", "data")

@@ -305,6 +305,11 @@ class ComputeServiceStub(object):
                 request_serializer=accel_dot_service_dot_proto_dot_heaccel_dot_v1_dot_heaccel__pb2.SumRequest.SerializeToString,
                 response_deserializer=accel_dot_service_dot_proto_dot_heaccel_dot_v1_dot_heaccel__pb2.CiphertextBatch.FromString,
                 )
+        self.SumGroups = channel.unary_unary(
+                '/heaccel.v1.ComputeService/SumGroups',
+                request_serializer=accel_dot_service_dot_proto_dot_heaccel_dot_v1_dot_heaccel__pb2.SumGroupsRequest.SerializeToString,
+                response_deserializer=accel_dot_service_dot_proto_dot_heaccel_dot_v1_dot_heaccel__pb2.CiphertextBatch.FromString,
+                )
         self.MatVec = channel.unary_unary(
                 '/heaccel.v1.ComputeService/MatVec',
                 request_serializer=accel_dot_service_dot_proto_dot_heaccel_dot_v1_dot_heaccel__pb2.MatVecRequest.SerializeToString,
@@ -361,6 +366,12 @@ class ComputeServiceServicer(object):
         raise NotImplementedError('Method not implemented!')
 
     def Sum(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SumGroups(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -424,6 +435,11 @@ def add_ComputeServiceServicer_to_server(servicer, server):
             'Sum': grpc.unary_unary_rpc_method_handler(
                     servicer.Sum,
                     request_deserializer=accel_dot_service_dot_proto_dot_heaccel_dot_v1_dot_heaccel__pb2.SumRequest.FromString,
+                    response_serializer=accel_dot_service_dot_proto_dot_heaccel_dot_v1_dot_heaccel__pb2.CiphertextBatch.SerializeToString,
+            ),
+            'SumGroups': grpc.unary_unary_rpc_method_handler(
+                    servicer.SumGroups,
+                    request_deserializer=accel_dot_service_dot_proto_dot_heaccel_dot_v1_dot_heaccel__pb2.SumGroupsRequest.FromString,
                     response_serializer=accel_dot_service_dot_proto_dot_heaccel_dot_v1_dot_heaccel__pb2.CiphertextBatch.SerializeToString,
             ),
             'MatVec': grpc.unary_unary_rpc_method_handler(
@@ -554,6 +570,23 @@ class ComputeService(object):
             metadata=None):
         return grpc.experimental.unary_unary(request, target, '/heaccel.v1.ComputeService/Sum',
             accel_dot_service_dot_proto_dot_heaccel_dot_v1_dot_heaccel__pb2.SumRequest.SerializeToString,
+            accel_dot_service_dot_proto_dot_heaccel_dot_v1_dot_heaccel__pb2.CiphertextBatch.FromString,
+            options, channel_credentials,
+            insecure, call_credentials, compression, wait_for_ready, timeout, metadata)
+
+    @staticmethod
+    def SumGroups(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(request, target, '/heaccel.v1.ComputeService/SumGroups',
+            accel_dot_service_dot_proto_dot_heaccel_dot_v1_dot_heaccel__pb2.SumGroupsRequest.SerializeToString,
             accel_dot_service_dot_proto_dot_heaccel_dot_v1_dot_heaccel__pb2.CiphertextBatch.FromString,
             options, channel_credentials,
             insecure, call_credentials, compression, wait_for_ready, timeout, metadata)
