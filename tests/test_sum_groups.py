@@ -84,6 +84,14 @@ class TestBadInput:
             with pytest.raises(ValueError, match=rf"ciphertext\[{where}\]"):
                 backend.raw_sum_groups(pk, cs, [2, 2, 1])
 
+    def test_packed_ciphertext_out_of_range_names_its_index(self, backend, key1024):
+        pk, _ = key1024
+        wide = ints_to_blob([2, 3, 4, 5, 6], pk.ciphertext_width, "c")
+        w = pk.ciphertext_width
+        blob = wide[:4 * w] + pk.nsquare.to_bytes(w, "little")
+        with pytest.raises(ValueError, match=r"ciphertext\[4\]"):
+            backend.raw_sum_groups(pk, blob, [2, 2, 1])
+
     def test_negative_ciphertext(self, backend, key1024):
         pk, _ = key1024
         with pytest.raises(ValueError):

@@ -358,6 +358,10 @@ def product_native(lib_path: str, cs_blob: bytes, n2: int, cw: int, offset: int 
     return _native.product(_native.load(lib_path), cs_blob, n2, cw, offset=offset)
 
 
+def product_groups_native(lib_path: str, cs_blob: bytes, sizes: list[int], n2: int, cw: int) -> bytes:
+    return _native.product_groups(_native.load(lib_path), cs_blob, sizes, n2, cw)
+
+
 def encrypt_djn_native(lib_path: str, ms_blob: bytes | None, rs_blob: bytes, n: int, hs: int, exponent_bits: int,
                        window: int, table_path: str | None, pw: int, cw: int, engine: str | None = None,
                        offset: int = 0) -> bytes:

@@ -125,6 +125,9 @@ def _declare(lib: ctypes.CDLL) -> None:
     lib.hea_product.argtypes = [_c_ptr, _c_size, _c_ptr, _c_size, _c_size, ctypes.c_void_p]
     lib.hea_product_redc.restype = ctypes.c_long
     lib.hea_product_redc.argtypes = lib.hea_product.argtypes
+    lib.hea_product_groups.restype = ctypes.c_long
+    lib.hea_product_groups.argtypes = [_c_ptr, _c_size, _c_ptr, ctypes.POINTER(ctypes.c_size_t), _c_size, _c_size,
+                                       ctypes.c_void_p]
     lib.hea_add_plain.restype = ctypes.c_long
     lib.hea_add_plain.argtypes = [_c_ptr, _c_size, _c_ptr, _c_size, _c_ptr, _c_ptr, ctypes.c_void_p, _c_size, bad]
     lib.hea_djn_table.restype = ctypes.c_long
@@ -184,6 +187,16 @@ def product(lib, a: bytes, mod: int, width: int, offset: int = 0) -> bytes:
     r = lib.hea_product_redc(_bytes(mod, width), width, a, len(a) // width, width, out)
     _check(r, (("ciphertext", _CIPHER),), ctypes.c_int(0), offset)
     return out.raw
+
+
+def product_groups(lib, a: bytes, counts: list[int], mod: int, width: int) -> bytes:
+    """The product mod ``mod`` of each consecutive run of ``counts[g]`` numbers (1 for none)."""
+    groups = len(counts)
+    out = ctypes.create_string_buffer(max(groups, 1) * width)
+    sizes = (ctypes.c_size_t * max(groups, 1))(*counts)
+    r = lib.hea_product_groups(_bytes(mod, width), width, a, sizes, groups, width, out)
+    _check(r, (("ciphertext", _CIPHER),), ctypes.c_int(0), 0)
+    return out.raw[:groups * width]
 
 
 def add_plain(lib, cs: bytes, ms: bytes, n: int, pw: int, cw: int, offset: int = 0) -> bytes:

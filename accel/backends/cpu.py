@@ -30,7 +30,7 @@ import weakref
 from typing import Any, Callable
 
 from ..keys import PrivateKey, PublicKey, RandomSource
-from ..packing import split_blob
+from ..packing import from_blob, split_blob, to_blob
 from . import _gmp_ops as ops
 from . import _native, _native_ints
 from ._pool import PoolUnavailable, WorkerPool, connect_shared, runtime_dir
@@ -266,6 +266,14 @@ class CpuBackend(Backend):
             out = self.native_ints.products(cs, sizes, pk.nsquare, pk.ciphertext_width)
             if out is not None:
                 return out
+        if self.native_lib is not None and not self._closed:
+            # packed input (the service's requests): the same grouped product, through ctypes, in
+            # this process (groups do not split on the pool's element chunks)
+            pk = need_public(pk)
+            blob, packing = to_blob(cs, pk.ciphertext_width, "ciphertext")
+            sizes = group_counts(counts, len(blob) // pk.ciphertext_width)
+            out = ops.product_groups_native(self.native_lib, blob, sizes, pk.nsquare, pk.ciphertext_width)
+            return from_blob(out, pk.ciphertext_width, packing)
         return super().raw_sum_groups(pk, cs, counts)
 
     # -- hooks -------------------------------------------------------------------------------
