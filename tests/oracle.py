@@ -47,3 +47,15 @@ class ScriptedRng:
 
     def getrandbits(self, k: int) -> int:
         raise AssertionError("not expected")
+
+
+def group_products(cs, counts, n2) -> list[int]:
+    """The oracle of raw_sum_groups: the product of each consecutive group of ``counts[g]`` mod n2."""
+    out, at = [], 0
+    for k in counts:
+        acc = gmpy2.mpz(1)
+        for c in cs[at:at + k]:
+            acc = acc * c % n2
+        out.append(int(acc))
+        at += k
+    return out
